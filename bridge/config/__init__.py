@@ -1,0 +1,8 @@
+"""Configuration: the rules.toml schema and its loader."""
+
+from __future__ import annotations
+
+from bridge.config.loader import load_config, parse_config
+from bridge.config.schema import Config
+
+__all__ = ["Config", "load_config", "parse_config"]

@@ -1,0 +1,285 @@
+"""Read rules.toml: parse, interpolate `${VAR}`, validate, cross-check; report every problem.
+
+`load_config` either returns a whole `Config` or raises `ConfigErrors` holding each problem
+as `file:line: path: message`, so `bridge check` can show all of them at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from bridge.config.locate import LineIndex, format_path
+from bridge.config.schema import (
+    SINK_KINDS,
+    SOURCE_KINDS,
+    BridgeSettings,
+    Config,
+    Rule,
+    RuleTest,
+    SinkBase,
+    SlackSink,
+    SourceBase,
+)
+from bridge.errors import ConfigError, ConfigErrors
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_TOP_LEVEL = ("bridge", "sources", "sinks", "rules", "tests")
+_NEEDS_BASE_URL = {"esales": "https://{cluster-id}.api.esales.apptus.cloud",
+                   "zendesk": "https://{subdomain}.zendesk.com"}
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("BRIDGE_CONFIG") or "rules.toml")
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class _Collector:
+    """Gathers problems with their line numbers as validation walks the file."""
+
+    def __init__(self, file: str, index: LineIndex):
+        self.file = file
+        self.index = index
+        self.errors: list[ConfigError] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.errors.append(
+            ConfigError(message, file=self.file, line=self.index.line_of(path), path=path)
+        )
+
+
+def interpolate(data: Any, env: Mapping[str, str], on_missing: Callable[[str, str], None],
+                path: str = "") -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string; report unset variables."""
+    if isinstance(data, str):
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            on_missing(path, name)
+            return ""
+
+        return _VAR.sub(substitute, data)
+    if isinstance(data, dict):
+        return {k: interpolate(v, env, on_missing, f"{path}.{k}" if path else k)
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [interpolate(v, env, on_missing, f"{path}[{i}]") for i, v in enumerate(data)]
+    return data
+
+
+def _validate(model: type[BaseModel], data: Any, prefix: str, out: _Collector,
+              tag: str | None = None) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if p not in {tag, "basic", "bearer", "header",
+                                                            "oauth2", "none"} or p == "type")
+            path = ".".join(filter(None, [prefix, format_path(loc)])).replace(".[", "[")
+            out.add(path, _message(error, model, loc))
+        return None
+
+
+def _message(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        known = _known_keys(model, loc[:-1])
+        return f"unknown key {key!r}{did_you_mean(key, known)}"
+    if kind == "missing":
+        return "missing required key"
+    msg = str(error["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type)
+                                         and issubclass(current, BaseModel)):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        current = next((a for a in getattr(annotation, "__args__", (annotation,))
+                        if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items() if name != "path"]
+    return []
+
+
+def _validate_kinds(items: Any, section: str, registry: Mapping[str, type[Any]],
+                    out: _Collector) -> list[Any]:
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        out.add(section, f"expected an array of tables: [[{section}]]")
+        return []
+    valid = []
+    for i, item in enumerate(items):
+        where = f"{section}[{i}]"
+        kind = item.get("kind") if isinstance(item, dict) else None
+        if kind is None:
+            out.add(f"{where}.kind", f"missing required key; one of {', '.join(registry)}")
+            continue
+        if kind not in registry:
+            out.add(f"{where}.kind", f"unknown {section[:-1]} kind {kind!r}"
+                    f"{did_you_mean(str(kind), list(registry))} (known: {', '.join(registry)})")
+            continue
+        value = _validate(registry[kind], item, where, out, tag=kind)
+        if value is not None:
+            valid.append(value)
+    return valid
+
+
+def _validate_list(items: Any, section: str, model: type[BaseModel], out: _Collector) -> list[Any]:
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        out.add(section, f"expected an array of tables: [[{section}]]")
+        return []
+    results = [_validate(model, item, f"{section}[{i}]", out) for i, item in enumerate(items)]
+    return [r for r in results if r is not None]
+
+
+def _check_unique(items: list[Any], section: str, raw: list[Any], out: _Collector) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.name in seen:
+            index = next(i for i, r in enumerate(raw) if r.get("name") == item.name)
+            later = [i for i, r in enumerate(raw) if r.get("name") == item.name][-1]
+            out.add(f"{section}[{later}].name",
+                    f"duplicate name {item.name!r} (also {section}[{index}]); names must be unique")
+        seen.add(item.name)
+
+
+def _cross_check(data: dict[str, Any], sources: list[SourceBase], sinks: list[SinkBase],
+                 rules: list[Rule], tests: list[RuleTest], out: _Collector) -> None:
+    _check_unique(sources, "sources", data.get("sources") or [], out)
+    _check_unique(sinks, "sinks", data.get("sinks") or [], out)
+    _check_unique(rules, "rules", data.get("rules") or [], out)
+    raw_sources = data.get("sources") or []
+    for source in sources:
+        i = next(i for i, r in enumerate(raw_sources) if r.get("name") == source.name)
+        if source.kind in _NEEDS_BASE_URL and not source.base_url:
+            out.add(f"sources[{i}]", f"missing required key 'base_url' for kind {source.kind!r}"
+                    f" (like {_NEEDS_BASE_URL[source.kind]!r})")
+    raw_sinks = data.get("sinks") or []
+    for sink in sinks:
+        i = next(i for i, r in enumerate(raw_sinks) if r.get("name") == sink.name)
+        if isinstance(sink, SlackSink):
+            _check_slack(sink, f"sinks[{i}]", out)
+    sink_names = [s.name for s in sinks]
+    source_names = [s.name for s in sources]
+    raw_rules = data.get("rules") or []
+    for rule in rules:
+        i = next(i for i, r in enumerate(raw_rules) if r.get("name") == rule.name)
+        for j, name in enumerate(rule.notify):
+            if name not in sink_names:
+                path = f"rules[{i}].notify" + (f"[{j}]" if isinstance(
+                    raw_rules[i].get("notify"), list) else "")
+                out.add(path, f"unknown sink {name!r}{did_you_mean(name, sink_names)}"
+                        f" (defined: {', '.join(sink_names) or 'none'})")
+        if source_names and not any(fnmatchcase(s, rule.source) for s in source_names):
+            out.add(f"rules[{i}].source", f"{rule.source!r} matches no source"
+                    f"{did_you_mean(rule.source, source_names)}")
+    for i, test in enumerate(tests):
+        for j, expect in enumerate(test.expect):
+            if expect.sink not in sink_names:
+                out.add(f"tests[{i}].expect[{j}].sink",
+                        f"unknown sink {expect.sink!r}{did_you_mean(expect.sink, sink_names)}")
+
+
+def _check_slack(sink: SlackSink, where: str, out: _Collector) -> None:
+    if sink.token is None and sink.webhook_url is None:
+        out.add(where, "a slack sink needs 'token' (Web API) or 'webhook_url' (incoming webhook)")
+    if sink.token is not None and not sink.channel:
+        out.add(where, "a slack sink with 'token' needs 'channel'")
+    if sink.token is None and sink.webhook_url is not None and sink.mode != "post":
+        out.add(f"{where}.mode", f"mode {sink.mode!r} needs a 'token': an incoming webhook"
+                " can only post")
+
+
+def _resolve_paths(settings: BridgeSettings, base: Path) -> BridgeSettings:
+    templates = Path(settings.templates)
+    if not templates.is_absolute():
+        templates = base / templates
+    state = settings.state
+    prefix = "sqlite:///"
+    if state.startswith(prefix) and not state.startswith(prefix + "/"):
+        relative = state[len(prefix):]
+        if relative and relative != ":memory:":
+            state = prefix + str(base / relative)
+    return settings.model_copy(update={"templates": str(templates), "state": state})
+
+
+def parse_config(text: str, file: str, env: Mapping[str, str] | None = None) -> Config:
+    """Validate config text; `file` names it in messages and anchors relative paths."""
+    env = os.environ if env is None else env
+    index = LineIndex(text)
+    out = _Collector(file, index)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise ConfigErrors([ConfigError(f"not valid TOML: {exc}", file=file,
+                                        line=int(match.group(1)) if match else None)]) from None
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            out.add(key, f"unknown key {key!r}{did_you_mean(key, _TOP_LEVEL)}"
+                    f" (top-level tables: {', '.join(_TOP_LEVEL)})")
+    data = interpolate(raw, env, lambda path, name: out.add(
+        path, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)"))
+    settings = _validate(BridgeSettings, data.get("bridge", {}), "bridge", out)
+    sources = _validate_kinds(data.get("sources"), "sources", SOURCE_KINDS, out)
+    sinks = _validate_kinds(data.get("sinks"), "sinks", SINK_KINDS, out)
+    rules = _validate_list(data.get("rules"), "rules", Rule, out)
+    tests = _validate_list(data.get("tests"), "tests", RuleTest, out)
+    _cross_check(data, sources, sinks, rules, tests, out)
+    if out.errors:
+        out.errors.sort(key=lambda e: e.line or 0)
+        raise ConfigErrors(out.errors)
+    assert settings is not None
+    base = Path(file).resolve().parent
+    return Config(bridge=_resolve_paths(settings, base), sources=sources, sinks=sinks,
+                  rules=rules, tests=tests, path=file)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a config file; raise ConfigErrors listing every problem."""
+    file = Path(path) if path is not None else default_config_path()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigErrors([ConfigError(
+            "no such config file; pass --config PATH or set BRIDGE_CONFIG", file=str(file))]
+        ) from None
+    except OSError as exc:
+        raise ConfigErrors([ConfigError(f"cannot read: {exc.strerror}", file=str(file))]) from None
+    return parse_config(text, str(file), env)
+
+
+def locate(config: Config, path: str, message: str) -> ConfigError:
+    """A ConfigError at `path` of an already loaded config (for later checks like templates)."""
+    try:
+        index = LineIndex(Path(config.path).read_text(encoding="utf-8"))
+        line = index.line_of(path)
+    except OSError:
+        line = None
+    return ConfigError(message, file=config.path, line=line, path=path)

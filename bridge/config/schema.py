@@ -1,0 +1,299 @@
+"""The shape of rules.toml (contract section 2), validated strictly with pydantic.
+
+Every model forbids unknown keys and is frozen. Source and sink kinds each have their own
+model, listed in the explicit `SOURCE_KINDS` / `SINK_KINDS` registries; the loader picks the
+model by `kind` so errors point at the right fields.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+)
+
+from bridge.model import EventKind, JobState
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_ISO = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
+    r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse "500ms", "30s", "5m", "1h", "2d" or ISO 8601 "PT30S" into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f'expected a duration like "30s", "5m", "1h" or "PT30S", got {value!r}')
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    short = _SHORT.match(value)
+    if short:
+        return timedelta(seconds=float(short.group(1)) * _UNITS[short.group(2)])
+    iso = _ISO.match(value.strip().upper())
+    if iso and any(iso.groupdict().values()):
+        parts = {k: float(v) for k, v in iso.groupdict().items() if v}
+        return timedelta(
+            days=parts.get("d", 0),
+            hours=parts.get("h", 0),
+            minutes=parts.get("m", 0),
+            seconds=parts.get("s", 0),
+        )
+    raise ValueError(f'expected a duration like "500ms", "30s", "5m", "1h" or "PT30S", got {value!r}')
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be greater than zero")
+    return value
+
+
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- auth -------------------------------------------------------------------------------
+
+
+class BasicAuth(Strict):
+    type: Literal["basic"]
+    username: str
+    password: SecretStr
+
+
+class BearerAuth(Strict):
+    type: Literal["bearer"]
+    token: SecretStr
+
+
+class HeaderAuth(Strict):
+    type: Literal["header"]
+    header: str
+    value: SecretStr
+
+
+class OAuth2Auth(Strict):
+    type: Literal["oauth2"]
+    token_url: str | None = None
+    client_id: str
+    client_secret: SecretStr
+    scope: str | None = None
+
+
+class NoAuth(Strict):
+    type: Literal["none"]
+
+
+Auth = Annotated[
+    BasicAuth | BearerAuth | HeaderAuth | OAuth2Auth | NoAuth, Field(discriminator="type")
+]
+
+
+# --- sources ----------------------------------------------------------------------------
+
+
+class SourceBase(Strict):
+    name: str = Field(min_length=1)
+    kind: str
+    base_url: str | None = None
+    interval: PositiveDuration = timedelta(seconds=30)
+    timeout: PositiveDuration = timedelta(seconds=10)
+    stall_after: PositiveDuration = timedelta(minutes=15)
+    # A job reported missing (404, NOT_FOUND, absent from the list) for this long vanishes.
+    vanish_after: Duration = timedelta(0)
+    # Terminal jobs are kept this long after they finish, then forgotten.
+    retain: PositiveDuration = timedelta(hours=24)
+    progress_step: float = Field(default=25.0, gt=0, le=100)
+    ids: list[str] = Field(default_factory=list)
+    auth: Auth | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    states: dict[str, JobState] = Field(default_factory=dict)
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _ids_as_strings(cls, value: Any) -> Any:
+        # eSales ids are 19-digit numbers: a TOML integer would survive, but keep them text.
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
+
+
+class JtlSource(SourceBase):
+    kind: Literal["jtl"]
+    tenant_id: str
+    app_id: str = "bridge/0.1.0"
+    app_version: str = "0.1.0"
+    api_key: SecretStr | None = None
+
+
+class TerminalSource(SourceBase):
+    kind: Literal["terminal"]
+    connection_token: SecretStr
+    # Terminal's webhook signing secret, for syncs pushed to POST /v1/events/{source}.
+    secret: SecretStr | None = None
+
+
+class EsalesSource(SourceBase):
+    kind: Literal["esales"]
+    api_key: SecretStr
+    # An import not found yet may just have been started: wait this long before `vanished`.
+    vanish_after: Duration = timedelta(minutes=2)
+
+
+class ZendeskSource(SourceBase):
+    kind: Literal["zendesk"]
+
+
+class HttpSource(SourceBase):
+    kind: Literal["http"]
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    items: str | None = None
+    id: str = "id"
+    state: str = "status"  # type: ignore[assignment]
+    progress: str | None = None
+    message: str | None = None
+    body: dict[str, Any] | None = None
+
+
+class PushSource(SourceBase):
+    kind: Literal["push"]
+    secret: SecretStr | None = None
+    id: str = "id"
+    state: str = "status"  # type: ignore[assignment]
+    progress: str | None = None
+    message: str | None = None
+
+
+SOURCE_KINDS: dict[str, type[SourceBase]] = {
+    "jtl": JtlSource,
+    "terminal": TerminalSource,
+    "esales": EsalesSource,
+    "zendesk": ZendeskSource,
+    "http": HttpSource,
+    "push": PushSource,
+}
+
+
+# --- sinks ------------------------------------------------------------------------------
+
+
+class RetryPolicy(Strict):
+    attempts: int = Field(default=10, ge=1, le=100)
+    max_age: PositiveDuration = timedelta(hours=24)
+
+
+class SinkBase(Strict):
+    name: str = Field(min_length=1)
+    kind: str
+    timeout: PositiveDuration = timedelta(seconds=10)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class SlackSink(SinkBase):
+    kind: Literal["slack"]
+    token: SecretStr | None = None
+    webhook_url: SecretStr | None = None
+    channel: str | None = None
+    mode: Literal["post", "update", "thread"] = "post"
+    base_url: str = "https://slack.com/api/"
+    # Slack allows about one message per second per channel.
+    min_interval: Duration = timedelta(seconds=1)
+
+
+class WebhookSink(SinkBase):
+    kind: Literal["webhook"]
+    url: SecretStr
+    secret: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+
+
+SINK_KINDS: dict[str, type[SinkBase]] = {"slack": SlackSink, "webhook": WebhookSink}
+
+
+# --- rules and tests ----------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+StateList = Annotated[list[JobState], BeforeValidator(_as_list)]
+
+
+class Rule(Strict):
+    name: str = Field(min_length=1)
+    on: EventKind
+    source: str = "*"
+    from_: StateList | None = Field(default=None, alias="from")
+    to: StateList | None = None
+    when: str | None = None
+    template: str
+    notify: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+    throttle: Duration | None = None
+    repeat: PositiveDuration | None = None
+    continue_: bool = Field(default=False, alias="continue")
+
+
+class Expectation(Strict):
+    sink: str
+    contains: str | None = None
+    not_contains: str | None = None
+    equals: str | None = None
+
+
+class RuleTest(Strict):
+    name: str
+    event: dict[str, Any]
+    expect: list[Expectation] = Field(default_factory=list)
+
+
+class BridgeSettings(Strict):
+    state: str = "sqlite:///bridge-state.db"
+    listen: str = "127.0.0.1:8080"
+    templates: str = "templates"
+    timezone: str = "UTC"
+    admin_token: SecretStr | None = None
+
+
+class Config(Strict):
+    """A whole, validated rules.toml. Paths are already resolved relative to the file."""
+
+    bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    sources: list[SourceBase] = Field(default_factory=list)
+    sinks: list[SinkBase] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    tests: list[RuleTest] = Field(default_factory=list)
+    # Where the config came from, for messages; not a key users write.
+    path: str = ""
+
+    def source(self, name: str) -> SourceBase:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
+
+    def sink(self, name: str) -> SinkBase:
+        for sink in self.sinks:
+            if sink.name == name:
+                return sink
+        raise KeyError(name)

@@ -1,0 +1,55 @@
+"""Prometheus metrics, one registry per running bridge (so tests can run several in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
+
+
+class Metrics:
+    """Every series bridge exports. Stages record into it; `/metrics` renders it."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.polls = Counter("bridge_polls", "Polls per source", ["source"], registry=r)
+        self.poll_errors = Counter(
+            "bridge_poll_errors", "Failed polls per source", ["source"], registry=r
+        )
+        self.poll_latency = Histogram(
+            "bridge_poll_latency_seconds", "Poll latency per source", ["source"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.source_up = Gauge("bridge_source_up", "1 if the source's last poll worked",
+                               ["source"], registry=r)
+        self.tracked_jobs = Gauge("bridge_tracked_jobs", "Jobs tracked per source", ["source"],
+                                  registry=r)
+        self.events = Counter("bridge_events", "Events detected per kind and source",
+                              ["on", "source"], registry=r)
+        self.rule_matches = Counter("bridge_rule_matches", "Notifications produced per rule",
+                                    ["rule"], registry=r)
+        self.render_errors = Counter("bridge_render_errors", "Template failures per rule",
+                                     ["rule"], registry=r)
+        self.deliveries = Counter("bridge_deliveries", "Successful deliveries per sink",
+                                  ["sink"], registry=r)
+        self.delivery_failures = Counter(
+            "bridge_delivery_failures", "Failed delivery attempts per sink", ["sink"], registry=r
+        )
+        self.dead_letters = Counter("bridge_dead_letters", "Deliveries dead-lettered per sink",
+                                    ["sink"], registry=r)
+        self.delivery_latency = Histogram(
+            "bridge_delivery_latency_seconds", "From event to successful delivery, per sink",
+            ["sink"], buckets=_DELIVERY_BUCKETS, registry=r,
+        )
+        self.outbox_depth = Gauge("bridge_outbox_pending", "Deliveries waiting in the outbox",
+                                  registry=r)
+        self.outbox_dead = Gauge("bridge_outbox_dead", "Dead-lettered deliveries", registry=r)
+        self.outbox_oldest = Gauge(
+            "bridge_outbox_oldest_pending_age_seconds", "Age of the oldest pending delivery",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,253 @@
+"""Domain values that flow through the pipeline: job states, observations, events, deliveries.
+
+Everything here is a frozen value with no I/O, so every stage can be tested with plain tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    """The canonical job states of contract section 3."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    BLOCKED = "blocked"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+class EventKind(StrEnum):
+    """What happened, as named in rules (`on = ...`)."""
+
+    TRANSITION = "transition"
+    PROGRESS = "progress"
+    STALLED = "stalled"
+    APPEARED = "appeared"
+    VANISHED = "vanished"
+    SOURCE_DOWN = "source_down"
+    SOURCE_UP = "source_up"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStatus:
+    """One job as seen at one moment: what a poll observes and what an event carries.
+
+    `progress` is a percent (0..100) or None when the API reports none. `run` counts the
+    runs of a recurring job (JTL syncs go from a terminal state back to running); pollers
+    leave it at 1 and detection sets it.
+    """
+
+    id: str
+    state: JobState
+    raw_state: str
+    progress: float | None = None
+    message: str | None = None
+    url: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    failed_items: int | None = None
+    run: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": str(self.state),
+            "raw_state": self.raw_state,
+            "progress": self.progress,
+            "message": self.message,
+            "url": self.url,
+            "fields": dict(self.fields),
+            "failed_items": self.failed_items,
+            "run": self.run,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobStatus:
+        progress = data.get("progress")
+        failed = data.get("failed_items")
+        return cls(
+            id=str(data["id"]),
+            state=JobState(data.get("state", "unknown")),
+            raw_state=str(data.get("raw_state", data.get("state", ""))),
+            progress=float(progress) if progress is not None else None,
+            message=data.get("message"),
+            url=data.get("url"),
+            fields=dict(data.get("fields") or {}),
+            failed_items=int(failed) if failed is not None else None,
+            run=int(data.get("run", 1)),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackedJob:
+    """What the state store remembers of one job between polls."""
+
+    source: str
+    status: JobStatus
+    first_seen: datetime
+    last_seen: datetime
+    # When the job was first seen running in its current run; the base of `duration`.
+    started_at: datetime | None = None
+    # When progress (or state) last moved; a running job idle past `stall_after` is stalled.
+    moved_at: datetime
+    stalled: bool = False
+    # First poll that reported the job missing (404, NOT_FOUND, absent from the list).
+    missing_since: datetime | None = None
+    vanished: bool = False
+    # When the job reached a terminal state (or vanished); the base of pruning.
+    finished_at: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return self.status.id
+
+    @property
+    def done(self) -> bool:
+        """True once nothing more is expected of the job: terminal or vanished."""
+        return self.vanished or self.status.state.terminal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceHealth:
+    """Whether a source's last polls worked; drives `source_down` / `source_up`."""
+
+    source: str
+    up: bool = True
+    since: datetime | None = None
+    reason: str | None = None
+    failures: int = 0
+    last_poll_at: datetime | None = None
+    last_latency: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One thing that happened, as rules and templates see it (contract section 4)."""
+
+    id: str
+    on: EventKind
+    source: str
+    at: datetime
+    job: JobStatus | None = None
+    previous: JobStatus | None = None
+    from_state: JobState | None = None
+    to_state: JobState | None = None
+    first_seen: datetime | None = None
+    duration: timedelta | None = None
+    # Why a source went down (source_down) or a job is considered stalled/vanished.
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data: the shape of `bridge render --event` files and the API."""
+        return {
+            "id": self.id,
+            "on": str(self.on),
+            "source": self.source,
+            "at": self.at.isoformat(),
+            "job": self.job.as_dict() if self.job else None,
+            "previous": self.previous.as_dict() if self.previous else None,
+            "from": str(self.from_state) if self.from_state else None,
+            "to": str(self.to_state) if self.to_state else None,
+            "first_seen": self.first_seen.isoformat() if self.first_seen else None,
+            "duration": self.duration.total_seconds() if self.duration is not None else None,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+        job = JobStatus.from_dict(data["job"]) if data.get("job") else None
+        previous = JobStatus.from_dict(data["previous"]) if data.get("previous") else None
+        duration = data.get("duration")
+        first_seen = data.get("first_seen")
+        at = datetime.fromisoformat(data["at"]) if data.get("at") else datetime.now().astimezone()
+        on = EventKind(data["on"])
+        source = str(data.get("source", ""))
+        return cls(
+            id=str(data.get("id") or event_id(source, on, job.id if job else "", at.isoformat())),
+            on=on,
+            source=source,
+            at=at,
+            job=job,
+            previous=previous,
+            from_state=JobState(data["from"]) if data.get("from") else None,
+            to_state=JobState(data["to"]) if data.get("to") else None,
+            first_seen=datetime.fromisoformat(first_seen) if first_seen else None,
+            duration=timedelta(seconds=float(duration)) if duration is not None else None,
+            reason=data.get("reason"),
+        )
+
+
+def event_id(*parts: object) -> str:
+    """A stable id from the facts that make an event unique, so replays give the same id."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return f"evt_{digest[:24]}"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notification:
+    """A rendered message for one sink, produced by a rule from an event; queued in the outbox."""
+
+    event_id: str
+    rule: str
+    sink: str
+    source: str
+    job_id: str | None
+    # `text` always; `blocks` for Slack Block Kit; `body` for a webhook body template.
+    payload: Mapping[str, Any]
+    # The kind of event and whether the job reached a terminal state; sinks use these to
+    # thread failures and never coalesce away a final state.
+    on: EventKind
+    terminal: bool = False
+
+    @property
+    def delivery_id(self) -> str:
+        """Stable per (event, sink): the Standard Webhooks `webhook-id` of every attempt."""
+        return "msg_" + hashlib.sha256(f"{self.event_id}\x1f{self.sink}".encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """A notification as the outbox holds it, with its delivery bookkeeping."""
+
+    id: str
+    notification: Notification
+    created_at: datetime
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollResult:
+    """A successful poll: the jobs the source reported.
+
+    `complete` says the response listed every live job, so a tracked job absent from it is
+    missing. `missing` names ids the API answered as gone (404, NOT_FOUND) this time.
+    """
+
+    observations: Sequence[JobStatus]
+    complete: bool = False
+    missing: frozenset[str] = frozenset()

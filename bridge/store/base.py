@@ -1,0 +1,146 @@
+"""The state store interface: job state, events, watches, rule memory and the outbox.
+
+One interface, several backends (SQLite embedded, PostgreSQL for several instances). The
+pipeline writes everything one poll produced with a single `commit_poll`, in one
+transaction, so a crash either keeps all of it (new job state, events, outbox rows) or none:
+that is the at-least-once guarantee of contract section 7.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from bridge.model import Delivery, DeliveryStatus, Event, Notification, SourceHealth, TrackedJob
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleMark:
+    """When a rule last notified about a job: the memory behind `throttle` and `repeat`."""
+
+    rule: str
+    source: str
+    job_id: str
+    notified_at: datetime
+    # The job's state when it was notified; `repeat` re-notifies while it stays there.
+    state: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollCommit:
+    """Everything one poll (or one pushed observation) changed, written atomically."""
+
+    source: str
+    upserts: Sequence[TrackedJob] = ()
+    removals: Sequence[str] = ()
+    health: SourceHealth | None = None
+    events: Sequence[Event] = ()
+    notifications: Sequence[Notification] = ()
+    rule_marks: Sequence[RuleMark] = ()
+    # Watched ids (single-id APIs) that reached a terminal state: stop polling them.
+    finished_watches: Sequence[str] = ()
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageRef:
+    """Where a sink's message about one job lives (Slack channel and `ts`)."""
+
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxStats:
+    pending: int = 0
+    dead: int = 0
+    delivered: int = 0
+    oldest_pending: datetime | None = None
+    per_sink_pending: dict[str, int] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """What every state store backend provides. All methods are coroutines."""
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema. Raises StoreError with a clear reason."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the store answers (for /readyz)."""
+
+    # --- jobs, health, events -------------------------------------------------------------
+
+    async def load_jobs(self, source: str) -> dict[str, TrackedJob]: ...
+
+    async def load_health(self, source: str) -> SourceHealth | None: ...
+
+    async def commit_poll(self, commit: PollCommit) -> None:
+        """Write one poll's results in a single transaction."""
+
+    async def list_jobs(
+        self, source: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[TrackedJob]: ...
+
+    async def list_health(self) -> list[SourceHealth]: ...
+
+    async def recent_events(
+        self, limit: int = 100, before: int | None = None, source: str | None = None
+    ) -> list[tuple[int, Event]]:
+        """Newest first, as (sequence number, event); page with `before=<seq>`."""
+
+    # --- watches (job ids tracked on single-id APIs) ---------------------------------------
+
+    async def add_watch(self, source: str, job_id: str) -> bool:
+        """Track a job id; False if it was already tracked."""
+
+    async def remove_watch(self, source: str, job_id: str) -> bool: ...
+
+    async def list_watches(self, source: str) -> list[str]: ...
+
+    # --- rule memory ------------------------------------------------------------------------
+
+    async def load_rule_marks(self) -> list[RuleMark]: ...
+
+    # --- outbox -----------------------------------------------------------------------------
+
+    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
+        """Pending deliveries due by `now`, oldest first, hidden from other claimers for
+        `lease` so two workers (or instances) never send the same row at once."""
+
+    async def mark_delivered(self, delivery_id: str, at: datetime) -> None: ...
+
+    async def mark_retry(
+        self, delivery_id: str, error: str, next_attempt_at: datetime
+    ) -> None:
+        """Count a failed attempt and schedule the next one."""
+
+    async def mark_dead(self, delivery_id: str, error: str, at: datetime) -> None:
+        """Count a failed attempt and dead-letter the delivery with its last error."""
+
+    async def release_claims(self) -> None:
+        """Make claimed-but-unfinished deliveries due now (start-up after a crash)."""
+
+    async def list_outbox(
+        self, status: DeliveryStatus | None = None, limit: int = 200
+    ) -> list[Delivery]: ...
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def retry_deliveries(self, delivery_id: str | None, now: datetime) -> int:
+        """Re-queue one dead (or pending) delivery, or every dead one when id is None."""
+
+    async def drop_deliveries(self, delivery_id: str | None) -> int:
+        """Discard one delivery, or every dead one when id is None."""
+
+    async def outbox_stats(self) -> OutboxStats: ...
+
+    # --- sink memory (Slack message per job) ------------------------------------------------
+
+    async def get_message_ref(self, sink: str, source: str, job_id: str) -> MessageRef | None: ...
+
+    async def set_message_ref(self, sink: str, source: str, job_id: str, ref: MessageRef) -> None:
+        ...
