@@ -1,0 +1,46 @@
+"""What the HTTP server needs from a running bridge. `bridge.app.Bridge` implements it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bridge.config.schema import Config, SourceBase
+from bridge.metrics import Metrics
+from bridge.model import Event, SourceHealth
+from bridge.store.base import Store
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceView:
+    """A source as the dashboard and /v1 API show it (never its secrets)."""
+
+    config: SourceBase
+    lists_jobs: bool
+    health: SourceHealth | None
+
+
+class Runtime(Protocol):
+    config: Config
+    store: Store
+    metrics: Metrics
+
+    @property
+    def ready(self) -> bool:
+        """Config loaded and the scheduler running."""
+
+    async def sources(self) -> Sequence[SourceView]: ...
+
+    async def watch(self, source: str, job_id: str) -> bool:
+        """Track a job id (KeyError: unknown source). False if it was already tracked."""
+
+    async def unwatch(self, source: str, job_id: str) -> bool: ...
+
+    async def push(self, source: str, payload: Any) -> Sequence[Event]:
+        """Feed a pushed observation through detection (KeyError: unknown source;
+        SourceUnavailable: the body has the wrong shape). Returns the events it produced."""
+
+    async def retry_deliveries(self, delivery_id: str | None) -> int: ...
+
+    async def drop_deliveries(self, delivery_id: str | None) -> int: ...
