@@ -219,8 +219,6 @@ class Notification:
     # thread failures and never coalesce away a final state.
     on: EventKind
     terminal: bool = False
-    # The job's canonical state after the event (None for source events).
-    state: str | None = None
     # The job's canonical state after the event (None for source events); Slack's update mode
     # adds a threaded reply when it is failed or cancelled.
     state: str | None = None
