@@ -196,9 +196,24 @@ SOURCE_KINDS: dict[str, type[SourceBase]] = {
 # --- sinks ------------------------------------------------------------------------------
 
 
+# About the Standard Webhooks schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, ...
+DEFAULT_RETRY_SCHEDULE = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+)
+
+
 class RetryPolicy(Strict):
     attempts: int = Field(default=10, ge=1, le=100)
     max_age: PositiveDuration = timedelta(hours=24)
+    # Waits between attempts; the last one repeats. An extension of the contract.
+    schedule: list[PositiveDuration] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE), min_length=1
+    )
 
 
 class SinkBase(Strict):

@@ -1,0 +1,223 @@
+"""The composition root: builds every stage from the config and owns their lifecycle.
+
+    sources --poll--> Pipeline (detect -> rules -> render -> outbox, one transaction)
+                         |                                   |
+                   PollScheduler                      DeliveryWorkers --> sinks
+                         \\------ HTTP server (API, push, dashboard, metrics) ------/
+
+Everything is entered on one AsyncExitStack so shutdown runs in reverse order: stop polling,
+drain deliveries (bounded), close sinks, the HTTP session and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bridge.config.schema import Config
+from bridge.deliver import DeliveryWorkers
+from bridge.errors import BridgeError, SourceUnavailable
+from bridge.metrics import Metrics
+from bridge.model import Event
+from bridge.pipeline import Observer, Pipeline
+from bridge.render import Renderer, compile_when
+from bridge.rules import RuleBook
+from bridge.scheduler import PollScheduler
+from bridge.server.runtime import SourceView
+from bridge.sinks import build_sink
+from bridge.sinks.base import Sink
+from bridge.sources import build_source
+from bridge.sources.base import Source
+from bridge.store import open_store
+from bridge.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def admin_token(config: Config) -> str | None:
+    """The admin token for write routes: $BRIDGE_ADMIN_TOKEN, else `[bridge] admin_token`."""
+    token = os.environ.get("BRIDGE_ADMIN_TOKEN")
+    if token:
+        return token
+    return config.bridge.admin_token.get_secret_value() if config.bridge.admin_token else None
+
+
+class Bridge:
+    """A running bridge: `async with Bridge(config) as bridge: await bridge.wait()`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        serve_http: bool = True,
+        observers: Sequence[Observer] = (),
+        drain_timeout: float = 10.0,
+    ):
+        self.config = config
+        self.metrics = Metrics()
+        self.clock = clock
+        self.drain_timeout = drain_timeout
+        self._serve_http = serve_http
+        self._observers = list(observers)
+        self._stack = AsyncExitStack()
+        self._stopped = asyncio.Event()
+        self.store: Store
+        self.session: aiohttp.ClientSession
+        self._sources: dict[str, Source] = {}
+        self.sinks: dict[str, Sink] = {}
+        self.pipeline: Pipeline
+        self.workers: DeliveryWorkers
+        self.scheduler: PollScheduler
+        self.http_url: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.scheduler.running if hasattr(self, "scheduler") else False
+
+    async def __aenter__(self) -> Bridge:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        config = self.config
+        self.store = open_store(config.bridge.state)
+        await self.store.open()
+        self._stack.push_async_callback(self.store.close)
+        await self.store.release_claims()
+        self.session = aiohttp.ClientSession()
+        self._stack.push_async_callback(self.session.close)
+        self._sources = {s.name: build_source(s, self.session) for s in config.sources}
+        for sink_config in config.sinks:
+            sink = build_sink(sink_config, self.session, self.store)
+            self.sinks[sink_config.name] = sink
+            self._stack.push_async_callback(sink.aclose)
+        renderer = Renderer(config)
+        rulebook = RuleBook(config.rules, compile_when)
+        self.pipeline = Pipeline(
+            config=config,
+            store=self.store,
+            sources=self._sources,
+            rulebook=rulebook,
+            renderer=renderer,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+        await self.pipeline.load()
+        self.workers = DeliveryWorkers(
+            store=self.store,
+            sinks=self.sinks,
+            policies={s.name: s.retry for s in config.sinks},
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+        self.pipeline.observers.append(lambda outcome: self.workers.wake())
+        self.pipeline.observers.extend(self._observers)
+        self.workers.start()
+        self._stack.push_async_callback(self._drain)
+        polled = {n: s.config.interval for n, s in self._sources.items() if s.config.kind != "push"}
+        self.scheduler = PollScheduler(polled, self._poll, clock=self.clock)
+        self.scheduler.start()
+        self._stack.callback(self.scheduler.stop)
+        if self._serve_http:
+            await self._start_http()
+
+    async def _start_http(self) -> None:
+        from bridge.server.app import create_app
+
+        host, _, port = self.config.bridge.listen.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        app = create_app(self, admin_token=admin_token(self.config), listen=host)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, host, int(port))
+        try:
+            await site.start()
+        except OSError as exc:
+            raise BridgeError(
+                f"cannot listen on {self.config.bridge.listen}: {exc.strerror}; "
+                "set [bridge] listen to a free address"
+            ) from None
+        bound = runner.addresses[0]
+        self.http_url = f"http://{host}:{bound[1]}/"
+        log.info("HTTP API and dashboard on %s", self.http_url)
+
+    async def _poll(self, name: str) -> tuple[bool, float | None]:
+        outcome = await self.pipeline.poll(name)
+        if outcome.error is None:
+            return True, None
+        return False, outcome.error.retry_after
+
+    async def _drain(self) -> None:
+        self.scheduler.stop()
+        await self.workers.drain(self.drain_timeout)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+    # --- Runtime (for the HTTP server) ------------------------------------------------------
+
+    async def sources(self) -> list[SourceView]:
+        return [
+            SourceView(config=s.config, lists_jobs=s.lists_jobs,
+                       health=self.pipeline.health(name))
+            for name, s in self._sources.items()
+        ]
+
+    async def watch(self, source: str, job_id: str) -> bool:
+        if source not in self._sources:
+            raise KeyError(source)
+        added = await self.pipeline.add_watch(source, job_id)
+        self.scheduler.poll_soon(source)
+        return added
+
+    async def unwatch(self, source: str, job_id: str) -> bool:
+        if source not in self._sources:
+            raise KeyError(source)
+        return await self.pipeline.remove_watch(source, job_id)
+
+    async def push(self, source: str, payload: Any) -> Sequence[Event]:
+        if source not in self._sources:
+            raise KeyError(source)
+        observations = self._sources[source].parse_push(payload)
+        if not observations:
+            raise SourceUnavailable("the pushed body holds no job observation")
+        outcome = await self.pipeline.push(source, observations)
+        return outcome.events
+
+    async def retry_deliveries(self, delivery_id: str | None) -> int:
+        count = await self.store.retry_deliveries(delivery_id, self.clock())
+        self.workers.wake()
+        return count
+
+    async def drop_deliveries(self, delivery_id: str | None) -> int:
+        return await self.store.drop_deliveries(delivery_id)

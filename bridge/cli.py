@@ -1,0 +1,295 @@
+"""The `bridge` command line (contract section 1). Each subcommand is a small function."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bridge import __version__
+from bridge.config import Config, load_config
+from bridge.errors import BridgeError, ConfigErrors
+
+log = logging.getLogger("bridge")
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", "-c", type=Path, default=None,
+        help="rules.toml to use (default: $BRIDGE_CONFIG, then ./rules.toml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridge", description="Watch job-status APIs and notify Slack and webhooks."
+    )
+    parser.add_argument("--version", action="version", version=f"bridge {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default=os.environ.get("BRIDGE_LOG_FORMAT", "text"),
+                        choices=["text", "json"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run pollers, rules, delivery and the HTTP server")
+    _config_arg(run)
+    run.add_argument("--drain-timeout", type=float, default=10.0,
+                     help="seconds to keep delivering after SIGTERM (default 10)")
+
+    demo = sub.add_parser("demo", help="run against built-in simulators of the four seed APIs")
+    demo.add_argument("--listen", default="127.0.0.1:8080",
+                      help="dashboard address (default 127.0.0.1:8080; port 0 = any free port)")
+    demo.add_argument("--tick", type=float, default=2.0,
+                      help="seconds between simulated job changes (default 2)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--duration", type=float, default=None,
+                      help="stop by itself after this many seconds")
+    demo.add_argument("--quiet", action="store_true", help="print events only, not messages")
+
+    check = sub.add_parser("check", help="validate the config and every template")
+    _config_arg(check)
+
+    test = sub.add_parser("test", help="run the [[tests]] declared in the config")
+    _config_arg(test)
+
+    render = sub.add_parser("render", help="print what a rule would send for an event")
+    _config_arg(render)
+    render.add_argument("--rule", required=True)
+    render.add_argument("--event", required=True, type=Path, help="event as JSON")
+
+    watch = sub.add_parser("watch", help="ask a running bridge to track one job id")
+    _config_arg(watch)
+    watch.add_argument("source")
+    watch.add_argument("job_id")
+    watch.add_argument("--url", help="the bridge's HTTP address (default: [bridge] listen)")
+
+    outbox = sub.add_parser("outbox", help="show, retry or drop pending and dead deliveries")
+    _config_arg(outbox)
+    outbox.add_argument("action", nargs="?", default="list", choices=["list", "retry", "drop"])
+    outbox.add_argument("id", nargs="?", help="delivery id (see `bridge outbox list`)")
+    outbox.add_argument("--all", action="store_true", help="act on every dead delivery")
+    outbox.add_argument("--status", choices=["pending", "dead", "delivered"], default=None)
+    outbox.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _setup_logging(level: str, fmt: str, config: Config | None = None) -> None:
+    try:
+        from bridge.logs import setup_logging
+    except ImportError:  # pragma: no cover - logs module ships with the server
+        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+        return
+    setup_logging(level, fmt, config)
+
+
+def _load(path: Path | None) -> Config:
+    return load_config(path)
+
+
+def _print_config_errors(errors: ConfigErrors) -> int:
+    for error in errors.errors:
+        print(error.render(), file=sys.stderr)
+    print(f"{len(errors.errors)} problem(s) found", file=sys.stderr)
+    return 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    _setup_logging(args.log_level, args.log_format, config)
+    return asyncio.run(_run(config, args.drain_timeout))
+
+
+async def _run(config: Config, drain_timeout: float) -> int:
+    from bridge.app import Bridge
+
+    async with Bridge(config, drain_timeout=drain_timeout) as bridge:
+        install_stop_signals(bridge.stop)
+        log.info("bridge running: %d sources, %d sinks, %d rules; dashboard %s",
+                 len(config.sources), len(config.sinks), len(config.rules), bridge.http_url)
+        await bridge.wait()
+        log.info("stopping: draining deliveries for up to %.0fs (a second signal exits now)",
+                 drain_timeout)
+    return 0
+
+
+def install_stop_signals(stop: Any) -> None:
+    """First SIGINT/SIGTERM: graceful stop. Second: exit at once (pending rows stay queued)."""
+    loop = asyncio.get_running_loop()
+    count = {"n": 0}
+
+    def on_signal() -> None:
+        count["n"] += 1
+        if count["n"] == 1:
+            stop()
+        else:
+            os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bridge.demo import run_demo
+
+    _setup_logging("warning" if args.log_level == "info" else args.log_level, args.log_format)
+    return asyncio.run(run_demo(listen=args.listen, tick=args.tick, seed=args.seed,
+                                duration=args.duration, quiet=args.quiet))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bridge.checks import check
+
+    config = _load(args.config)
+    return check(config, sys.stdout)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from bridge.checks import run_tests
+
+    config = _load(args.config)
+    return run_tests(config, sys.stdout)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from bridge.checks import render_event
+
+    config = _load(args.config)
+    try:
+        event = json.loads(args.event.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"{args.event}: cannot read the event: {exc}", file=sys.stderr)
+        return 1
+    return render_event(config, args.rule, event, sys.stdout)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    url = args.url
+    if url is None:
+        config = _load(args.config)
+        url = f"http://{config.bridge.listen}"
+    body = json.dumps({"source": args.source, "id": args.job_id}).encode()
+    request = urllib.request.Request(url.rstrip("/") + "/v1/watches", data=body, method="POST",
+                                     headers={"content-type": "application/json"})
+    token = os.environ.get("BRIDGE_ADMIN_TOKEN")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read() or b"{}")
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        print(f"bridge at {url} refused: HTTP {exc.code} {detail}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"no bridge answering at {url} ({exc}); start one with `bridge run` or pass --url",
+              file=sys.stderr)
+        return 1
+    verb = "now tracking" if status == 201 else "already tracking"
+    print(f"{verb} {args.source}/{args.job_id}" + (f": {answer.get('message')}"
+                                                   if answer.get("message") else ""))
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    return asyncio.run(_outbox(config, args))
+
+
+async def _outbox(config: Config, args: argparse.Namespace) -> int:
+    from bridge.model import DeliveryStatus
+    from bridge.store import open_store
+
+    store = open_store(config.bridge.state)
+    await store.open()
+    try:
+        now = datetime.now(UTC)
+        if args.action in {"retry", "drop"}:
+            if not args.id and not args.all:
+                print(f"bridge outbox {args.action}: give a delivery ID or --all", file=sys.stderr)
+                return 1
+            target = None if args.all else args.id
+            if args.action == "retry":
+                count = await store.retry_deliveries(target, now)
+            else:
+                count = await store.drop_deliveries(target)
+            if count == 0 and target is not None:
+                print(f"no delivery {target!r} in the outbox (see `bridge outbox list`)",
+                      file=sys.stderr)
+                return 1
+            print(f"{'re-queued' if args.action == 'retry' else 'dropped'} {count} deliver"
+                  f"{'y' if count == 1 else 'ies'}")
+            return 0
+        status = DeliveryStatus(args.status) if args.status else None
+        rows = await store.list_outbox(status, limit=500)
+        if status is None:
+            rows = [r for r in rows if r.status is not DeliveryStatus.DELIVERED]
+        _print_outbox(rows, now, as_json=args.json)
+        return 0
+    finally:
+        await store.close()
+
+
+def _print_outbox(rows: Sequence[Any], now: datetime, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([
+            {"id": r.id, "status": str(r.status), "sink": r.notification.sink,
+             "rule": r.notification.rule, "source": r.notification.source,
+             "job_id": r.notification.job_id, "attempts": r.attempts,
+             "created_at": r.created_at.isoformat(), "last_error": r.last_error,
+             "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at else None}
+            for r in rows], indent=2))
+        return
+    if not rows:
+        print("outbox is empty: nothing pending, nothing dead-lettered")
+        return
+    header = f"{'ID':<28} {'STATUS':<9} {'SINK':<14} {'JOB':<24} {'AGE':>7} {'TRIES':>5}  LAST ERROR"
+    print(header)
+    for r in rows:
+        age = _short_age((now - r.created_at).total_seconds())
+        job = f"{r.notification.source}/{r.notification.job_id or '-'}"
+        error = (r.last_error or "").replace("\n", " ")[:70]
+        print(f"{r.id:<28} {r.status!s:<9} {r.notification.sink:<14} {job[:24]:<24} "
+              f"{age:>7} {r.attempts:>5}  {error}")
+
+
+def _short_age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "check": cmd_check,
+    "test": cmd_test,
+    "render": cmd_render,
+    "watch": cmd_watch,
+    "outbox": cmd_outbox,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigErrors as errors:
+        return _print_config_errors(errors)
+    except BridgeError as exc:
+        print(f"bridge {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,200 @@
+"""Delivery: outbox rows -> sinks, with retries, backoff and dead letters (contract section 7).
+
+One worker per sink claims that sink's due rows from the store, sends them in order, and
+records the outcome. A sink that keeps failing only delays its own rows; polling never waits
+on delivery. The decision of what to do after a failure is a pure function (`next_step`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from bridge.config.schema import RetryPolicy
+from bridge.errors import DeliveryError, RetryableDelivery, StoreError
+from bridge.metrics import Metrics
+from bridge.model import Delivery, DeliveryStatus
+from bridge.sinks.base import Sink
+from bridge.store.base import Store
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+# A claimed row is hidden from other workers this long; a crash makes it due again after.
+CLAIM_LEASE = timedelta(seconds=60)
+CLAIM_BATCH = 50
+IDLE_WAIT = 1.0
+
+
+class StepKind(StrEnum):
+    RETRY = "retry"
+    DEAD_PERMANENT = "dead_permanent"
+    DEAD_EXHAUSTED = "dead_exhausted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    kind: StepKind
+    at: datetime | None = None
+
+
+def next_step(
+    *,
+    policy: RetryPolicy,
+    delivery: Delivery,
+    error: DeliveryError,
+    now: datetime,
+    jitter: float = 0.0,
+) -> Step:
+    """What to do after a failed attempt: retry at a time, or dead-letter (and why).
+
+    `delivery.attempts` counts the attempts before this one; `jitter` in [-1, 1] spreads
+    retries of many rows by up to 10% so they do not hit a recovering sink together.
+    """
+    if not error.retryable:
+        return Step(kind=StepKind.DEAD_PERMANENT)
+    attempts = delivery.attempts + 1
+    if attempts >= policy.attempts:
+        return Step(kind=StepKind.DEAD_EXHAUSTED)
+    schedule = policy.schedule
+    wait = schedule[min(attempts - 1, len(schedule) - 1)]
+    wait = wait * (1 + 0.1 * jitter)
+    if error.retry_after is not None:
+        wait = max(wait, timedelta(seconds=error.retry_after))
+    at = now + wait
+    if at - delivery.created_at > policy.max_age:
+        return Step(kind=StepKind.DEAD_EXHAUSTED)
+    return Step(kind=StepKind.RETRY, at=at)
+
+
+class DeliveryWorkers:
+    """Runs one delivery loop per sink until stopped; `wake()` after new outbox rows."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        sinks: Mapping[str, Sink],
+        policies: Mapping[str, RetryPolicy],
+        metrics: Metrics,
+        clock: Clock,
+    ):
+        self._store = store
+        self._sinks = sinks
+        self._policies = policies
+        self._metrics = metrics
+        self._clock = clock
+        self._wakeups = {name: asyncio.Event() for name in sinks}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._busy: dict[str, bool] = dict.fromkeys(sinks, False)
+
+    def start(self) -> None:
+        for name in self._sinks:
+            self._tasks.append(asyncio.create_task(self._loop(name), name=f"deliver:{name}"))
+
+    def wake(self) -> None:
+        for event in self._wakeups.values():
+            event.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop after the rows due now are sent, or after `timeout`; the rest stays pending."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and (any(self._busy.values()) or await self._due_now()):
+            self.wake()
+            await asyncio.sleep(0.05)
+        await self.stop()
+
+    async def _due_now(self) -> bool:
+        now = self._clock()
+        pending = await self._store.list_outbox(DeliveryStatus.PENDING, limit=1000)
+        return any(d.next_attempt_at is None or d.next_attempt_at <= now for d in pending)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self.wake()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _loop(self, sink_name: str) -> None:
+        wakeup = self._wakeups[sink_name]
+        while not self._stopping.is_set():
+            try:
+                claimed = await self._store.claim_due(
+                    self._clock(), CLAIM_BATCH, CLAIM_LEASE, sink=sink_name
+                )
+            except StoreError as exc:
+                log.error("outbox claim failed for sink %s: %s", sink_name, exc)
+                claimed = []
+            if not claimed:
+                wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), IDLE_WAIT)
+                continue
+            self._busy[sink_name] = True
+            try:
+                for delivery in claimed:
+                    await self._deliver(sink_name, delivery)
+            finally:
+                self._busy[sink_name] = False
+
+    async def _deliver(self, sink_name: str, delivery: Delivery) -> None:
+        sink = self._sinks[sink_name]
+        try:
+            await sink.send(delivery)
+        except DeliveryError as exc:
+            await self._failed(sink_name, delivery, exc)
+            return
+        except Exception as exc:  # a bug in a sink must not kill its worker or lose the row
+            log.exception("sink %s raised unexpectedly; will retry", sink_name)
+            await self._failed(sink_name, delivery, _as_retryable(exc))
+            return
+        now = self._clock()
+        await self._store.mark_delivered(delivery.id, now)
+        self._metrics.deliveries.labels(sink_name).inc()
+        self._metrics.delivery_latency.labels(sink_name).observe(
+            max(0.0, (now - delivery.created_at).total_seconds())
+        )
+        log.info("delivered %s to %s (attempt %d)", delivery.id, sink_name, delivery.attempts + 1)
+
+    async def _failed(self, sink_name: str, delivery: Delivery, error: DeliveryError) -> None:
+        now = self._clock()
+        self._metrics.delivery_failures.labels(sink_name).inc()
+        step = next_step(
+            policy=self._policies[sink_name],
+            delivery=delivery,
+            error=error,
+            now=now,
+            jitter=random.uniform(-1, 1),
+        )
+        if step.kind is StepKind.RETRY:
+            assert step.at is not None
+            await self._store.mark_retry(delivery.id, str(error), step.at)
+            log.warning(
+                "delivery %s to %s failed (attempt %d): %s; retrying at %s",
+                delivery.id, sink_name, delivery.attempts + 1, error, step.at.isoformat(),
+            )
+            return
+        await self._store.mark_dead(delivery.id, f"{step.kind}: {error}", now)
+        self._metrics.dead_letters.labels(sink_name).inc()
+        log.error(
+            "delivery %s to %s dead-lettered (%s) after %d attempts: %s; "
+            "`bridge outbox retry %s` re-queues it",
+            delivery.id, sink_name, step.kind, delivery.attempts + 1, error, delivery.id,
+        )
+
+
+def _as_retryable(exc: Exception) -> DeliveryError:
+    return RetryableDelivery(f"unexpected {type(exc).__name__}: {exc}")
