@@ -145,23 +145,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
     from bridge.checks import check
 
-    config = _load(args.config)
     return check(config, sys.stdout)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    config = _load(args.config)
     from bridge.checks import run_tests
 
-    config = _load(args.config)
     return run_tests(config, sys.stdout)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    config = _load(args.config)
     from bridge.checks import render_event
 
-    config = _load(args.config)
     try:
         event = json.loads(args.event.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -254,7 +254,8 @@ def _print_outbox(rows: Sequence[Any], now: datetime, *, as_json: bool) -> None:
     if not rows:
         print("outbox is empty: nothing pending, nothing dead-lettered")
         return
-    header = f"{'ID':<28} {'STATUS':<9} {'SINK':<14} {'JOB':<24} {'AGE':>7} {'TRIES':>5}  LAST ERROR"
+    header = (f"{'ID':<28} {'STATUS':<9} {'SINK':<14} {'JOB':<24} {'AGE':>7} {'TRIES':>5}"
+              "  LAST ERROR")
     print(header)
     for r in rows:
         age = _short_age((now - r.created_at).total_seconds())

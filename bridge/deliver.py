@@ -104,10 +104,10 @@ class DeliveryWorkers:
         for event in self._wakeups.values():
             event.set()
 
-    async def drain(self, timeout: float) -> None:
-        """Stop after the rows due now are sent, or after `timeout`; the rest stays pending."""
+    async def drain(self, seconds: float) -> None:
+        """Stop after the rows due now are sent, or after `seconds`; the rest stays pending."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + seconds
         while loop.time() < deadline and (any(self._busy.values()) or await self._due_now()):
             self.wake()
             await asyncio.sleep(0.05)

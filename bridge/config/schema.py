@@ -51,7 +51,9 @@ def parse_duration(value: object) -> timedelta:
             minutes=parts.get("m", 0),
             seconds=parts.get("s", 0),
         )
-    raise ValueError(f'expected a duration like "500ms", "30s", "5m", "1h" or "PT30S", got {value!r}')
+    raise ValueError(
+        f'expected a duration like "500ms", "30s", "5m", "1h" or "PT30S", got {value!r}'
+    )
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
