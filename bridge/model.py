@@ -151,6 +151,8 @@ class Event:
     duration: timedelta | None = None
     # Why a source went down (source_down) or a job is considered stalled/vanished.
     reason: str | None = None
+    # A reminder from this rule's `repeat`: only that rule evaluates it (bridge.rules).
+    repeat_of: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data: the shape of `bridge render --event` files and the API."""
@@ -166,6 +168,7 @@ class Event:
             "first_seen": self.first_seen.isoformat() if self.first_seen else None,
             "duration": self.duration.total_seconds() if self.duration is not None else None,
             "reason": self.reason,
+            "repeat_of": self.repeat_of,
         }
 
     @classmethod
@@ -189,6 +192,7 @@ class Event:
             first_seen=datetime.fromisoformat(first_seen) if first_seen else None,
             duration=timedelta(seconds=float(duration)) if duration is not None else None,
             reason=data.get("reason"),
+            repeat_of=data.get("repeat_of"),
         )
 
 
