@@ -17,6 +17,7 @@ run: $(STAMP)
 	$(BIN)/bridge demo
 
 test: $(STAMP)
+	@bash scripts/ensure-chromium.sh
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)
