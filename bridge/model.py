@@ -111,6 +111,12 @@ class TrackedJob:
     vanished: bool = False
     # When the job reached a terminal state (or vanished); the base of pruning.
     finished_at: datetime | None = None
+    # Bumped by detection on every change of the record: it makes event ids unique per change
+    # yet stable when the same observation is replayed against the same stored record.
+    version: int = 0
+    # False for an id known only as missing (a watched id the API never found): its first
+    # real observation is then `appeared`, not a transition from `unknown`.
+    seen: bool = True
 
     @property
     def id(self) -> str:
@@ -120,6 +126,48 @@ class TrackedJob:
     def done(self) -> bool:
         """True once nothing more is expected of the job: terminal or vanished."""
         return self.vanished or self.status.state.terminal
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data (the state store's and the API's shape); timestamps in ISO 8601."""
+        return {
+            "source": self.source,
+            "status": self.status.as_dict(),
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "started_at": _iso(self.started_at),
+            "moved_at": self.moved_at.isoformat(),
+            "stalled": self.stalled,
+            "missing_since": _iso(self.missing_since),
+            "vanished": self.vanished,
+            "finished_at": _iso(self.finished_at),
+            "version": self.version,
+            "seen": self.seen,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrackedJob:
+        return cls(
+            source=str(data["source"]),
+            status=JobStatus.from_dict(data["status"]),
+            first_seen=datetime.fromisoformat(data["first_seen"]),
+            last_seen=datetime.fromisoformat(data["last_seen"]),
+            started_at=_from_iso(data.get("started_at")),
+            moved_at=datetime.fromisoformat(data["moved_at"]),
+            stalled=bool(data.get("stalled", False)),
+            missing_since=_from_iso(data.get("missing_since")),
+            vanished=bool(data.get("vanished", False)),
+            finished_at=_from_iso(data.get("finished_at")),
+            version=int(data.get("version", 0)),
+            seen=bool(data.get("seen", True)),
+        )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,6 +274,33 @@ class Notification:
     # The job's canonical state after the event (None for source events); Slack's update mode
     # adds a threaded reply when it is failed or cancelled.
     state: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data: how the outbox stores a notification (`payload` must be JSON)."""
+        return {
+            "event_id": self.event_id,
+            "rule": self.rule,
+            "sink": self.sink,
+            "source": self.source,
+            "job_id": self.job_id,
+            "payload": dict(self.payload),
+            "on": str(self.on),
+            "terminal": self.terminal,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Notification:
+        job_id = data.get("job_id")
+        return cls(
+            event_id=str(data["event_id"]),
+            rule=str(data["rule"]),
+            sink=str(data["sink"]),
+            source=str(data["source"]),
+            job_id=str(job_id) if job_id is not None else None,
+            payload=dict(data.get("payload") or {}),
+            on=EventKind(data["on"]),
+            terminal=bool(data.get("terminal", False)),
+        )
 
     @property
     def delivery_id(self) -> str:
