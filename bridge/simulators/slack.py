@@ -1,0 +1,343 @@
+"""A fake Slack: the Web API methods bridge uses, and an incoming-webhook endpoint.
+
+`FakeSlack` is an aiohttp server on 127.0.0.1 that answers `auth.test`, `chat.postMessage`
+and `chat.update` the way Slack does (form or JSON bodies, a bearer token, `ok: false` with
+Slack's error codes), with scripted faults: 429 + Retry-After for the next N calls, and a
+hold that keeps answers waiting until released. It records every call and the current
+state of each channel (messages, edits, thread replies), so tests and `bridge demo` can
+show what people would see. Point slack_sdk at `fake.api_url`; post webhooks to
+`fake.webhook_url`. Independent of the pipeline: it imports nothing from bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+WEBHOOK_CHANNEL = "C0WEBHOOK"
+_TS_SECONDS = 1_700_000_000
+
+
+@dataclass(slots=True, kw_only=True)
+class FakeMessage:
+    """One message as the channel shows it now."""
+
+    channel: str
+    ts: str
+    text: str | None
+    blocks: list[Any] | None = None
+    thread_ts: str | None = None
+    edits: int = 0
+    replies: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FakeCall:
+    """One request as received, and the status it was answered with."""
+
+    method: str
+    body: Mapping[str, Any]
+    headers: Mapping[str, str]
+    status: int
+    error: str | None = None
+    at: float = 0.0
+
+
+class _SlackError(Exception):
+    def __init__(self, code: str, status: int = 200):
+        self.code = code
+        self.status = status
+        super().__init__(code)
+
+
+@dataclass(slots=True)
+class _Script:
+    rate_limited: int = 0
+    retry_after: str = "1"
+    held: asyncio.Event | None = None
+
+
+class FakeSlack:
+    """`async with FakeSlack() as slack:` serves on 127.0.0.1 until the block ends."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-fake-token",
+        channels: Mapping[str, str] | None = None,
+        strict_channels: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        """`channels` maps names ("#ops") to ids ("C0OPS"); with `strict_channels`, any
+        other channel answers `channel_not_found`, else a new id is made up for it."""
+        self.token = token
+        self._channels = dict(channels or {})
+        self._strict = strict_channels
+        self._clock = clock
+        self.calls: list[FakeCall] = []
+        self.messages: dict[tuple[str, str], FakeMessage] = {}
+        self._ts_seq = 0
+        self._script = _Script()
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_post("/services/{team}/{bot}/{secret}", self._webhook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        self.release()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeSlack:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def api_url(self) -> str:
+        """The `base_url` for slack_sdk (ends with a slash)."""
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/services/T0FAKE/B0FAKE/fakewebhooksecret"
+
+    # --- scripting --------------------------------------------------------------------------
+
+    def rate_limit(self, calls: int, retry_after: float | str = 1) -> None:
+        """Answer the next `calls` requests with 429 and this Retry-After."""
+        self._script.rate_limited = calls
+        self._script.retry_after = str(retry_after)
+
+    def hold(self) -> None:
+        """Keep every answer waiting until `release()` (to pile up sends behind one call)."""
+        if self._script.held is None:
+            self._script.held = asyncio.Event()
+
+    def release(self) -> None:
+        if self._script.held is not None:
+            self._script.held.set()
+            self._script.held = None
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        """What a person deleting the message in Slack does: later edits find nothing."""
+        del self.messages[(self.channel_id(channel), ts)]
+
+    # --- views ------------------------------------------------------------------------------
+
+    def channel_id(self, channel: str) -> str:
+        return self._channels.get(channel, channel if channel.startswith("C") else "")
+
+    def roots(self, channel: str) -> list[FakeMessage]:
+        """Top-level messages of a channel, oldest first (by name or id)."""
+        cid = self.channel_id(channel)
+        return [m for (c, _), m in self.messages.items() if c == cid and m.thread_ts is None]
+
+    def replies(self, channel: str, ts: str) -> list[FakeMessage]:
+        root = self.messages[(self.channel_id(channel), ts)]
+        return [self.messages[(root.channel, r)] for r in root.replies]
+
+    def calls_to(self, method: str, *, ok_only: bool = True) -> list[FakeCall]:
+        return [c for c in self.calls
+                if c.method == method and (not ok_only or (c.status == 200 and c.error is None))]
+
+    def render(self) -> str:
+        """The channels as a person would read them, for the demo and test failures."""
+        names = {cid: name for name, cid in self._channels.items()}
+        lines: list[str] = []
+        for (cid, _), message in self.messages.items():
+            if message.thread_ts is not None:
+                continue
+            edited = " (edited)" if message.edits else ""
+            lines.append(f"{names.get(cid, cid)} {message.ts}: {message.text}{edited}")
+            lines.extend(f"    ↳ {reply.text}" for reply in self.replies(cid, message.ts))
+        return "\n".join(lines)
+
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+        """Wait until `predicate()` holds after some call (tests wait on conditions)."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(predicate)
+
+    # --- handlers ---------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        body = await _read_body(request)
+        headers = dict(request.headers)
+        if self._script.held is not None:
+            await self._script.held.wait()
+        if self._script.rate_limited > 0:
+            self._script.rate_limited -= 1
+            await self._record(method, body, headers, 429, "ratelimited")
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": self._script.retry_after})
+        try:
+            self._authorize(request, body)
+            answer = self._dispatch(method, body)
+        except _SlackError as exc:
+            await self._record(method, body, headers, exc.status, exc.code)
+            return web.json_response({"ok": False, "error": exc.code}, status=exc.status)
+        await self._record(method, body, headers, 200)
+        return web.json_response({"ok": True, **answer})
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        headers = dict(request.headers)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if self._script.held is not None:
+            await self._script.held.wait()
+        if self._script.rate_limited > 0:
+            self._script.rate_limited -= 1
+            await self._record("incoming-webhook", body or {}, headers, 429, "rate_limited")
+            return web.Response(status=429, text="rate_limited",
+                                headers={"Retry-After": self._script.retry_after})
+        if not isinstance(body, dict):
+            await self._record("incoming-webhook", {}, headers, 400, "invalid_payload")
+            return web.Response(status=400, text="invalid_payload")
+        try:
+            self._check_content(body)
+        except _SlackError as exc:
+            await self._record("incoming-webhook", body, headers, 400, exc.code)
+            return web.Response(status=400, text=exc.code)
+        self._store(WEBHOOK_CHANNEL, body, thread_ts=None)
+        await self._record("incoming-webhook", body, headers, 200)
+        return web.Response(text="ok")
+
+    def _authorize(self, request: web.Request, body: Mapping[str, Any]) -> None:
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
+        token = token or body.get("token")
+        if not token:
+            raise _SlackError("not_authed")
+        if token != self.token or not str(token).startswith("xox"):
+            raise _SlackError("invalid_auth")
+
+    def _dispatch(self, method: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {"url": "https://fake.slack.com/", "team": "Fake", "user": "bridge",
+                    "team_id": "T0FAKE", "user_id": "U0BRIDGE", "bot_id": "B0BRIDGE"}
+        if method == "chat.postMessage":
+            return self._post(body)
+        if method == "chat.update":
+            return self._update(body)
+        raise _SlackError("unknown_method", status=404)
+
+    def _post(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        channel = self._resolve(body.get("channel"))
+        self._check_content(body)
+        thread_ts = body.get("thread_ts")
+        if thread_ts is not None:
+            root = self.messages.get((channel, str(thread_ts)))
+            if root is None:
+                raise _SlackError("thread_not_found")
+            if root.thread_ts is not None:  # replying to a reply joins the root's thread
+                thread_ts = root.thread_ts
+        message = self._store(channel, body, thread_ts=thread_ts)
+        return {"channel": channel, "ts": message.ts, "message": _shown(message)}
+
+    def _update(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        channel = self._resolve(body.get("channel"))
+        if not channel.startswith("C"):
+            raise _SlackError("channel_not_found")  # chat.update takes ids, not names
+        self._check_content(body)
+        message = self.messages.get((channel, str(body.get("ts"))))
+        if message is None:
+            raise _SlackError("message_not_found")
+        message.text = body.get("text")
+        message.blocks = _blocks(body)
+        message.edits += 1
+        return {"channel": channel, "ts": message.ts, "text": message.text,
+                "message": _shown(message)}
+
+    def _resolve(self, channel: object) -> str:
+        if not isinstance(channel, str) or not channel:
+            raise _SlackError("channel_not_found")
+        if channel in self._channels:
+            return self._channels[channel]
+        if channel in self._channels.values():
+            return channel
+        if self._strict:
+            raise _SlackError("channel_not_found")
+        made_up = "C" + "".join(ch for ch in channel.upper() if ch.isalnum())[:10]
+        self._channels[channel] = made_up
+        return made_up
+
+    def _check_content(self, body: Mapping[str, Any]) -> None:
+        text, blocks = body.get("text"), body.get("blocks")
+        if isinstance(blocks, str):
+            try:
+                blocks = json.loads(blocks)
+            except ValueError:
+                raise _SlackError("invalid_blocks_format") from None
+        if blocks is not None and not isinstance(blocks, list):
+            raise _SlackError("invalid_blocks_format")
+        if blocks is not None and not all(isinstance(b, dict) and "type" in b for b in blocks):
+            raise _SlackError("invalid_blocks")
+        if not text and not blocks:
+            raise _SlackError("no_text")
+
+    def _store(self, channel: str, body: Mapping[str, Any], *, thread_ts: Any) -> FakeMessage:
+        self._ts_seq += 100
+        ts = f"{_TS_SECONDS + self._ts_seq // 1_000_000}.{self._ts_seq % 1_000_000:06d}"
+        message = FakeMessage(channel=channel, ts=ts, text=body.get("text"), blocks=_blocks(body),
+                              thread_ts=str(thread_ts) if thread_ts is not None else None)
+        self.messages[(channel, ts)] = message
+        if message.thread_ts is not None:
+            self.messages[(channel, message.thread_ts)].replies.append(ts)
+        return message
+
+    async def _record(self, method: str, body: Mapping[str, Any], headers: Mapping[str, str],
+                      status: int, error: str | None = None) -> None:
+        self.calls.append(FakeCall(method=method, body=body, headers=headers, status=status,
+                                   error=error, at=self._clock()))
+        async with self._changed:
+            self._changed.notify_all()
+
+
+async def _read_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        try:
+            data = await request.json()
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+    form = await request.post()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _blocks(body: Mapping[str, Any]) -> list[Any] | None:
+    blocks = body.get("blocks")
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    return blocks if isinstance(blocks, list) else None
+
+
+def _shown(message: FakeMessage) -> dict[str, Any]:
+    shown: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text}
+    if message.blocks is not None:
+        shown["blocks"] = message.blocks
+    if message.thread_ts is not None:
+        shown["thread_ts"] = message.thread_ts
+    return shown

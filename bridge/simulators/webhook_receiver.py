@@ -1,0 +1,144 @@
+"""A webhook receiver for tests and `bridge demo`: records requests, answers as scripted.
+
+`WebhookReceiver` is an aiohttp server on 127.0.0.1 that records every request (headers,
+body, the status it answered), answers a scripted sequence of statuses (500 three times,
+then 200; or 410 for good), and can be stopped and started again on the same port, as a
+receiver that crashes and comes back. With a `secret` it verifies Standard Webhooks
+signatures with the independent `standardwebhooks` package (a test dependency; without it
+installed, as in a bare `bridge demo`, with bridge's own verifier) and answers 401 to a bad
+one. Independent of the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+Verifier = Callable[[bytes, Mapping[str, str]], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """One scripted answer."""
+
+    status: int = 200
+    headers: Mapping[str, str] | None = None
+    body: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedRequest:
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    status: int
+    # True: signature checked and valid; False: checked and refused; None: not checked.
+    verified: bool | None = None
+
+    @property
+    def webhook_id(self) -> str | None:
+        return self.headers.get("webhook-id")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """`async with WebhookReceiver() as hook:` serves on `hook.url` until the block ends."""
+
+    def __init__(self, *, secret: str | None = None, path: str = "/hook"):
+        self.path = path
+        self.requests: list[ReceivedRequest] = []
+        self._script: deque[Reply] = deque()
+        self._default = Reply()
+        self._verify = _verifier(secret) if secret is not None else None
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        """Serve; after a `stop()`, on the same port as before."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> WebhookReceiver:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    def script(self, replies: Iterable[int | Reply], *, then: int | Reply = 200) -> None:
+        """Answer the next requests with `replies` in order, and every later one with `then`."""
+        self._script = deque(_reply(r) for r in replies)
+        self._default = _reply(then)
+
+    def delivered_ids(self) -> list[str]:
+        """`webhook-id`s answered with 2xx, in order (a receiver de-duplicates on these)."""
+        return [r.webhook_id or "" for r in self.requests if 200 <= r.status < 300]
+
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        verified: bool | None = None
+        reply = self._script.popleft() if self._script else self._default
+        if self._verify is not None:
+            try:
+                self._verify(body, headers)
+                verified = True
+            except Exception:  # whatever the verifier raises, the answer is 401
+                verified = False
+                reply = Reply(status=401, body="invalid signature")
+        self.requests.append(ReceivedRequest(
+            path=request.path, headers=headers, body=body, status=reply.status, verified=verified))
+        async with self._changed:
+            self._changed.notify_all()
+        return web.Response(status=reply.status, text=reply.body, headers=reply.headers)
+
+
+def _reply(value: int | Reply) -> Reply:
+    return value if isinstance(value, Reply) else Reply(status=value)
+
+
+def _verifier(secret: str) -> Verifier:
+    try:
+        from standardwebhooks.webhooks import Webhook
+    except ImportError:  # a production install has no test dependencies: use our own
+        from bridge.sinks.signing import decode_secret, verify
+
+        key = decode_secret(secret)
+
+        def ours(body: bytes, headers: Mapping[str, str]) -> None:
+            verify(key, headers, body)
+
+        return ours
+    webhook = Webhook(secret)
+
+    def theirs(body: bytes, headers: Mapping[str, str]) -> None:
+        webhook.verify(body, dict(headers), json_parse=False)
+
+    return theirs

@@ -1,0 +1,204 @@
+"""Retry policy as data: what an HTTP answer (or a Slack API error) means for a delivery.
+
+Both sinks classify through this one table, like Alertmanager's `notify/util.go` Retrier:
+2xx is delivered; 408, 425, 429 and 5xx are passing failures (honouring `Retry-After`);
+every other status, 410 included, is permanent. Connection errors and timeouts are
+retryable. Slack answers `200 {"ok": false, "error": ...}`: its error codes have a table too.
+The module also owns the redaction of sink URLs in error text, since every failure message
+is built from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bridge.errors import DeliveryError, PermanentDelivery, RetryableDelivery
+
+
+class Verdict(StrEnum):
+    """What to do with a delivery after one answer."""
+
+    OK = "ok"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    verdict: Verdict
+    # Short and free of secrets: "HTTP 503", "Slack error channel_not_found".
+    reason: str
+    retry_after: float | None = None
+
+    def error(self, what: str) -> DeliveryError:
+        """The typed error for a failed `what` ("POST https://host/…")."""
+        message = f"{what}: {self.reason}"
+        if self.verdict is Verdict.RETRY:
+            return RetryableDelivery(message, retry_after=self.retry_after)
+        return PermanentDelivery(f"{message}; fix the sink's config or the receiver, "
+                                 "then `bridge outbox retry` re-queues it")
+
+
+# Statuses whose meaning differs from their class (2xx ok, 5xx retry, other 4xx permanent).
+STATUS_VERDICTS: Mapping[int, Verdict] = {
+    408: Verdict.RETRY,  # request timeout
+    425: Verdict.RETRY,  # too early
+    429: Verdict.RETRY,  # too many requests
+    410: Verdict.PERMANENT,  # gone: the receiver asks us to stop
+}
+
+# Slack Web API `error` codes (HTTP 200, `ok: false`). Unknown codes are permanent: Slack
+# reports passing trouble with 429 or 5xx, which the status table already retries.
+# `message_not_found` is not here: the Slack sink answers it by posting a new message.
+SLACK_ERRORS: Mapping[str, Verdict] = {
+    "ratelimited": Verdict.RETRY,
+    "rate_limited": Verdict.RETRY,
+    "internal_error": Verdict.RETRY,
+    "fatal_error": Verdict.RETRY,
+    "service_unavailable": Verdict.RETRY,
+    "request_timeout": Verdict.RETRY,
+    "team_added_to_org": Verdict.RETRY,
+    "invalid_auth": Verdict.PERMANENT,
+    "not_authed": Verdict.PERMANENT,
+    "account_inactive": Verdict.PERMANENT,
+    "token_revoked": Verdict.PERMANENT,
+    "token_expired": Verdict.PERMANENT,
+    "missing_scope": Verdict.PERMANENT,
+    "channel_not_found": Verdict.PERMANENT,
+    "not_in_channel": Verdict.PERMANENT,
+    "is_archived": Verdict.PERMANENT,
+    "msg_too_long": Verdict.PERMANENT,
+    "no_text": Verdict.PERMANENT,
+    "invalid_blocks": Verdict.PERMANENT,
+    "invalid_blocks_format": Verdict.PERMANENT,
+    "too_many_attachments": Verdict.PERMANENT,
+    "restricted_action": Verdict.PERMANENT,
+    "cant_update_message": Verdict.PERMANENT,
+    "edit_window_closed": Verdict.PERMANENT,
+    "invalid_arguments": Verdict.PERMANENT,
+    "invalid_payload": Verdict.PERMANENT,
+    "action_prohibited": Verdict.PERMANENT,
+    "channel_is_archived": Verdict.PERMANENT,
+}
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def verdict_for_status(status: int) -> Verdict:
+    if status in STATUS_VERDICTS:
+        return STATUS_VERDICTS[status]
+    if 200 <= status < 300:
+        return Verdict.OK
+    if 500 <= status < 600:
+        return Verdict.RETRY
+    # Other 4xx, and 1xx/3xx that reach us (redirect loops, 304): resending will not help.
+    return Verdict.PERMANENT
+
+
+def parse_retry_after(value: str | None, *, now: Clock = _utcnow) -> float | None:
+    """Seconds to wait from a `Retry-After` value: "120", "0.62" or an HTTP-date; None if
+    absent or unreadable. A date in the past means "now" (0)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now()).total_seconds())
+
+
+def classify(
+    status: int, headers: Mapping[str, str] | None = None, *, now: Clock = _utcnow
+) -> Outcome:
+    """The outcome of one HTTP answer, with `Retry-After` read when it is worth retrying."""
+    verdict = verdict_for_status(status)
+    retry_after = None
+    if verdict is Verdict.RETRY and headers is not None:
+        retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
+    return Outcome(verdict=verdict, reason=f"HTTP {status}", retry_after=retry_after)
+
+
+def classify_slack(
+    error: str | None, status: int, headers: Mapping[str, str] | None = None, *,
+    now: Clock = _utcnow,
+) -> Outcome:
+    """The outcome of a Slack answer: the HTTP status first (429, 5xx), then the error code."""
+    by_status = classify(status, headers, now=now)
+    if error is None:
+        return by_status
+    reason = f"Slack error {error} (HTTP {status})"
+    if by_status.verdict is Verdict.RETRY:
+        return Outcome(verdict=Verdict.RETRY, reason=reason, retry_after=by_status.retry_after)
+    verdict = SLACK_ERRORS.get(error, Verdict.PERMANENT)
+    retry_after = None
+    if verdict is Verdict.RETRY and headers is not None:
+        retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
+    return Outcome(verdict=verdict, reason=reason, retry_after=retry_after)
+
+
+def classify_exception(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> Outcome:
+    """Connection errors and timeouts are passing; the reason never shows `secrets`."""
+    if isinstance(exc, TimeoutError):  # aiohttp timeouts subclass it too
+        return Outcome(verdict=Verdict.RETRY, reason="timed out")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return Outcome(verdict=Verdict.PERMANENT, reason="invalid URL")
+    detail = scrub(str(exc), secrets)
+    reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return Outcome(verdict=Verdict.RETRY, reason=reason)
+
+
+def redact_url(url: str) -> str:
+    """`scheme://host/…`: enough to tell sinks apart, never credentials, paths or queries
+    (a Slack incoming-webhook URL is a secret in its path)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid URL>"
+    if not parts.scheme or not host:
+        return "<invalid URL>"
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every secret (and every non-trivial part of a secret URL) replaced."""
+    pieces: list[str] = []
+    for secret in secrets:
+        if not secret:
+            continue
+        pieces.append(secret)
+        parts = urlsplit(secret) if "://" in secret else None
+        if parts is not None:
+            pieces.extend(p for p in (parts.path, parts.query, parts.password or "") if len(p) > 1)
+    for piece in sorted(pieces, key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)

@@ -1,0 +1,266 @@
+"""The Slack sink: post, update or thread one message per job (contract section 5).
+
+Messages go through slack_sdk's async clients on the shared aiohttp session, with their own
+retry handlers off: the outbox owns retries, and `ChannelSender` owns pacing and 429 waits.
+In `update` and `thread` modes the message of each (sink, source, job) is remembered in the
+state store (`MessageRef`), so edits and replies find it again after a restart. A message
+that was deleted in Slack (`message_not_found`) is replaced by a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bridge.config.schema import SinkBase, SlackSink
+from bridge.errors import ConfigError, PermanentDelivery
+from bridge.model import Delivery, JobState, Notification
+from bridge.sinks.retry import Verdict, classify_exception, classify_slack, redact_url
+from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, RateLimited
+from bridge.store.base import MessageRef, Store
+
+log = logging.getLogger(__name__)
+
+# Errors that mean the message we meant to edit or reply to is gone from the channel.
+_GONE = frozenset({"message_not_found", "thread_not_found"})
+# Update mode alerts people with a threaded reply when a job ends in one of these.
+_ALERT_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlackMessage:
+    """What a notification's payload asks Slack to show."""
+
+    text: str
+    blocks: Sequence[dict[str, Any]] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"text": self.text} | ({"blocks": list(self.blocks)} if self.blocks else {})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Posted:
+    channel: str
+    ts: str
+
+
+class _MessageGone(Exception):
+    """The message to edit or reply to no longer exists."""
+
+
+@dataclass(slots=True, kw_only=True)
+class _Clients:
+    web: AsyncWebClient | None = None
+    webhook: AsyncWebhookClient | None = None
+    secrets: tuple[str, ...] = field(default=())
+
+
+class SlackNotifier:
+    """Sends notifications to one Slack channel, through the Web API or an incoming webhook."""
+
+    def __init__(
+        self,
+        config: SlackSink,
+        session: aiohttp.ClientSession,
+        store: Store,
+        *,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.config: SinkBase = config
+        self._config = config
+        self._store = store
+        self._clients = _clients(config, session)
+        self._timeout = config.timeout.total_seconds()
+        lane = config.channel if self._clients.web is not None else "incoming-webhook"
+        self._sender = ChannelSender(
+            f"{config.name}:{lane}", min_interval=config.min_interval.total_seconds(),
+            max_wait=max_wait, clock=clock,
+        )
+
+    @property
+    def name(self) -> str:
+        return self._config.name
+
+    @property
+    def sender(self) -> ChannelSender:
+        """The channel's queue (its counters show coalesced edits and rate limits)."""
+        return self._sender
+
+    async def send(self, delivery: Delivery) -> None:
+        notification = delivery.notification
+        message = _message(delivery)
+        mode = self._config.mode
+        key: tuple[str, str] | None = None
+        run: Callable[[], Awaitable[None]]
+        if self._clients.webhook is not None:
+            run = partial(self._post_webhook, message)
+        elif notification.job_id is None or mode == "post":
+            run = partial(self._post_standalone, message)
+        elif mode == "update":
+            run = partial(self._update, notification, notification.job_id, message)
+            key = (notification.source, notification.job_id)
+        else:
+            run = partial(self._thread, notification, notification.job_id, message)
+        await self._sender.submit(run, key=key, final=notification.terminal)
+
+    async def aclose(self) -> None:
+        await self._sender.aclose()
+
+    # --- modes ------------------------------------------------------------------------------
+
+    async def _post_standalone(self, message: SlackMessage) -> None:
+        await self._post(message)
+
+    async def _update(self, n: Notification, job_id: str, message: SlackMessage) -> None:
+        ref = await self._store.get_message_ref(self.name, n.source, job_id)
+        if ref is None:
+            await self._post_root(n, job_id, message)
+            return
+        try:
+            await self._call("chat.update", channel=ref.channel, ts=ref.ts, **message.fields())
+        except _MessageGone:
+            log.info("sink %s: message %s for job %s/%s was deleted; posting a new one",
+                     self.name, ref.ts, n.source, job_id)
+            await self._post_root(n, job_id, message)
+            return
+        if n.state in _ALERT_STATES:
+            await self._reply(ref, message)
+
+    async def _thread(self, n: Notification, job_id: str, message: SlackMessage) -> None:
+        ref = await self._store.get_message_ref(self.name, n.source, job_id)
+        if ref is None:
+            await self._post_root(n, job_id, message)
+            return
+        try:
+            await self._reply(ref, message)
+        except _MessageGone:
+            log.info("sink %s: thread %s for job %s/%s is gone; starting a new one",
+                     self.name, ref.ts, n.source, job_id)
+            await self._post_root(n, job_id, message)
+
+    async def _post_root(self, n: Notification, job_id: str, message: SlackMessage) -> None:
+        posted = await self._post(message)
+        await self._store.set_message_ref(
+            self.name, n.source, job_id, MessageRef(channel=posted.channel, ts=posted.ts)
+        )
+
+    async def _reply(self, ref: MessageRef, message: SlackMessage) -> None:
+        await self._call("chat.postMessage", channel=ref.channel, thread_ts=ref.ts,
+                         **message.fields())
+
+    async def _post(self, message: SlackMessage) -> _Posted:
+        data = await self._call("chat.postMessage", channel=self._config.channel,
+                                **message.fields())
+        channel, ts = data.get("channel"), data.get("ts")
+        if not isinstance(channel, str) or not isinstance(ts, str):
+            raise PermanentDelivery(
+                f"Slack chat.postMessage on sink {self.name!r} answered ok without channel "
+                "and ts; is base_url a Slack-compatible API?"
+            )
+        return _Posted(channel=channel, ts=ts)
+
+    # --- calls ------------------------------------------------------------------------------
+
+    async def _call(self, method: str, **fields: Any) -> Mapping[str, Any]:
+        return await self._sender.call(partial(self._web_call, method, fields))
+
+    async def _web_call(self, method: str, fields: dict[str, Any]) -> Mapping[str, Any]:
+        client = self._clients.web
+        assert client is not None  # the webhook client never reaches the Web API paths
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await client.api_call(method, json=fields)
+        except SlackApiError as exc:
+            raise self._api_error(method, exc) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            outcome = classify_exception(exc, secrets=self._clients.secrets)
+            raise outcome.error(f"Slack {method}") from None
+        data = response.data
+        return data if isinstance(data, dict) else {}
+
+    def _api_error(self, method: str, exc: SlackApiError) -> Exception:
+        status, headers, error = _details(exc.response)
+        if error in _GONE:
+            return _MessageGone(error)
+        outcome = classify_slack(error, status, headers)
+        if status == 429 or error in {"ratelimited", "rate_limited"}:
+            return RateLimited(outcome.reason, outcome.retry_after)
+        return outcome.error(f"Slack {method} on sink {self.name!r}")
+
+    async def _post_webhook(self, message: SlackMessage) -> None:
+        await self._sender.call(partial(self._webhook_call, message))
+
+    async def _webhook_call(self, message: SlackMessage) -> None:
+        client = self._clients.webhook
+        assert client is not None
+        where = f"Slack incoming webhook {redact_url(client.url)}"
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await client.send(text=message.text, blocks=message.blocks)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise classify_exception(exc, secrets=self._clients.secrets).error(where) from None
+        status = response.status_code
+        error = None if 200 <= status < 300 else (response.body or "").strip()[:60] or None
+        outcome = classify_slack(error, status, response.headers)
+        if status == 429:
+            raise RateLimited(outcome.reason, outcome.retry_after)
+        if outcome.verdict is not Verdict.OK:
+            raise outcome.error(where)
+
+
+def _clients(config: SlackSink, session: aiohttp.ClientSession) -> _Clients:
+    timeout = max(1, int(config.timeout.total_seconds()))
+    if config.token is not None:
+        if not config.channel:
+            raise ConfigError(f"slack sink {config.name!r} with 'token' needs 'channel'",
+                              path="channel")
+        token = config.token.get_secret_value()
+        web = AsyncWebClient(token=token, base_url=config.base_url, session=session,
+                             timeout=timeout, retry_handlers=[])
+        return _Clients(web=web, secrets=(token,))
+    if config.webhook_url is not None:
+        if config.mode != "post":
+            raise ConfigError(f"slack sink {config.name!r}: mode {config.mode!r} needs 'token'; "
+                              "an incoming webhook can only post", path="mode")
+        url = config.webhook_url.get_secret_value()
+        webhook = AsyncWebhookClient(url, session=session, timeout=timeout, retry_handlers=[])
+        return _Clients(webhook=webhook, secrets=(url,))
+    raise ConfigError(f"slack sink {config.name!r} needs 'token' or 'webhook_url'", path="token")
+
+
+def _message(delivery: Delivery) -> SlackMessage:
+    payload = delivery.notification.payload
+    text, blocks = payload.get("text"), payload.get("blocks")
+    if not isinstance(text, str) or (blocks is not None and not isinstance(blocks, list)):
+        raise PermanentDelivery(
+            f"notification {delivery.id} for Slack sink {delivery.notification.sink!r} needs "
+            "'text' (and 'blocks' as a list, if any); check the rule's template"
+        )
+    return SlackMessage(text=text, blocks=blocks or None)
+
+
+def _details(response: Any) -> tuple[int, Mapping[str, str], str | None]:
+    """Status, headers and Slack `error` of a failed call (an AsyncSlackResponse, or the raw
+    aiohttp response when the body was not JSON)."""
+    status = getattr(response, "status_code", None) or getattr(response, "status", None) or 0
+    headers = getattr(response, "headers", None) or {}
+    data = getattr(response, "data", None)
+    error = data.get("error") if isinstance(data, dict) else None
+    return int(status), headers, str(error) if error is not None else None
+
+
+def build(config: SinkBase, session: aiohttp.ClientSession, store: Store) -> SlackNotifier:
+    if not isinstance(config, SlackSink):
+        raise ConfigError(f"sink {config.name!r} is not a slack sink", path="kind")
+    return SlackNotifier(config, session, store)
