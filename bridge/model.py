@@ -286,6 +286,7 @@ class Notification:
             "payload": dict(self.payload),
             "on": str(self.on),
             "terminal": self.terminal,
+            "state": self.state,
         }
 
     @classmethod
@@ -300,6 +301,7 @@ class Notification:
             payload=dict(data.get("payload") or {}),
             on=EventKind(data["on"]),
             terminal=bool(data.get("terminal", False)),
+            state=str(data["state"]) if data.get("state") is not None else None,
         )
 
     @property
