@@ -12,6 +12,7 @@ one. Independent of the pipeline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +31,8 @@ class Reply:
     status: int = 200
     headers: Mapping[str, str] | None = None
     body: str = ""
+    # Seconds to wait before answering (a slow receiver); cut short by `stop()`.
+    delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,11 +62,13 @@ class WebhookReceiver:
         self._default = Reply()
         self._verify = _verifier(secret) if secret is not None else None
         self._changed = asyncio.Condition()
+        self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def start(self) -> None:
         """Serve; after a `stop()`, on the same port as before."""
+        self._stopping.clear()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -73,6 +78,7 @@ class WebhookReceiver:
         self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -117,6 +123,9 @@ class WebhookReceiver:
             path=request.path, headers=headers, body=body, status=reply.status, verified=verified))
         async with self._changed:
             self._changed.notify_all()
+        if reply.delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), reply.delay)
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers)
 
 
