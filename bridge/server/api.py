@@ -1,0 +1,284 @@
+"""The JSON API (contract section 8): health, metrics, read views and operator actions.
+
+Read routes are open; write routes pass `AdminAuth.check_bearer` first. Errors answer
+`{"error": "..."}` with a message saying what to change (see `app.errors_middleware`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from bridge.errors import SourceError, StoreError
+from bridge.model import DeliveryStatus, JobState
+from bridge.server.push import BadSecret, SignatureError, secret_key, verify
+from bridge.server.state import ServerState, state_of
+from bridge.server.views import (
+    delivery_json,
+    job_json,
+    source_json,
+    stats_json,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 500
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
+
+
+def _int_param(request: web.Request, name: str, default: int | None, *,
+               low: int = 0, high: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"`{name}` must be an integer, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise web.HTTPBadRequest(text=f"`{name}` must be {bound}, got {value}")
+    return value
+
+
+_E = TypeVar("_E", JobState, DeliveryStatus)
+
+
+def _enum_param(request: web.Request, name: str, kind: type[_E]) -> _E | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        choices = ", ".join(str(m) for m in kind)
+        raise web.HTTPBadRequest(text=f"`{name}` must be one of: {choices}; got {raw!r}") from None
+
+
+# --- health and metrics ----------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readiness(state: ServerState) -> list[str]:
+    """Why the bridge is not ready; empty when it is."""
+    reasons: list[str] = []
+    try:
+        await state.runtime.store.ping()
+    except StoreError as exc:
+        reasons.append(f"state store unreachable: {exc}")
+    if not state.runtime.ready:
+        reasons.append("bridge not started: the poll scheduler is not running")
+    return reasons
+
+
+async def readyz(request: web.Request) -> web.Response:
+    reasons = await readiness(state_of(request))
+    if reasons:
+        return json_response({"status": "not ready", "reasons": reasons}, status=503)
+    return json_response({"status": "ready", "reasons": []})
+
+
+async def refresh_outbox_gauges(state: ServerState) -> None:
+    stats = await state.runtime.store.outbox_stats()
+    metrics = state.runtime.metrics
+    metrics.outbox_depth.set(stats.pending)
+    metrics.outbox_dead.set(stats.dead)
+    oldest = stats.oldest_pending
+    metrics.outbox_oldest.set((state.clock() - oldest).total_seconds() if oldest else 0.0)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = state_of(request)
+    try:
+        await refresh_outbox_gauges(state)
+    except StoreError as exc:
+        # Still serve the counters: a scrape that fails hides the very outage it would show.
+        log.warning("metrics: outbox gauges not refreshed: %s", exc)
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    response = web.Response(body=state.runtime.metrics.render())
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+# --- read views ------------------------------------------------------------------------------
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    state = state_of(request)
+    source = request.query.get("source") or None
+    job_state = _enum_param(request, "state", JobState)
+    limit = _int_param(request, "limit", 1000, low=1, high=10_000)
+    jobs = await state.runtime.store.list_jobs(
+        source, str(job_state) if job_state else None, limit or 1000
+    )
+    now = state.clock()
+    return json_response({"jobs": [job_json(j, now) for j in jobs]})
+
+
+async def list_events(request: web.Request) -> web.Response:
+    state = state_of(request)
+    limit = _int_param(request, "limit", 100, low=1, high=MAX_LIMIT) or 100
+    before = _int_param(request, "before", None, low=1)
+    source = request.query.get("source") or None
+    # One more than asked tells whether another page exists without an empty last page.
+    rows = await state.runtime.store.recent_events(limit + 1, before, source)
+    page = rows[:limit]
+    events = [{**event.as_dict(), "seq": seq} for seq, event in page]
+    next_before = page[-1][0] if len(rows) > limit else None
+    return json_response({"events": events, "next": next_before})
+
+
+async def list_outbox(request: web.Request) -> web.Response:
+    state = state_of(request)
+    status = _enum_param(request, "status", DeliveryStatus)
+    limit = _int_param(request, "limit", 200, low=1, high=10_000) or 200
+    store = state.runtime.store
+    deliveries = await store.list_outbox(status, limit)
+    stats = await store.outbox_stats()
+    now = state.clock()
+    return json_response({
+        "deliveries": [delivery_json(d, now) for d in deliveries],
+        "stats": stats_json(stats, now),
+    })
+
+
+async def list_sources(request: web.Request) -> web.Response:
+    views = await state_of(request).runtime.sources()
+    return json_response({"sources": [source_json(v) for v in views]})
+
+
+# --- operator actions -----------------------------------------------------------------------
+
+
+async def _json_body(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text="send the body as Content-Type: application/json")
+    body = await request.read()
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
+
+
+def _job_id(value: object) -> str | None:
+    # eSales ids are 19-digit numbers: accept a JSON number but keep it as text.
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+async def add_watch(request: web.Request) -> web.Response:
+    state = state_of(request)
+    state.auth.check_bearer(request)
+    body = await _json_body(request)
+    source = body.get("source") if isinstance(body, dict) else None
+    job_id = _job_id(body.get("id")) if isinstance(body, dict) else None
+    if not isinstance(source, str) or not source or job_id is None:
+        raise web.HTTPBadRequest(text='send {"source": "<source name>", "id": "<job id>"}')
+    try:
+        added = await state.runtime.watch(source, job_id)
+    except KeyError:
+        raise web.HTTPNotFound(text=f"no source named {source!r} in the config") from None
+    log.info("watching %s job %s (new: %s)", source, job_id, added)
+    return json_response({"source": source, "id": job_id, "new": added},
+                         status=201 if added else 200)
+
+
+async def remove_watch(request: web.Request) -> web.Response:
+    state = state_of(request)
+    state.auth.check_bearer(request)
+    source, job_id = request.match_info["source"], request.match_info["id"]
+    try:
+        removed = await state.runtime.unwatch(source, job_id)
+    except KeyError:
+        raise web.HTTPNotFound(text=f"no source named {source!r} in the config") from None
+    if not removed:
+        raise web.HTTPNotFound(text=f"{source} is not watching job {job_id!r}")
+    return json_response({"source": source, "id": job_id, "removed": True})
+
+
+async def retry_one(request: web.Request) -> web.Response:
+    state = state_of(request)
+    state.auth.check_bearer(request)
+    delivery_id = request.match_info["id"]
+    count = await state.runtime.retry_deliveries(delivery_id)
+    if not count:
+        raise web.HTTPNotFound(text=f"no pending or dead delivery {delivery_id!r}")
+    return json_response({"retried": count})
+
+
+async def drop_one(request: web.Request) -> web.Response:
+    state = state_of(request)
+    state.auth.check_bearer(request)
+    delivery_id = request.match_info["id"]
+    count = await state.runtime.drop_deliveries(delivery_id)
+    if not count:
+        raise web.HTTPNotFound(text=f"no delivery {delivery_id!r} to drop")
+    return json_response({"dropped": count})
+
+
+async def retry_all(request: web.Request) -> web.Response:
+    state = state_of(request)
+    state.auth.check_bearer(request)
+    return json_response({"retried": await state.runtime.retry_deliveries(None)})
+
+
+# --- push input ------------------------------------------------------------------------------
+
+
+async def push_event(request: web.Request) -> web.Response:
+    """Verify the signature with the source's secret, refuse replays, feed detection."""
+    state = state_of(request)
+    name = request.match_info["source"]
+    key = _push_key(state, name)
+    body = await request.read()
+    now = state.clock()
+    try:
+        message = verify(key, request.headers, body, now=now, tolerance=state.replay.tolerance)
+    except SignatureError as exc:
+        log.warning("push to %s refused: %s", name, exc.problem)
+        raise web.HTTPUnauthorized(text=str(exc)) from None
+    if not state.replay.claim(name, message, now):
+        raise web.HTTPConflict(text=f"webhook-id {message.id!r} was already accepted (replay)")
+    try:
+        payload = json.loads(body)
+        events = await state.runtime.push(name, payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        state.replay.release(name, message)
+        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
+    except SourceError as exc:
+        state.replay.release(name, message)
+        raise web.HTTPBadRequest(text=f"cannot read a job from the body: {exc}") from None
+    except BaseException:
+        state.replay.release(name, message)
+        raise
+    return json_response({"accepted": True, "events": [e.id for e in events]}, status=202)
+
+
+def _push_key(state: ServerState, name: str) -> bytes:
+    try:
+        config = state.runtime.config.source(name)
+    except KeyError:
+        raise web.HTTPNotFound(text=f"no source named {name!r} in the config") from None
+    secret = getattr(config, "secret", None)
+    if secret is None:
+        raise web.HTTPForbidden(
+            text=f"source {name!r} has no `secret`, so it refuses pushes: set "
+            '`secret = "whsec_..."` on it in rules.toml (Standard Webhooks signing secret)'
+        )
+    try:
+        return secret_key(secret.get_secret_value(), name)
+    except BadSecret as exc:
+        raise web.HTTPForbidden(text=str(exc)) from None

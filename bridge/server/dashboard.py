@@ -1,0 +1,258 @@
+"""The dashboard at `/`: server-rendered HTML of sources, jobs, events and the outbox.
+
+Readable without JavaScript (a `<noscript>` meta refresh); with it, a few lines of inline
+script re-fetch the live part from `/ui/live` every few seconds. Operator actions are plain
+POST forms under `/ui/` that answer with a redirect back to the page (post/redirect/get).
+These templates are ours, rendered with a normal autoescaping Environment; the sandboxed
+environment is only for user templates.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+
+from bridge.errors import StoreError
+from bridge.model import DeliveryStatus, JobState
+from bridge.server.api import readiness
+from bridge.server.auth import COOKIE
+from bridge.server.state import ServerState, state_of
+from bridge.server.views import delivery_json, job_json, source_json, stats_json
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 3
+JOB_LIMIT = 200
+EVENT_LIMIT = 30
+OUTBOX_LIMIT = 50
+
+_NOTICES = {
+    "retried": "Re-queued {n} deliver{ies}.",
+    "dropped": "Dropped {n} deliver{ies}.",
+    "signed_in": "Signed in: actions are enabled in this browser.",
+    "signed_out": "Signed out.",
+}
+
+
+def make_environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("bridge.server", "templates"),
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["ago"] = _ago
+    env.filters["dur"] = human_duration
+    env.filters["pct"] = _percent
+    return env
+
+
+def human_duration(value: float | None) -> str:
+    """`0.42` -> "420ms", `75` -> "1m 15s", `90000` -> "1d 1h"."""
+    if value is None:
+        return "–"
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    total = int(value)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n][:2]
+    return " ".join(shown) or "0s"
+
+
+@jinja2.pass_context
+def _ago(context: jinja2.runtime.Context, value: str | None) -> str:
+    if not value:
+        return "–"
+    now: datetime = context["now"]
+    delta = (now - datetime.fromisoformat(value)).total_seconds()
+    if delta < 0:
+        return "in " + human_duration(-delta)
+    return human_duration(delta) + " ago" if delta >= 1 else "just now"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}%"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Filters:
+    source: str | None = None
+    state: JobState | None = None
+
+    @classmethod
+    def from_query(cls, request: web.Request) -> Filters:
+        state = request.query.get("state") or None
+        return cls(
+            source=request.query.get("source") or None,
+            state=JobState(state) if state in set(JobState) else None,
+        )
+
+    def query(self) -> str:
+        pairs = {"source": self.source, "state": str(self.state) if self.state else None}
+        text = urlencode({k: v for k, v in pairs.items() if v})
+        return f"?{text}" if text else ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """Everything one render of the page shows, read once per request."""
+
+    now: datetime
+    reasons: list[str]
+    stats: dict[str, Any]
+    sources: list[dict[str, Any]]
+    jobs: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    dead: list[dict[str, Any]]
+    pending: list[dict[str, Any]]
+    delivered: list[dict[str, Any]]
+    filters: Filters
+    error: str | None = None
+    states: list[str] = field(default_factory=lambda: [str(s) for s in JobState])
+
+
+async def snapshot(state: ServerState, filters: Filters) -> Snapshot:
+    now = state.clock()
+    reasons = await readiness(state)
+    store = state.runtime.store
+    sources = [source_json(v) for v in await state.runtime.sources()]
+    try:
+        jobs = await store.list_jobs(
+            filters.source, str(filters.state) if filters.state else None, JOB_LIMIT
+        )
+        events = await store.recent_events(EVENT_LIMIT)
+        outbox = {s: await store.list_outbox(s, OUTBOX_LIMIT) for s in DeliveryStatus}
+        stats = await store.outbox_stats()
+    except StoreError as exc:
+        # The page still shows health and sources, which say what is wrong.
+        return Snapshot(now=now, reasons=reasons, stats={}, sources=sources, jobs=[], events=[],
+                        dead=[], pending=[], delivered=[], filters=filters, error=str(exc))
+    return Snapshot(
+        now=now,
+        reasons=reasons,
+        stats=stats_json(stats, now),
+        sources=sources,
+        jobs=[job_json(j, now) for j in jobs],
+        events=[{**e.as_dict(), "seq": seq} for seq, e in events],
+        dead=[delivery_json(d, now) for d in outbox[DeliveryStatus.DEAD]],
+        pending=[delivery_json(d, now) for d in outbox[DeliveryStatus.PENDING]],
+        delivered=[delivery_json(d, now) for d in outbox[DeliveryStatus.DELIVERED][:10]],
+        filters=filters,
+    )
+
+
+def _context(request: web.Request, snap: Snapshot) -> dict[str, Any]:
+    state = state_of(request)
+    auth = state.auth
+    notice = _NOTICES.get(request.query.get("notice", ""))
+    count = request.query.get("n", "")
+    if notice:
+        n = int(count) if count.isdigit() else 0
+        notice = notice.format(n=n, ies="y" if n == 1 else "ies")
+    return {
+        "snap": snap,
+        "now": snap.now,
+        "ready": not snap.reasons,
+        "notice": notice,
+        "writes_enabled": auth.writes_enabled,
+        "needs_sign_in": auth.token_required and not auth.cookie_matches(request),
+        "token_required": auth.token_required,
+        "back": "/" + snap.filters.query(),
+        "refresh": REFRESH_SECONDS,
+    }
+
+
+def _html(request: web.Request, template: str, context: dict[str, Any],
+          status: int = 200) -> web.Response:
+    nonce = secrets.token_urlsafe(16)
+    env = state_of(request).templates
+    body = env.get_template(template).render(**context, nonce=nonce)
+    response = web.Response(text=body, content_type="text/html", status=status)
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        f"script-src 'nonce-{nonce}'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def page(request: web.Request) -> web.Response:
+    snap = await snapshot(state_of(request), Filters.from_query(request))
+    return _html(request, "dashboard.html", _context(request, snap))
+
+
+async def live(request: web.Request) -> web.Response:
+    """The live part of the page alone, for the refresh script."""
+    snap = await snapshot(state_of(request), Filters.from_query(request))
+    return _html(request, "live.html", _context(request, snap))
+
+
+# --- actions ------------------------------------------------------------------------------------
+
+
+def _back(form: Any, notice: str, n: int | None = None) -> web.HTTPSeeOther:
+    back = str(form.get("back") or "/")
+    # Only paths on this server: never an absolute URL someone slipped into the form.
+    if not back.startswith("/") or back.startswith("//") or "\\" in back:
+        back = "/"
+    sep = "&" if "?" in back else "?"
+    extra = urlencode({"notice": notice, **({"n": n} if n is not None else {})})
+    return web.HTTPSeeOther(location=f"{back}{sep}{extra}")
+
+
+async def _authorized_form(request: web.Request) -> Any:
+    form = await request.post()
+    token = form.get("token")
+    state_of(request).auth.check_form(request, token if isinstance(token, str) else None)
+    return form
+
+
+async def retry_one(request: web.Request) -> web.StreamResponse:
+    form = await _authorized_form(request)
+    count = await state_of(request).runtime.retry_deliveries(request.match_info["id"])
+    raise _back(form, "retried", count)
+
+
+async def drop_one(request: web.Request) -> web.StreamResponse:
+    form = await _authorized_form(request)
+    count = await state_of(request).runtime.drop_deliveries(request.match_info["id"])
+    raise _back(form, "dropped", count)
+
+
+async def retry_all(request: web.Request) -> web.StreamResponse:
+    form = await _authorized_form(request)
+    count = await state_of(request).runtime.retry_deliveries(None)
+    raise _back(form, "retried", count)
+
+
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    form = await _authorized_form(request)
+    response = _back(form, "signed_in")
+    value = state_of(request).auth.cookie_value()
+    if value is not None:
+        response.set_cookie(COOKIE, value, httponly=True, samesite="Strict", path="/",
+                            max_age=int(timedelta(days=30).total_seconds()))
+    raise response
+
+
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    response = _back(form, "signed_out")
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+def error_page(request: web.Request, status: int, message: str) -> web.Response:
+    return _html(request, "error.html", {"status": status, "message": message}, status=status)
