@@ -1,0 +1,264 @@
+"""Template filters and the per-output escaping rules (`Flavor`).
+
+Templates are rendered in one of four flavors, picked from the template's name and the sink:
+
+- `SLACK`: Slack mrkdwn text; interpolated values have `& < >` escaped.
+- `BLOCKS`: Block Kit JSON for Slack; values are mrkdwn-escaped and then JSON-string escaped.
+- `JSON`: a webhook body; values are JSON-string escaped.
+- `TEXT`: plain text (a webhook envelope's `text`); values are left as they are.
+
+The environment autoescapes with `finalize` doing the flavor's escaping and returning
+`Markup`, which means "final output for this flavor": macro and `{% set %}` block results
+are not escaped twice, and filters that build markup (`link`, `tojson`, `slack_escape`)
+return output already final for the flavor they run in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
+from enum import Enum
+from typing import Any
+
+from jinja2 import pass_context, pass_environment
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
+
+
+class Flavor(Enum):
+    TEXT = "text"
+    SLACK = "slack"
+    BLOCKS = "blocks"
+    JSON = "json"
+
+    @property
+    def json(self) -> bool:
+        return self in (Flavor.BLOCKS, Flavor.JSON)
+
+    @property
+    def mrkdwn(self) -> bool:
+        return self in (Flavor.SLACK, Flavor.BLOCKS)
+
+
+# Slack shows at most 3,000 characters in one Block Kit text field.
+MAX_JSON_VALUE = 2_900
+STATE_EMOJI = {
+    "succeeded": "✅",
+    "failed": "❌",
+    "cancelled": "🚫",
+    "pending": "⏳",
+    "running": "🔄",
+    "blocked": "⛔",
+    "unknown": "❔",
+}
+EVENT_EMOJI = {
+    "progress": "🔄",
+    "stalled": "🐢",
+    "appeared": "🆕",
+    "vanished": "👻",
+    "source_down": "🔴",
+    "source_up": "🟢",
+}
+
+
+class BridgeEnvironment(ImmutableSandboxedEnvironment):
+    """A sandboxed environment that knows the flavor it renders and the display timezone."""
+
+    def __init__(self, flavor: Flavor, timezone: tzinfo, **options: Any):
+        self.flavor = flavor
+        self.timezone = timezone
+        super().__init__(autoescape=True, finalize=_finalizer(flavor), **options)
+
+
+def slack_escape_text(text: str) -> str:
+    """Escape the three characters Slack mrkdwn treats as markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def json_escape_text(text: str) -> str:
+    """The inside of a JSON string literal for `text`."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+def plain(value: Any) -> str:
+    """How a value reads in a message: "" for None, 40 for 40.0, "5m 03s" for a timedelta."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Enum):
+        return str(value.value)
+    return str(value)
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= MAX_JSON_VALUE else text[: MAX_JSON_VALUE - 1] + "…"
+
+
+def _finalizer(flavor: Flavor) -> Callable[[Any], Markup]:
+    if flavor is Flavor.SLACK:
+        return lambda v: v if isinstance(v, Markup) else Markup(slack_escape_text(plain(v)))
+    if flavor is Flavor.BLOCKS:
+        return lambda v: v if isinstance(v, Markup) else Markup(
+            json_escape_text(_cap(slack_escape_text(plain(v)))))
+    if flavor is Flavor.JSON:
+        return lambda v: v if isinstance(v, Markup) else Markup(json_escape_text(_cap(plain(v))))
+    return lambda v: v if isinstance(v, Markup) else Markup(plain(v))
+
+
+def final(flavor: Flavor, text: str, *, mrkdwn_ready: bool = False) -> Markup:
+    """`text` made final for `flavor`; `mrkdwn_ready` text is already valid Slack markup."""
+    if flavor.mrkdwn and not mrkdwn_ready:
+        text = slack_escape_text(text)
+    if flavor.json:
+        text = json_escape_text(text)
+    return Markup(text)
+
+
+# --- filters ----------------------------------------------------------------------------
+
+
+def format_duration(value: timedelta | float | int | None) -> str:
+    """A short human duration: "45s", "5m 03s", "1h 02m", "2d 03h"."""
+    if value is None:
+        return ""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    total = round(abs(seconds))
+    sign = "-" if seconds < 0 and total else ""
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        text = f"{days}d {hours:02d}h"
+    elif hours:
+        text = f"{hours}h {minutes:02d}m"
+    elif minutes:
+        text = f"{minutes}m {secs:02d}s"
+    else:
+        text = f"{secs}s"
+    return sign + text
+
+
+@pass_context
+def ago(context: Context, value: datetime | None) -> str:
+    """How long before the event (`at`) a moment was: "12m 05s ago"."""
+    if value is None:
+        return ""
+    reference = context.get("at")
+    now = reference if isinstance(reference, datetime) else datetime.now(UTC)
+    return f"{format_duration(now - value)} ago"
+
+
+def progress_bar(value: float | None, width: int = 10) -> str:
+    """`▰▰▰▰▰▰▱▱▱▱ 60%`; empty when the job reports no progress."""
+    if value is None:
+        return ""
+    percent = max(0.0, min(100.0, float(value)))
+    filled = int(percent * width // 100)
+    return f"{'▰' * filled}{'▱' * (width - filled)} {percent:.0f}%"
+
+
+def state_emoji(state: Any) -> str:
+    """✅ ❌ 🚫 ⏳ 🔄 ⛔ ❔ for a canonical state; event kinds get their own."""
+    key = plain(state)
+    return STATE_EMOJI.get(key) or EVENT_EMOJI.get(key, "❔")
+
+
+@pass_environment
+def slack_escape(env: BridgeEnvironment, value: Any) -> Markup:
+    """Escape for Slack mrkdwn (done automatically for `{{ }}` in Slack templates)."""
+    return final(env.flavor, slack_escape_text(plain(value)), mrkdwn_ready=True)
+
+
+@pass_environment
+def link(env: BridgeEnvironment, text: Any, url: str | None) -> Markup:
+    """`text` linked to `url` (Slack `<url|text>`; "text (url)" in plain text and JSON)."""
+    label = plain(text)
+    if not url:
+        return final(env.flavor, label)
+    if env.flavor.mrkdwn:
+        safe_url = slack_escape_text(url).replace("|", "%7C")
+        return final(env.flavor, f"<{safe_url}|{slack_escape_text(label)}>", mrkdwn_ready=True)
+    return final(env.flavor, f"{label} ({url})")
+
+
+@pass_environment
+def slack_date(env: BridgeEnvironment, value: datetime | None,
+               token: str = "{date_short_pretty} {time}") -> Markup:
+    """A Slack date that each reader sees in their own timezone (plain time elsewhere)."""
+    if value is None:
+        return Markup("")
+    fallback = format_time(env, value)
+    if not env.flavor.mrkdwn:
+        return final(env.flavor, fallback)
+    stamp = int(value.timestamp())
+    return final(env.flavor, f"<!date^{stamp}^{token}|{slack_escape_text(fallback)}>",
+                 mrkdwn_ready=True)
+
+
+@pass_environment
+def format_time(env: BridgeEnvironment, value: datetime | None,
+                fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+    """A moment in the configured `[bridge] timezone`."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(env.timezone).strftime(fmt)
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        as_dict = getattr(value, "as_dict", None)
+        return as_dict() if callable(as_dict) else dataclasses.asdict(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
+def to_json_text(value: Any, indent: int | None = None) -> str:
+    """JSON for any event value (jobs, datetimes, durations included)."""
+    return json.dumps(value, default=_json_default, ensure_ascii=False, indent=indent)
+
+
+@pass_environment
+def tojson(env: BridgeEnvironment, value: Any, indent: int | None = None) -> Markup:
+    """A JSON value, written as is in JSON templates (put it outside quotes)."""
+    text = to_json_text(value, indent)
+    if env.flavor.mrkdwn and not env.flavor.json:
+        return Markup(slack_escape_text(text))
+    return Markup(text)
+
+
+def pluralize(count: Any, singular: str, plural: str | None = None) -> str:
+    """`3 | pluralize("item")` -> "3 items"."""
+    number = 0 if count is None else count
+    word = singular if number == 1 else (plural or singular + "s")
+    return f"{plain(number)} {word}"
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "duration": format_duration,
+    "ago": ago,
+    "progress_bar": progress_bar,
+    "state_emoji": state_emoji,
+    "slack_escape": slack_escape,
+    "link": link,
+    "slack_date": slack_date,
+    "time": format_time,
+    "tojson": tojson,
+    "pluralize": pluralize,
+}
