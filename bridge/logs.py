@@ -184,15 +184,17 @@ class _BridgeHandler(logging.StreamHandler[TextIO]):
 
 def setup_logging(
     level: str = "info",
-    fmt: LogFormat = "text",
+    fmt: str = "text",
+    config: BaseModel | None = None,
     *,
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
 ) -> RedactingFilter:
-    """Send every log record to stderr (or `stream`) in `fmt`, masking `secrets`.
+    """Send every log record to stderr (or `stream`) in `fmt` ("text" or "json"), masking the
+    config's `SecretStr` values and `secrets`.
 
-    Returns the filter, so the caller can `add_secrets` once the config is loaded. Calling it
-    again replaces the previous bridge handler instead of doubling every line.
+    Returns the filter, so the caller can `add_secrets` later (the HTTP server adds the admin
+    token). Calling it again replaces the previous bridge handler instead of doubling lines.
     """
     if fmt not in ("text", "json"):
         raise ConfigError(f"unknown log format {fmt!r}; use text or json", path="--log-format")
@@ -204,6 +206,8 @@ def setup_logging(
     handler = _BridgeHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     redacting = RedactingFilter(secrets)
+    if config is not None:
+        redacting.add_secrets(secret_values(config))
     handler.addFilter(redacting)
     root.addHandler(handler)
     root.setLevel(parse_level(level))

@@ -1,0 +1,160 @@
+"""Logging setup: JSON and text lines, levels, and secrets masked wherever they appear."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from bridge.config.loader import parse_config
+from bridge.errors import ConfigError
+from bridge.logs import RedactingFilter, installed_filter, secret_values, setup_logging
+
+CONFIG = """
+[bridge]
+admin_token = "admin-token-123456"
+
+[[sources]]
+name = "zd"
+kind = "zendesk"
+base_url = "http://127.0.0.1:1"
+[sources.auth]
+type = "basic"
+username = "ops@example.com/token"
+password = "zendesk-api-token-abcdef"
+
+[[sources]]
+name = "hooks"
+kind = "push"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[[sinks]]
+name = "pager"
+kind = "webhook"
+url = "https://hooks.example.com/T000/very-secret-path"
+secret = "whsec_c2lua3NlY3JldHNpbmtzZWNyZXQ="
+"""
+
+SECRETS = (
+    "admin-token-123456",
+    "zendesk-api-token-abcdef",
+    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "https://hooks.example.com/T000/very-secret-path",
+    "whsec_c2lua3NlY3JldHNpbmtzZWNyZXQ=",
+)
+
+
+@pytest.fixture
+def restore_root() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+
+
+def _setup(fmt: str, level: str = "info", **kwargs: object) -> io.StringIO:
+    stream = io.StringIO()
+    setup_logging(level, fmt, stream=stream, **kwargs)  # type: ignore[arg-type]
+    return stream
+
+
+def test_secret_values_finds_every_secretstr_in_the_config() -> None:
+    config = parse_config(CONFIG, "rules.toml", env={})
+    assert secret_values(config) == frozenset(SECRETS)
+
+
+def test_secret_values_skips_values_too_short_to_mask_safely() -> None:
+    config = parse_config(CONFIG.replace("admin-token-123456", "abc"), "rules.toml", env={})
+    assert "abc" not in secret_values(config)
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_json_lines_carry_ts_level_logger_message_and_context() -> None:
+    stream = _setup("json")
+    logging.getLogger("bridge.test").info("polled %s", "zd", extra={"source": "zd", "jobs": 3})
+    entry = json.loads(stream.getvalue().strip())
+    assert entry["level"] == "info"
+    assert entry["logger"] == "bridge.test"
+    assert entry["message"] == "polled zd"
+    assert entry["source"] == "zd"
+    assert entry["jobs"] == 3
+    assert entry["ts"].endswith("+00:00")
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_text_lines_show_level_logger_message_and_context() -> None:
+    stream = _setup("text")
+    logging.getLogger("bridge.test").warning("source down", extra={"source": "zd"})
+    line = stream.getvalue().strip()
+    assert "WARNING" in line
+    assert "bridge.test: source down" in line
+    assert line.endswith("source=zd")
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_level_filters_lower_records() -> None:
+    stream = _setup("text", level="warning")
+    logging.getLogger("bridge.test").info("hidden")
+    logging.getLogger("bridge.test").error("shown")
+    assert "hidden" not in stream.getvalue()
+    assert "shown" in stream.getvalue()
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_unknown_level_is_a_config_error_naming_the_choices() -> None:
+    with pytest.raises(ConfigError, match="debug, info, warning"):
+        setup_logging("loud", "text", stream=io.StringIO())
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_setting_up_twice_does_not_double_lines() -> None:
+    _setup("text")
+    stream = _setup("text")
+    logging.getLogger("bridge.test").info("once")
+    assert stream.getvalue().count("once") == 1
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.usefixtures("restore_root")
+def test_config_secrets_are_masked_in_message_args_context_and_traceback(fmt: str) -> None:
+    config = parse_config(CONFIG, "rules.toml", env={})
+    stream = _setup(fmt, config=config)
+    log = logging.getLogger("bridge.test")
+    log.info("token is zendesk-api-token-abcdef")
+    log.info("posting to %s", "https://hooks.example.com/T000/very-secret-path")
+    log.info("context", extra={"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+    try:
+        raise RuntimeError("bad admin-token-123456")
+    except RuntimeError:
+        log.exception("failed")
+    output = stream.getvalue()
+    for secret in SECRETS:
+        assert secret not in output
+    assert "token is ***" in output
+    assert "posting to ***" in output
+    assert "RuntimeError: bad ***" in output
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_secrets_added_later_are_masked_too() -> None:
+    stream = _setup("text")
+    flt = installed_filter()
+    assert isinstance(flt, RedactingFilter)
+    flt.add_secrets(["late-secret-value"])
+    logging.getLogger("bridge.test").info("value late-secret-value")
+    assert "late-secret-value" not in stream.getvalue()
+    assert "value ***" in stream.getvalue()
+
+
+def test_overlapping_secrets_are_masked_whole() -> None:
+    flt = RedactingFilter(["abcd", "abcdefgh"])
+    record = logging.LogRecord("x", logging.INFO, "", 0, "key abcdefgh", None, None)
+    flt.filter(record)
+    assert record.getMessage() == "key ***"
