@@ -84,6 +84,8 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self._ts_seq = 0
         self._script = _Script()
+        # Requests waiting behind `hold()`.
+        self.held = 0
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -184,8 +186,7 @@ class FakeSlack:
         method = request.match_info["method"]
         body = await _read_body(request)
         headers = dict(request.headers)
-        if self._script.held is not None:
-            await self._script.held.wait()
+        await self._wait_if_held()
         if self._script.rate_limited > 0:
             self._script.rate_limited -= 1
             await self._record(method, body, headers, 429, "ratelimited")
@@ -206,8 +207,7 @@ class FakeSlack:
             body = await request.json()
         except ValueError:
             body = None
-        if self._script.held is not None:
-            await self._script.held.wait()
+        await self._wait_if_held()
         if self._script.rate_limited > 0:
             self._script.rate_limited -= 1
             await self._record("incoming-webhook", body or {}, headers, 429, "rate_limited")
@@ -224,6 +224,18 @@ class FakeSlack:
         self._store(WEBHOOK_CHANNEL, body, thread_ts=None)
         await self._record("incoming-webhook", body, headers, 200)
         return web.Response(text="ok")
+
+    async def _wait_if_held(self) -> None:
+        held = self._script.held
+        if held is None:
+            return
+        self.held += 1
+        async with self._changed:
+            self._changed.notify_all()
+        try:
+            await held.wait()
+        finally:
+            self.held -= 1
 
     def _authorize(self, request: web.Request, body: Mapping[str, Any]) -> None:
         auth = request.headers.get("Authorization", "")
