@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from bridge.config.schema import SlackSink
-from bridge.errors import PermanentDelivery, RetryableDelivery
+from bridge.errors import PermanentDelivery, RetryableDelivery, StoreError
 from bridge.model import Delivery, EventKind, Notification
 from bridge.simulators.slack import WEBHOOK_CHANNEL, FakeSlack
 from bridge.sinks import build_sink
@@ -362,6 +362,27 @@ async def test_an_unreachable_slack_is_retryable(
         assert "xoxb-secret" not in str(caught.value)
     finally:
         await sink.aclose()
+
+
+class BrokenRefs(MemoryRefs):
+    async def get_message_ref(self, sink: str, source: str, job_id: str) -> MessageRef | None:
+        raise StoreError("database is locked")
+
+
+async def test_a_state_store_outage_is_retryable_and_sends_nothing(
+    slack: FakeSlack, session: aiohttp.ClientSession
+) -> None:
+    config = SlackSink.model_validate({
+        "name": "ops-slack", "kind": "slack", "token": slack.token, "channel": CHANNEL,
+        "mode": "update", "base_url": slack.api_url, "min_interval": "10ms",
+    })
+    sink = SlackNotifier(config, session, BrokenRefs())  # type: ignore[arg-type]
+    try:
+        with pytest.raises(RetryableDelivery, match="database is locked"):
+            await sink.send(note("running"))
+    finally:
+        await sink.aclose()
+    assert slack.calls == []
 
 
 async def test_a_payload_without_text_is_permanent(sinks: SinkFactory) -> None:

@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bridge.config.schema import SinkBase, SlackSink
-from bridge.errors import ConfigError, PermanentDelivery
+from bridge.errors import ConfigError, PermanentDelivery, RetryableDelivery, StoreError
 from bridge.model import Delivery, JobState, Notification
 from bridge.sinks.retry import Verdict, classify_exception, classify_slack, redact_url
 from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, RateLimited
@@ -123,7 +123,7 @@ class SlackNotifier:
         await self._post(message)
 
     async def _update(self, n: Notification, job_id: str, message: SlackMessage) -> None:
-        ref = await self._store.get_message_ref(self.name, n.source, job_id)
+        ref = await self._ref(n, job_id)
         if ref is None:
             await self._post_root(n, job_id, message)
             return
@@ -135,10 +135,14 @@ class SlackNotifier:
             await self._post_root(n, job_id, message)
             return
         if n.state in _ALERT_STATES:
-            await self._reply(ref, message)
+            try:
+                await self._reply(ref, message)
+            except _MessageGone:  # deleted between the edit and the reply: the edit stands
+                log.info("sink %s: message %s vanished before the failure reply",
+                         self.name, ref.ts)
 
     async def _thread(self, n: Notification, job_id: str, message: SlackMessage) -> None:
-        ref = await self._store.get_message_ref(self.name, n.source, job_id)
+        ref = await self._ref(n, job_id)
         if ref is None:
             await self._post_root(n, job_id, message)
             return
@@ -151,9 +155,20 @@ class SlackNotifier:
 
     async def _post_root(self, n: Notification, job_id: str, message: SlackMessage) -> None:
         posted = await self._post(message)
-        await self._store.set_message_ref(
-            self.name, n.source, job_id, MessageRef(channel=posted.channel, ts=posted.ts)
-        )
+        ref = MessageRef(channel=posted.channel, ts=posted.ts)
+        try:
+            await self._store.set_message_ref(self.name, n.source, job_id, ref)
+        except StoreError as exc:
+            # Posted but not remembered: the retry posts again (at-least-once), so say so.
+            raise RetryableDelivery(f"posted to Slack but could not remember message {ref.ts} "
+                                    f"in the state store: {exc}") from exc
+
+    async def _ref(self, n: Notification, job_id: str) -> MessageRef | None:
+        try:
+            return await self._store.get_message_ref(self.name, n.source, job_id)
+        except StoreError as exc:
+            raise RetryableDelivery(f"could not read the Slack message of job "
+                                    f"{n.source}/{job_id} from the state store: {exc}") from exc
 
     async def _reply(self, ref: MessageRef, message: SlackMessage) -> None:
         await self._call("chat.postMessage", channel=ref.channel, thread_ts=ref.ts,
