@@ -1,0 +1,185 @@
+"""A fake JTL Cloud ERP: `GET /erp/v1/workers/status` and the OAuth2 token endpoint.
+
+The API wants a bearer token (a fixed `token`, or one issued by `POST /oauth2/token` for
+client credentials that has not expired), `x-appid`, `x-appversion` and the tenant's
+`x-tenant-id`: without a known tenant it answers 412. Tokens live `token_ttl` seconds by
+`clock`; `token_requests` counts issued tokens and `revoke_tokens()` invalidates them early.
+`lowercase_keys=True` answers in the other API version's casing (`state`, `progress`).
+The demo lifecycle runs recurring syncs: SuccessfullFinished -> Starting -> Running with
+progress -> SuccessfullFinished again, sometimes SleepingError with a message.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import BasicAuth, web
+
+from bridge.simulators.base import Simulator, bearer_of, hold, json_response, ramp
+
+TOKEN_PATH = "/oauth2/token"
+STATUS_PATH = "/erp/v1/workers/status"
+_DEMO_SYNCS = ("Amazon orders", "eBay stock levels", "Shopify prices", "Invoice export",
+               "Otto Market listings")
+_ERRORS = ("Amazon MWS throttled the feed upload (QuotaExceeded)",
+           "eBay token expired: reconnect the eBay account in JTL-Wawi")
+
+
+def _stamp(at: datetime) -> str:
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class JtlSimulator(Simulator):
+    """JTL worker syncs keyed by their `Identifier`, with the API's PascalCase fields."""
+
+    prefix = "/erp"
+    unguarded = frozenset({TOKEN_PATH})
+
+    def __init__(self, *, tenant_id: str = "6f1c2b7e-5d4a-4c3b-9a8f-1e2d3c4b5a69",
+                 token: str | None = None, client_id: str = "bridge-client",
+                 client_secret: str = "bridge-secret", token_ttl: float = 3600.0,
+                 lowercase_keys: bool = False, clock: Callable[[], float] = time.monotonic,
+                 seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        self.tenant_id = tenant_id
+        self.token = token
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_ttl = token_ttl
+        self.lowercase_keys = lowercase_keys
+        self.clock = clock
+        self.token_requests = 0
+        self.syncs: dict[str, dict[str, Any]] = {}
+        self._issued: dict[str, float] = {}
+        self._recurring: set[str] = set()
+
+    @property
+    def token_url(self) -> str:
+        return self.origin + TOKEN_PATH
+
+    # --- test controls ----------------------------------------------------------------
+
+    def add_sync(self, sync_id: str | None = None, *, state: int = 3, progress: float = -1,
+                 text: str = "") -> str:
+        sync_id = sync_id or str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        now = datetime.now(UTC)
+        self.syncs[sync_id] = {
+            "Identifier": sync_id, "State": state, "ProgressText": text, "Progress": progress,
+            "LastSync": _stamp(now - timedelta(minutes=15)),
+            "NextSync": _stamp(now + timedelta(minutes=15)),
+        }
+        return sync_id
+
+    def set_sync(self, sync_id: str, **changes: Any) -> None:
+        """Change raw fields (`State`, `Progress`, `ProgressText`, `LastSync`, `NextSync`)."""
+        self.syncs[sync_id].update(changes)
+
+    def remove_sync(self, sync_id: str) -> None:
+        self.syncs.pop(sync_id, None)
+        self.plans.drop(sync_id)
+        self._recurring.discard(sync_id)
+
+    def revoke_tokens(self) -> None:
+        """Every issued token is rejected from now on, before its announced expiry."""
+        self._issued.clear()
+
+    # --- the API ----------------------------------------------------------------------
+
+    def routes(self) -> Iterable[web.RouteDef]:
+        return [web.get(STATUS_PATH, self._status), web.post(TOKEN_PATH, self._token)]
+
+    def authorize(self, request: web.Request) -> web.Response | None:
+        token = bearer_of(request)
+        valid = token is not None and (
+            token == self.token or self._issued.get(token, 0.0) > self.clock())
+        if not valid:
+            return self.unauthorized()
+        tenant = request.headers.get("x-tenant-id", "")
+        if not tenant or tenant != self.tenant_id:
+            return json_response({"title": "Precondition Failed", "status": 412,
+                                  "detail": "Missing or unknown x-tenant-id header"}, status=412)
+        for header in ("x-appid", "x-appversion"):
+            if not request.headers.get(header):
+                return json_response({"title": "Bad Request", "status": 400,
+                                      "detail": f"Missing required header {header}"}, status=400)
+        return None
+
+    def unauthorized(self) -> web.Response:
+        return json_response({"title": "Unauthorized", "status": 401,
+                              "detail": "Invalid or expired access token"}, status=401,
+                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    def drifted_body(self) -> Any:
+        return {"items": [{"SyncId": s, "Status": "OK"} for s in self.syncs]}
+
+    async def _status(self, request: web.Request) -> web.Response:
+        wanted = request.query.get("syncId")
+        syncs = [s for s in self.syncs.values() if wanted is None or s["Identifier"] == wanted]
+        if self.lowercase_keys:
+            syncs = [{k[0].lower() + k[1:]: v for k, v in s.items()} for s in syncs]
+        return json_response(syncs)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        client_id, client_secret = str(form.get("client_id", "")), str(
+            form.get("client_secret", ""))
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("basic "):
+            try:
+                auth = BasicAuth.decode(header)
+            except ValueError:
+                auth = BasicAuth("", "")
+            client_id, client_secret = auth.login, auth.password
+        if form.get("grant_type") != "client_credentials":
+            return json_response({"error": "unsupported_grant_type"}, status=400)
+        if client_id != self.client_id or client_secret != self.client_secret:
+            return json_response({"error": "invalid_client"}, status=401)
+        self.token_requests += 1
+        token = secrets.token_urlsafe(24)
+        self._issued[token] = self.clock() + self.token_ttl
+        ttl: float | int = int(self.token_ttl) if self.token_ttl.is_integer() else self.token_ttl
+        return json_response({"access_token": token, "token_type": "Bearer", "expires_in": ttl,
+                              "scope": "jtl-erp"})
+
+    # --- demo lifecycle ---------------------------------------------------------------
+
+    def plan_demo(self) -> None:
+        """Recurring syncs, plus one deactivated and one suspended sync that never move."""
+        for n, name in enumerate(_DEMO_SYNCS[:3]):
+            sync_id = self.add_sync(state=3, text=f"{name}: up to date")
+            self._recurring.add(sync_id)
+            self.plans.plan(sync_id, hold(1 + 2 * n))
+        self.add_sync(state=7, text=f"{_DEMO_SYNCS[3]}: deactivated")
+        self.add_sync(state=0, text=f"{_DEMO_SYNCS[4]}: suspended by the administrator")
+
+    def tick(self) -> None:
+        super().tick()
+        for sync_id, step in self.plans.advance():
+            if sync_id in self.syncs:
+                self.syncs[sync_id].update(step)
+        for sync_id in sorted(self._recurring):
+            if self.plans.idle(sync_id) and sync_id in self.syncs:
+                self.plans.plan(sync_id, self._cycle())
+
+    def _cycle(self) -> list[dict[str, Any]]:
+        """One run of a recurring sync: start, progress, finish (or sleep on an error), wait."""
+        steps: list[dict[str, Any]] = [{"State": 1, "Progress": 0, "ProgressText": "Starting"}]
+        progress = ramp(self.rng, 0, 100, low=15, high=40)
+        failing = self.rng.random() < 0.25
+        if failing:
+            progress = [p for p in progress if p < 70]
+        steps += [{"State": 2, "Progress": p, "ProgressText": f"Synchronising ({p:.0f}%)"}
+                  for p in progress[:-1]]
+        now = _stamp(datetime.now(UTC))
+        if failing:
+            steps.append({"State": 4, "Progress": -1, "LastSync": now,
+                          "ProgressText": self.rng.choice(_ERRORS)})
+        else:
+            steps.append({"State": 3, "Progress": -1, "LastSync": now,
+                          "ProgressText": "Finished successfully"})
+        return steps + hold(self.rng.randint(2, 4))

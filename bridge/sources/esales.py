@@ -1,0 +1,99 @@
+"""Voyado eSales imports: `GET /api/admin/v3/import/status?id=` for each tracked id.
+
+The API has no list endpoint, so only ids from config, `bridge watch` or `POST /v1/watches`
+are polled (`lists_jobs = False`). Import ids are 19-digit numbers: they stay strings end
+to end (the observation keeps the id we asked for, never a number re-read from JSON).
+Status `NOT_FOUND` puts the id in `missing`; HTTP 404 means the *cluster* in base_url does
+not exist, which is a configuration error, never a vanished import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from bridge.config.schema import EsalesSource, SourceBase
+from bridge.model import JobState, JobStatus, PollResult
+from bridge.sources.auth import StaticAuth
+from bridge.sources.fetch import (
+    SourceClient,
+    StateMapper,
+    drift,
+    expect_object,
+    for_each_id,
+    items_of,
+    optional_str,
+    require_str_or_int,
+)
+
+NOT_FOUND = "NOT_FOUND"
+DEFAULT_STATES: dict[str, JobState] = {
+    "WAITING": JobState.PENDING,
+    "BLOCKED": JobState.BLOCKED,
+    "IN_PROGRESS": JobState.RUNNING,
+    "SUCCESS": JobState.SUCCEEDED,
+    "FAILURE": JobState.FAILED,
+    "ABORTED": JobState.CANCELLED,
+}
+_HINTS = {
+    401: "eSales rejected the API key: check api_key",
+    403: "eSales denied access: check that api_key belongs to this cluster",
+    404: "cluster not found: check base_url (https://{cluster-id}.api.esales.apptus.cloud)",
+}
+
+
+class EsalesImports:
+    """An `esales` source."""
+
+    lists_jobs = False
+
+    def __init__(self, config: EsalesSource, session: aiohttp.ClientSession) -> None:
+        self.config: SourceBase = config
+        api_key = config.api_key.get_secret_value()
+        self.client = SourceClient(
+            config, session, auth=StaticAuth({"Api-Key": api_key}, (api_key,)), hints=_HINTS,
+        )
+        self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def poll(self, ids: Sequence[str]) -> PollResult:
+        wanted = list(dict.fromkeys(ids))
+        found = await for_each_id(wanted, self._lookup)
+        return PollResult(
+            observations=[job for job in found if job is not None],
+            missing=frozenset(i for i, job in zip(wanted, found, strict=True) if job is None),
+        )
+
+    def parse_push(self, payload: Any) -> Sequence[JobStatus]:
+        jobs = []
+        for i, item in enumerate(items_of(payload, "push")):
+            job = self.job(require_str_or_int(item, "id", f"push[{i}]"), item, f"push[{i}]")
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    async def _lookup(self, import_id: str) -> JobStatus | None:
+        response = await self.client.get(self.client.url("/api/admin/v3/import/status"),
+                                         params={"id": import_id})
+        return self.job(import_id, expect_object(response.body, "import status response"),
+                        "import status response")
+
+    def job(self, import_id: str, item: dict[str, Any], where: str) -> JobStatus | None:
+        """One import status as an observation; None for `NOT_FOUND`."""
+        raw = item.get("status")
+        if not isinstance(raw, str):
+            raise drift(f"{where}.status", "is missing" if raw is None else "should be a string")
+        if raw == NOT_FOUND:
+            return None
+        return JobStatus(
+            id=import_id,
+            state=self.states(raw),
+            raw_state=raw,
+            message=optional_str(item, "reason", where),
+            fields=item,
+        )

@@ -1,0 +1,421 @@
+"""The HTTP plumbing every polling source shares.
+
+`fetch_json` makes one request and turns every way it can go wrong into a typed
+`SourceError` whose message says what to do (the retry policy is the `_VERDICTS` table,
+not ifs spread over the sources). `SourceClient` binds it to one configured source: base
+URL, timeout, extra headers, auth (with one retry after a 401 when the credential can be
+renewed) and the secrets to keep out of messages. The rest are small helpers the kinds
+share: raw-state mapping that warns once per unmapped value, and shape checks that name
+the drifted field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from bridge.config.schema import SourceBase
+from bridge.errors import SourceError, SourceMisconfigured, SourceUnavailable
+from bridge.model import JobState, JobStatus, PollResult
+from bridge.sources.base import map_state
+
+if TYPE_CHECKING:
+    from bridge.sources.auth import Authenticator
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+# Secrets shorter than this are not redacted: replacing "1" everywhere would garble messages.
+_MIN_SECRET_LEN = 4
+_DETAIL_KEYS = ("description", "message", "error_description", "error", "detail", "title")
+_DETAIL_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    error: type[SourceError]
+    hint: str
+
+
+# What an HTTP status means for a poll. Unlisted 5xx are retryable, other 4xx are permanent.
+_VERDICTS: Mapping[int, _Verdict] = {
+    400: _Verdict(SourceMisconfigured, "the API rejected the request: check the source settings"),
+    401: _Verdict(SourceMisconfigured, "the API rejected the credentials: check the credentials"),
+    403: _Verdict(
+        SourceMisconfigured, "access denied: check the credentials and their permissions"
+    ),
+    404: _Verdict(SourceMisconfigured, "not found: check base_url"),
+    408: _Verdict(SourceUnavailable, "the API timed out"),
+    412: _Verdict(
+        SourceMisconfigured, "precondition failed: missing tenant header: check the source settings"
+    ),
+    425: _Verdict(SourceUnavailable, "the API asked to retry later"),
+    429: _Verdict(SourceUnavailable, "rate limited: retrying later"),
+}
+_SERVER_ERROR = _Verdict(SourceUnavailable, "the API is failing: retrying later")
+_CLIENT_ERROR = _Verdict(
+    SourceMisconfigured, "the API refused the request: check the source settings"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JsonResponse:
+    """A decoded answer. `body` is None for an accepted error status without a JSON body."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def redact(text: str, secrets: Collection[str]) -> str:
+    """`text` with every secret replaced by `***`, longest first so overlaps go too."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= _MIN_SECRET_LEN:
+            text = text.replace(secret, "***")
+    return text
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta seconds (fractional allowed,
+    Terminal sends `0.62`) or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - now).total_seconds())
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def describe_url(url: str | URL) -> str:
+    """The URL without query string or user info, safe to show (queries can carry keys)."""
+    parsed = URL(url)
+    return str(parsed.with_query(None).with_fragment(None).with_user(None))
+
+
+async def fetch_json(
+    session: aiohttp.ClientSession,
+    url: str | URL,
+    *,
+    time_limit: float,
+    method: str = "GET",
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    data: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    accept: Collection[int] = (),
+    hints: Mapping[int, str] | None = None,
+    secrets: Collection[str] = (),
+    max_bytes: int = MAX_BODY_BYTES,
+) -> JsonResponse:
+    """Make one request and return its decoded JSON body, or raise a classified SourceError.
+
+    Statuses in `accept` (404 for a per-id lookup) are returned instead of raised; `hints`
+    replace the generic advice for a status (JTL's 412, eSales' 404).
+    """
+    where = f"{method} {describe_url(url)}"
+    try:
+        async with session.request(
+            method, url, params=params, headers=headers, data=data, json=json_body,
+            timeout=aiohttp.ClientTimeout(total=time_limit),
+        ) as response:
+            raw = await _read_capped(response, max_bytes, where)
+            status = response.status
+            reason = response.reason or ""
+            content_type = response.content_type
+            response_headers = dict(response.headers)
+    except TimeoutError:
+        raise SourceUnavailable(f"no answer within {time_limit:g}s: timed out ({where})") from None
+    except aiohttp.ClientError as exc:
+        detail = redact(str(exc) or type(exc).__name__, secrets)
+        raise SourceUnavailable(f"connection failed: {detail} ({where})") from None
+
+    if 200 <= status < 300 or status in accept:
+        lenient = status in accept and not 200 <= status < 300
+        body = _decode(raw, content_type, where, lenient=lenient)
+        return JsonResponse(status=status, body=body, headers=response_headers)
+    raise _status_error(
+        status, reason, raw, response_headers, where, hints or {}, secrets
+    )
+
+
+async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int, where: str) -> bytes:
+    too_big = SourceUnavailable(
+        f"response larger than {max_bytes // (1024 * 1024) or max_bytes} "
+        f"{'MiB' if max_bytes >= 1024 * 1024 else 'bytes'}: refusing to read it ({where})"
+    )
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise too_big
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > max_bytes:
+            raise too_big
+    return bytes(body)
+
+
+def _decode(raw: bytes, content_type: str, where: str, *, lenient: bool) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        if lenient:
+            return None
+        if not raw.strip():
+            raise SourceUnavailable(f"expected JSON, got an empty body ({where})") from None
+        if "json" not in content_type:
+            raise SourceUnavailable(
+                f"expected JSON, got {content_type or 'no content type'} ({where})"
+            ) from None
+        raise SourceUnavailable(f"malformed JSON: {exc} ({where})") from None
+
+
+def _status_error(
+    status: int,
+    reason: str,
+    raw: bytes,
+    headers: Mapping[str, str],
+    where: str,
+    hints: Mapping[int, str],
+    secrets: Collection[str],
+) -> SourceError:
+    verdict = _VERDICTS.get(status) or (_SERVER_ERROR if status >= 500 else _CLIENT_ERROR)
+    hint = hints.get(status, verdict.hint)
+    detail = _server_detail(raw, secrets)
+    said = f"; the API said {detail!r}" if detail else ""
+    message = f"{hint} (HTTP {status} {reason} from {where}{said})".replace(" )", ")")
+    retry_after = parse_retry_after(headers.get("Retry-After"), datetime.now(UTC))
+    return verdict.error(message, retry_after=retry_after)
+
+
+def _server_detail(raw: bytes, secrets: Collection[str]) -> str | None:
+    """A short reason from a JSON error body (`error`, `message`, ...), secrets redacted."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    for key in _DETAIL_KEYS:
+        value = body.get(key)
+        if isinstance(value, dict):
+            value = value.get("message")
+        if isinstance(value, str) and value.strip():
+            return redact(value.strip()[:_DETAIL_MAX], secrets)
+    return None
+
+
+class SourceClient:
+    """One source's view of HTTP: its base URL, timeout, headers, auth and secrets."""
+
+    def __init__(
+        self,
+        config: SourceBase,
+        session: aiohttp.ClientSession,
+        *,
+        auth: Authenticator,
+        base_url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        hints: Mapping[int, str] | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.session = session
+        self.auth = auth
+        self.base_url = (base_url or config.base_url or "").rstrip("/")
+        self.timeout = config.timeout.total_seconds()
+        self.headers = {"Accept": "application/json", **(headers or {}), **config.headers}
+        self.hints = dict(hints or {})
+        self.secrets = (*auth.secrets, *secrets, *config.headers.values())
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    async def get(
+        self, url: str | URL, *, params: Mapping[str, str] | None = None,
+        accept: Collection[int] = (),
+    ) -> JsonResponse:
+        return await self.request("GET", url, params=params, accept=accept)
+
+    async def request(
+        self, method: str, url: str | URL, *, params: Mapping[str, str] | None = None,
+        json_body: Any = None, accept: Collection[int] = (),
+    ) -> JsonResponse:
+        """One authenticated request. After a 401 a renewable credential (an OAuth2 token
+        revoked before its announced expiry) is dropped, renewed and the request retried once."""
+        renew = self.auth.renewable and 401 not in accept
+        response = await self._send(method, url, params, json_body, {*accept, 401} if renew
+                                    else accept)
+        if renew and response.status == 401:
+            self.auth.invalidate()
+            log.info("credential rejected by %s; renewing it and retrying once",
+                     describe_url(url))
+            response = await self._send(method, url, params, json_body, accept)
+        return response
+
+    async def _send(
+        self, method: str, url: str | URL, params: Mapping[str, str] | None, json_body: Any,
+        accept: Collection[int],
+    ) -> JsonResponse:
+        headers = {**self.headers, **await self.auth.headers()}
+        return await fetch_json(
+            self.session, url, time_limit=self.timeout, method=method, params=params,
+            headers=headers, json_body=json_body, accept=accept, hints=self.hints,
+            secrets=self.secrets,
+        )
+
+
+class StateMapper:
+    """A source's raw -> canonical state table; warns once per unmapped raw value."""
+
+    def __init__(
+        self, source: str, defaults: Mapping[str, JobState], overrides: Mapping[str, JobState]
+    ) -> None:
+        self.source = source
+        self.defaults = defaults
+        self.overrides = overrides
+        self._warned: set[str] = set()
+
+    def __call__(self, raw: str) -> JobState:
+        state = map_state(raw, self.defaults, self.overrides)
+        known = raw in self.overrides or raw in self.defaults
+        if not known and raw not in self._warned:
+            self._warned.add(raw)
+            log.warning(
+                "source %s reported the unmapped state %r: treating it as unknown; "
+                "map it in [sources.states]", self.source, raw,
+            )
+        return state
+
+
+def raw_text(value: object) -> str:
+    """A raw API value as the text users match in `[sources.states]` and see as raw_state."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def drift(where: str, problem: str) -> SourceUnavailable:
+    return SourceUnavailable(
+        f"unexpected response shape: {where} {problem}; the API may have changed or "
+        "base_url may point at a different API"
+    )
+
+
+def expect_list(body: Any, where: str) -> list[Any]:
+    if not isinstance(body, list):
+        raise drift(where, f"should be a list, got {_type_name(body)}")
+    return body
+
+
+def expect_object(body: Any, where: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise drift(where, f"should be an object, got {_type_name(body)}")
+    return body
+
+
+def require_str_or_int(item: Mapping[str, Any], key: str, where: str) -> str:
+    """An identifier field: text or an integer, returned as text (never via float)."""
+    value = item.get(key)
+    if value is None:
+        raise drift(f"{where}.{key}", "is missing")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise drift(f"{where}.{key}", f"should be a string, got {_type_name(value)}")
+    return str(value)
+
+
+def optional_number(item: Mapping[str, Any], key: str, where: str) -> float | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise drift(f"{where}.{key}", f"should be a number, got {_type_name(value)}")
+    return float(value)
+
+
+def optional_str(item: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = item.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise drift(f"{where}.{key}", f"should be a string, got {_type_name(value)}")
+    return value
+
+
+def items_of(payload: Any, where: str) -> list[dict[str, Any]]:
+    """A pushed body as items: one object or a list of objects."""
+    items = payload if isinstance(payload, list) else [payload]
+    return [expect_object(item, f"{where}[{i}]") for i, item in enumerate(items)]
+
+
+def _type_name(value: Any) -> str:
+    names: dict[type[Any], str] = {
+        dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+        int: "a number", float: "a number", type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+
+async def for_each_id(
+    ids: Sequence[str], lookup: Callable[[str], Awaitable[T]], *, limit: int = 8
+) -> list[T]:
+    """`lookup` over ids with at most `limit` requests in flight. The first failure cancels
+    the rest and is raised as itself, so callers see one SourceError, not a group."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job_id: str) -> T:
+        async with gate:
+            return await lookup(job_id)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(job_id)) for job_id in ids]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+async def listed_plus_lookups(
+    listed: Sequence[JobStatus],
+    ids: Sequence[str],
+    lookup: Callable[[str], Awaitable[JobStatus | None]],
+) -> PollResult:
+    """A complete list poll, plus a lookup of each tracked id the list left out (an API that
+    lists only recent jobs); a lookup answering None (404) puts the id in `missing`."""
+    seen = {job.id for job in listed}
+    extra = list(dict.fromkeys(job_id for job_id in ids if job_id not in seen))
+    found = await for_each_id(extra, lookup)
+    observations = [*listed, *(job for job in found if job is not None)]
+    missing = frozenset(job_id for job_id, job in zip(extra, found, strict=True) if job is None)
+    return PollResult(observations=observations, complete=True, missing=missing)
+
+
+def same_origin(url: str, base: str) -> bool:
+    """Whether a next-page link stays on the configured host (credentials go with it)."""
+    a, b = URL(url), URL(base)
+    return a.is_absolute() and (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)

@@ -1,0 +1,174 @@
+"""The generic JSON poller (`kind = "http"`) and the JMESPath extraction it shares with push.
+
+`url` is requested with `method` (and `body` for POST); `items` selects the list of jobs
+(omitted: the answer is one job), and `id`, `state`, `progress`, `message` are read from
+each item. Expressions are compiled once, when the source is built, so a typo is a config
+error at start-up rather than a failed poll. Raw states map through `[sources.states]`; a
+raw value that already is a canonical state name maps to itself; anything else is unknown.
+
+Extension: a `url` containing `{id}` is polled once per tracked id (like eSales), and a 404
+there puts the id in `missing`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urljoin
+
+import aiohttp
+import jmespath
+from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
+
+from bridge.config.schema import HttpSource, PushSource, SourceBase
+from bridge.errors import ConfigError
+from bridge.model import JobState, JobStatus, PollResult
+from bridge.sources.auth import Clock, build_auth
+from bridge.sources.fetch import (
+    SourceClient,
+    StateMapper,
+    drift,
+    expect_list,
+    expect_object,
+    for_each_id,
+    items_of,
+    raw_text,
+)
+
+# A raw value that already names a canonical state maps to it.
+CANONICAL_STATES: dict[str, JobState] = {state.value: state for state in JobState}
+ID_PLACEHOLDER = "{id}"
+
+
+def compile_expression(expression: str, setting: str) -> ParsedResult:
+    try:
+        return jmespath.compile(expression)
+    except JMESPathError as exc:
+        raise ConfigError(f"invalid JMESPath expression {expression!r}: {exc}",
+                          path=setting) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Extractor:
+    """The compiled `id`, `state`, `progress`, `message` expressions of one source."""
+
+    id: ParsedResult
+    state: ParsedResult
+    progress: ParsedResult | None
+    message: ParsedResult | None
+
+    @classmethod
+    def of(cls, config: HttpSource | PushSource) -> Extractor:
+        return cls(
+            id=compile_expression(config.id, "id"),
+            state=compile_expression(config.state, "state"),
+            progress=compile_expression(config.progress, "progress") if config.progress
+            else None,
+            message=compile_expression(config.message, "message") if config.message else None,
+        )
+
+    def job(self, item: Any, states: StateMapper, where: str) -> JobStatus:
+        job_id = self.id.search(item)
+        if job_id is None or job_id == "":
+            raise drift(f"{where} id ({self.id.expression!r})", "found nothing")
+        if isinstance(job_id, bool) or not isinstance(job_id, str | int):
+            raise drift(f"{where} id ({self.id.expression!r})", "should be a string or integer")
+        raw = self.state.search(item)
+        if raw is None:
+            raise drift(f"{where} state ({self.state.expression!r})", "found nothing")
+        raw_state = raw_text(raw)
+        return JobStatus(
+            id=str(job_id),
+            state=states(raw_state),
+            raw_state=raw_state,
+            progress=self._progress(item, where),
+            message=self._message(item),
+            fields=item if isinstance(item, dict) else {"value": item},
+        )
+
+    def jobs(self, items: list[Any], states: StateMapper, where: str) -> list[JobStatus]:
+        return [self.job(item, states, f"{where}[{i}]") for i, item in enumerate(items)]
+
+    def _progress(self, item: Any, where: str) -> float | None:
+        if self.progress is None:
+            return None
+        value = self.progress.search(item)
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            try:
+                return float(value.strip().rstrip("%"))
+            except ValueError:
+                pass
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise drift(f"{where} progress ({self.progress.expression!r})", "should be a number")
+
+    def _message(self, item: Any) -> str | None:
+        if self.message is None:
+            return None
+        value = self.message.search(item)
+        if value is None or value == "":
+            return None
+        return value if isinstance(value, str) else raw_text(value)
+
+
+class HttpJobs:
+    """An `http` source."""
+
+    def __init__(
+        self, config: HttpSource, session: aiohttp.ClientSession, *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.config: SourceBase = config
+        self.method = config.method
+        self.body = config.body if config.method == "POST" else None
+        self.extract = Extractor.of(config)
+        self.items = compile_expression(config.items, "items") if config.items else None
+        self.url = urljoin(config.base_url.rstrip("/") + "/", config.url) if config.base_url \
+            else config.url
+        self.lists_jobs = ID_PLACEHOLDER not in self.url
+        auth = build_auth(config.auth, session, timeout=config.timeout.total_seconds(),
+                          clock=clock)
+        self.client = SourceClient(config, session, auth=auth)
+        self.states = StateMapper(config.name, CANONICAL_STATES, config.states)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def poll(self, ids: Sequence[str]) -> PollResult:
+        if self.lists_jobs:
+            jobs = self._parse(await self._fetch(self.url), "response")
+            return PollResult(observations=jobs, complete=self.items is not None)
+        wanted = list(dict.fromkeys(ids))
+        found = await for_each_id(wanted, self._lookup)
+        return PollResult(
+            observations=[job for job in found if job is not None],
+            missing=frozenset(i for i, job in zip(wanted, found, strict=True) if job is None),
+        )
+
+    def parse_push(self, payload: Any) -> Sequence[JobStatus]:
+        return self._parse(payload, "push")
+
+    async def _fetch(self, url: str, accept: frozenset[int] = frozenset()) -> Any:
+        response = await self.client.request(self.method, url, json_body=self.body,
+                                             accept=accept)
+        return None if response.status == 404 and 404 in accept else response.body
+
+    async def _lookup(self, job_id: str) -> JobStatus | None:
+        body = await self._fetch(self.url.replace(ID_PLACEHOLDER, quote(job_id, safe="")),
+                                 frozenset({404}))
+        if body is None:
+            return None
+        return next((job for job in self._parse(body, "response") if job.id == job_id), None)
+
+    def _parse(self, body: Any, where: str) -> list[JobStatus]:
+        if self.items is None:
+            return self.extract.jobs(items_of(body, where), self.states, where)
+        found = self.items.search(body)
+        items = expect_list(found, f"{where} items ({self.items.expression!r})")
+        return self.extract.jobs([expect_object(i, where) for i in items], self.states, where)

@@ -1,0 +1,118 @@
+"""JTL Cloud ERP worker syncs: `GET /v1/workers/status`, a complete list of recurring syncs.
+
+Requests carry the tenant headers (`x-tenant-id`, `x-appid`, `x-appversion`, optional
+`x-api-key`) and a bearer token, static or from OAuth2 client credentials. `State` is an
+integer 0..7; key casing differs between API versions, so every key is read in any casing.
+`Progress` below zero means "no progress"; `ProgressText` is the message. 401 and 412 are
+configuration errors (credentials, tenant header).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from bridge.config.schema import JtlSource, SourceBase
+from bridge.model import JobState, JobStatus, PollResult
+from bridge.sources.auth import Clock, build_auth
+from bridge.sources.fetch import (
+    SourceClient,
+    StateMapper,
+    drift,
+    expect_list,
+    expect_object,
+    items_of,
+    optional_number,
+    optional_str,
+    raw_text,
+    require_str_or_int,
+)
+
+DEFAULT_BASE_URL = "https://api.jtl-cloud.com/erp"
+DEFAULT_TOKEN_URL = "https://auth.jtl-cloud.com/oauth2/token"
+# The API's enum, in value order 0..7, with the canonical state of each.
+STATE_NAMES: tuple[tuple[str, JobState], ...] = (
+    ("Suspended", JobState.BLOCKED),
+    ("Starting", JobState.PENDING),
+    ("Running", JobState.RUNNING),
+    ("SuccessfullFinished", JobState.SUCCEEDED),
+    ("SleepingError", JobState.FAILED),
+    ("Stopping", JobState.RUNNING),
+    ("SleepingErrorGesperrt", JobState.FAILED),
+    ("Deactivated", JobState.CANCELLED),
+)
+# Keyed by the number as text ("3"); the enum names are accepted too, should a version send them.
+DEFAULT_STATES: dict[str, JobState] = {
+    **{str(value): state for value, (_, state) in enumerate(STATE_NAMES)},
+    **dict(STATE_NAMES),
+}
+_HINTS = {
+    401: "JTL rejected the credentials: check the bearer token or the OAuth2 client_id "
+         "and client_secret",
+    403: "JTL denied access: check the app's scopes and api_key",
+    412: "JTL refused the request: missing or unknown tenant header: check tenant_id "
+         "(sent as x-tenant-id)",
+}
+
+
+class JtlWorkers:
+    """A `jtl` source."""
+
+    lists_jobs = True
+
+    def __init__(
+        self, config: JtlSource, session: aiohttp.ClientSession, *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.config: SourceBase = config
+        headers = {
+            "x-tenant-id": config.tenant_id,
+            "x-appid": config.app_id,
+            "x-appversion": config.app_version,
+        }
+        secrets: tuple[str, ...] = ()
+        if config.api_key is not None:
+            headers["x-api-key"] = secrets_key = config.api_key.get_secret_value()
+            secrets = (secrets_key,)
+        auth = build_auth(config.auth, session, default_token_url=DEFAULT_TOKEN_URL,
+                          timeout=config.timeout.total_seconds(), clock=clock)
+        self.client = SourceClient(
+            config, session, auth=auth, base_url=config.base_url or DEFAULT_BASE_URL,
+            headers=headers, hints=_HINTS, secrets=secrets,
+        )
+        self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def poll(self, ids: Sequence[str]) -> PollResult:
+        response = await self.client.get(self.client.url("/v1/workers/status"))
+        items = expect_list(response.body, "workers status response")
+        jobs = [self.job(expect_object(item, f"[{i}]"), f"[{i}]") for i, item in enumerate(items)]
+        return PollResult(observations=jobs, complete=True)
+
+    def parse_push(self, payload: Any) -> Sequence[JobStatus]:
+        return [self.job(item, f"push[{i}]") for i, item in enumerate(items_of(payload, "push"))]
+
+    def job(self, item: dict[str, Any], where: str) -> JobStatus:
+        """One worker sync as an observation, whatever the casing of its keys."""
+        folded = {key.lower(): value for key, value in item.items()}
+        state = folded.get("state")
+        if state is None:
+            raise drift(f"{where}.State", "is missing")
+        if isinstance(state, bool) or not isinstance(state, int | float | str):
+            raise drift(f"{where}.State", "should be an integer 0..7")
+        raw = raw_text(state)
+        progress = optional_number(folded, "progress", where)
+        return JobStatus(
+            id=require_str_or_int(folded, "identifier", where),
+            state=self.states(raw),
+            raw_state=raw,
+            progress=progress if progress is not None and progress >= 0 else None,
+            message=optional_str(folded, "progresstext", where),
+            fields=item,
+        )

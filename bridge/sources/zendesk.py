@@ -1,0 +1,175 @@
+"""Zendesk job statuses: `GET /api/v2/job_statuses.json`, cursor-paged, plus per-id lookups.
+
+Zendesk lists only its last 100 jobs, so a tracked id missing from the list is looked up
+with `GET /api/v2/job_statuses/{id}.json`; a 404 (`RecordNotFound`, the status expired)
+puts it in `missing`. `progress` is a count of `total` tasks and is normalised to a
+percent; a `completed` job may still hold failed items in `results[]`: they are counted
+in `failed_items`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from bridge.config.schema import SourceBase, ZendeskSource
+from bridge.model import JobState, JobStatus, PollResult
+from bridge.sources.auth import Clock, build_auth
+from bridge.sources.fetch import (
+    SourceClient,
+    StateMapper,
+    drift,
+    expect_list,
+    expect_object,
+    items_of,
+    listed_plus_lookups,
+    optional_number,
+    optional_str,
+    require_str_or_int,
+    same_origin,
+)
+
+DEFAULT_STATES: dict[str, JobState] = {
+    "queued": JobState.PENDING,
+    "working": JobState.RUNNING,
+    "completed": JobState.SUCCEEDED,
+    "failed": JobState.FAILED,
+    "killed": JobState.CANCELLED,
+}
+PAGE_SIZE = 100
+# A runaway cursor must not keep one poll going forever; 100 pages is 10,000 jobs.
+MAX_PAGES = 100
+_HINTS = {
+    401: "Zendesk rejected the credentials: check the username (you@example.com/token) "
+         "and the API token",
+    403: "Zendesk denied access: the user behind the API token needs access to job statuses",
+}
+
+
+class ZendeskJobs:
+    """A `zendesk` source."""
+
+    lists_jobs = True
+
+    def __init__(
+        self, config: ZendeskSource, session: aiohttp.ClientSession, *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.config: SourceBase = config
+        auth = build_auth(config.auth, session, timeout=config.timeout.total_seconds(),
+                          clock=clock)
+        self.client = SourceClient(config, session, auth=auth, hints=_HINTS)
+        self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
+        # Unfinished jobs seen earlier: looked up by id once they drop off the 100-job list,
+        # so they are not taken for missing just because newer jobs pushed them out.
+        self._unfinished: set[str] = set()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def poll(self, ids: Sequence[str]) -> PollResult:
+        wanted = [*ids, *sorted(self._unfinished)]
+        result = await listed_plus_lookups(await self._list(), wanted, self._lookup)
+        self._unfinished = {job.id for job in result.observations if not job.state.terminal}
+        return result
+
+    def parse_push(self, payload: Any) -> Sequence[JobStatus]:
+        if isinstance(payload, dict) and "job_status" in payload:
+            payload = payload["job_status"]
+        elif isinstance(payload, dict) and "job_statuses" in payload:
+            payload = expect_list(payload["job_statuses"], "job_statuses")
+        return [self.job(item, f"push[{i}]") for i, item in enumerate(items_of(payload, "push"))]
+
+    async def _list(self) -> list[JobStatus]:
+        url: str = self.client.url("/api/v2/job_statuses.json")
+        params: dict[str, str] | None = {"page[size]": str(PAGE_SIZE)}
+        jobs: list[JobStatus] = []
+        seen_pages: set[str] = set()
+        for page in range(MAX_PAGES):
+            response = await self.client.get(url, params=params)
+            body = expect_object(response.body, "job_statuses response")
+            items = expect_list(body.get("job_statuses"), "job_statuses response.job_statuses")
+            for i, item in enumerate(items):
+                jobs.append(self.job(expect_object(item, f"job_statuses[{i}]"),
+                                     f"page {page + 1} job_statuses[{i}]"))
+            following = self._next_page(body)
+            if following is None:
+                return jobs
+            key = f"{following[0]}?{following[1]}"
+            if key in seen_pages:
+                raise drift("job_statuses pagination", "repeats a page cursor")
+            seen_pages.add(key)
+            url, params = following
+        raise drift("job_statuses pagination", f"goes on past {MAX_PAGES} pages")
+
+    def _next_page(self, body: dict[str, Any]) -> tuple[str, dict[str, str] | None] | None:
+        """Where the next page is: the `after_cursor` against our own base URL (so a
+        proxied base_url keeps working), else a same-host `links.next` / `next_page`."""
+        meta = body.get("meta")
+        links = body.get("links")
+        if isinstance(meta, dict) and "has_more" in meta:
+            if not meta.get("has_more"):
+                return None
+            cursor = meta.get("after_cursor")
+            if isinstance(cursor, str) and cursor:
+                params = {"page[size]": str(PAGE_SIZE), "page[after]": cursor}
+                return self.client.url("/api/v2/job_statuses.json"), params
+        link = links.get("next") if isinstance(links, dict) else body.get("next_page")
+        if not isinstance(link, str) or not link:
+            return None
+        if not same_origin(link, self.client.base_url):
+            raise drift("links.next", "points at another host; refusing to send credentials")
+        return link, None
+
+    async def _lookup(self, job_id: str) -> JobStatus | None:
+        url = self.client.url(f"/api/v2/job_statuses/{quote(job_id, safe='')}.json")
+        response = await self.client.get(url, accept={404})
+        if response.status == 404:
+            return None
+        body = expect_object(response.body, "job_status response")
+        return self.job(expect_object(body.get("job_status"), "job_status response.job_status"),
+                        "job_status")
+
+    def job(self, item: dict[str, Any], where: str) -> JobStatus:
+        """One Zendesk job status as an observation."""
+        raw = item.get("status")
+        if not isinstance(raw, str):
+            raise drift(f"{where}.status", "is missing" if raw is None else "should be a string")
+        results = item.get("results")
+        return JobStatus(
+            id=require_str_or_int(item, "id", where),
+            state=self.states(raw),
+            raw_state=raw,
+            progress=percent(optional_number(item, "progress", where),
+                             optional_number(item, "total", where)),
+            message=optional_str(item, "message", where),
+            url=optional_str(item, "url", where),
+            fields=item,
+            failed_items=count_failed(results) if isinstance(results, list) else None,
+        )
+
+
+def percent(done: float | None, total: float | None) -> float | None:
+    """Zendesk's task count as a percent; None when either is unknown or total is 0."""
+    if done is None or total is None or total <= 0:
+        return None
+    return round(min(100.0, max(0.0, done * 100.0 / total)), 2)
+
+
+def count_failed(results: list[Any]) -> int:
+    """Results that failed: `status: "Failed"`, `success: false`, or a non-empty error."""
+    return sum(1 for result in results if isinstance(result, dict) and _failed(result))
+
+
+def _failed(result: dict[str, Any]) -> bool:
+    status = result.get("status")
+    if isinstance(status, str) and status.lower() == "failed":
+        return True
+    if result.get("success") is False:
+        return True
+    return any(result.get(key) not in (None, "", [], {}) for key in ("errors", "error"))
