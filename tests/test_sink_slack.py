@@ -6,7 +6,8 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -22,6 +23,16 @@ from bridge.store.base import MessageRef
 CHANNEL = "#ops"
 CHANNEL_ID = "C0OPS"
 _events = itertools.count(1)
+
+
+class RefStore(Protocol):
+    """The part of the Store the Slack sink uses."""
+
+    async def get_message_ref(self, sink: str, source: str, job_id: str) -> MessageRef | None: ...
+
+    async def set_message_ref(
+        self, sink: str, source: str, job_id: str, ref: MessageRef
+    ) -> None: ...
 
 
 class MemoryRefs:
@@ -50,8 +61,23 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 
 @pytest.fixture
-def store() -> MemoryRefs:
-    return MemoryRefs()
+async def store(tmp_path: Path) -> AsyncIterator[RefStore]:
+    """The real SQLite store once it has landed (bridge.store.open_store), else MemoryRefs."""
+    try:
+        from bridge.store import open_store  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        yield MemoryRefs()
+        return
+    real = open_store(f"sqlite:///{tmp_path}/state.db")
+    await real.open()
+    try:
+        yield real
+    finally:
+        await real.close()
+
+
+async def stored_ref(store: RefStore, job: str = "8b72") -> MessageRef | None:
+    return await store.get_message_ref("ops-slack", "zendesk", job)
 
 
 SinkFactory = Callable[..., SlackNotifier]
@@ -59,7 +85,7 @@ SinkFactory = Callable[..., SlackNotifier]
 
 @pytest.fixture
 async def sinks(
-    slack: FakeSlack, session: aiohttp.ClientSession, store: MemoryRefs
+    slack: FakeSlack, session: aiohttp.ClientSession, store: RefStore
 ) -> AsyncIterator[SinkFactory]:
     made: list[SlackNotifier] = []
 
@@ -106,7 +132,7 @@ async def test_post_mode_posts_one_message_per_notification(
 
 
 async def test_update_mode_edits_the_jobs_message_in_place(
-    slack: FakeSlack, sinks: SinkFactory, store: MemoryRefs
+    slack: FakeSlack, sinks: SinkFactory, store: RefStore
 ) -> None:
     sink = sinks("update")
     await sink.send(note("running 25%"))
@@ -114,8 +140,7 @@ async def test_update_mode_edits_the_jobs_message_in_place(
     await sink.send(note("succeeded", state="succeeded", terminal=True))
     [message] = slack.roots(CHANNEL)
     assert (message.text, message.edits, message.replies) == ("succeeded", 2, [])
-    assert store.refs[("ops-slack", "zendesk", "8b72")] == MessageRef(channel=CHANNEL_ID,
-                                                                      ts=message.ts)
+    assert await stored_ref(store) == MessageRef(channel=CHANNEL_ID, ts=message.ts)
 
 
 async def test_update_mode_keeps_one_message_per_job(slack: FakeSlack, sinks: SinkFactory) -> None:
@@ -179,7 +204,7 @@ async def test_the_message_ref_survives_a_restart(
 
 
 async def test_a_deleted_message_is_replaced_by_a_new_one(
-    slack: FakeSlack, sinks: SinkFactory, store: MemoryRefs
+    slack: FakeSlack, sinks: SinkFactory, store: RefStore
 ) -> None:
     sink = sinks("update")
     await sink.send(note("running"))
@@ -190,7 +215,7 @@ async def test_a_deleted_message_is_replaced_by_a_new_one(
     [message] = slack.roots(CHANNEL)
     assert (message.text, message.edits) == ("75%", 1)
     assert message.ts != gone.ts
-    assert store.refs[("ops-slack", "zendesk", "8b72")].ts == message.ts
+    assert await stored_ref(store) == MessageRef(channel=CHANNEL_ID, ts=message.ts)
     assert [c.error for c in slack.calls_to("chat.update", ok_only=False)] == [
         "message_not_found", None]
 
@@ -331,7 +356,7 @@ async def test_a_bad_token_is_permanent_and_not_shown(
 
 
 async def test_an_unknown_channel_is_permanent(
-    session: aiohttp.ClientSession, store: MemoryRefs
+    session: aiohttp.ClientSession, store: RefStore
 ) -> None:
     async with FakeSlack(channels={CHANNEL: CHANNEL_ID}, strict_channels=True) as fake:
         config = SlackSink.model_validate({
@@ -347,7 +372,7 @@ async def test_an_unknown_channel_is_permanent(
 
 
 async def test_an_unreachable_slack_is_retryable(
-    session: aiohttp.ClientSession, store: MemoryRefs
+    session: aiohttp.ClientSession, store: RefStore
 ) -> None:
     async with FakeSlack() as fake:
         url = fake.api_url
@@ -399,7 +424,7 @@ async def test_a_payload_without_text_is_permanent(sinks: SinkFactory) -> None:
 
 
 async def _webhook_sink(
-    fake: FakeSlack, session: aiohttp.ClientSession, store: MemoryRefs
+    fake: FakeSlack, session: aiohttp.ClientSession, store: RefStore
 ) -> SlackNotifier:
     config = SlackSink.model_validate({"name": "ops-slack", "kind": "slack",
                                        "webhook_url": fake.webhook_url, "min_interval": "10ms"})
@@ -407,7 +432,7 @@ async def _webhook_sink(
 
 
 async def test_an_incoming_webhook_posts_the_message(
-    slack: FakeSlack, session: aiohttp.ClientSession, store: MemoryRefs
+    slack: FakeSlack, session: aiohttp.ClientSession, store: RefStore
 ) -> None:
     sink = await _webhook_sink(slack, session, store)
     try:
@@ -421,7 +446,7 @@ async def test_an_incoming_webhook_posts_the_message(
 
 
 async def test_an_incoming_webhook_refusal_is_permanent_and_hides_the_url(
-    slack: FakeSlack, session: aiohttp.ClientSession, store: MemoryRefs
+    slack: FakeSlack, session: aiohttp.ClientSession, store: RefStore
 ) -> None:
     sink = await _webhook_sink(slack, session, store)
     try:
