@@ -243,6 +243,16 @@ def tojson(env: BridgeEnvironment, value: Any, indent: int | None = None) -> Mar
     return Markup(text)
 
 
+@pass_environment
+def quote(env: BridgeEnvironment, value: Any) -> Markup:
+    """Every line of `value` as a Slack block quote (`> `), escaped."""
+    lines = plain(value).splitlines() or [""]
+    if not env.flavor.mrkdwn:
+        return final(env.flavor, "\n".join(f"> {line}" for line in lines))
+    quoted = "\n".join(f"> {slack_escape_text(line)}" for line in lines)
+    return final(env.flavor, quoted, mrkdwn_ready=True)
+
+
 def pluralize(count: Any, singular: str, plural: str | None = None) -> str:
     """`3 | pluralize("item")` -> "3 items"."""
     number = 0 if count is None else count
@@ -261,4 +271,5 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "time": format_time,
     "tojson": tojson,
     "pluralize": pluralize,
+    "quote": quote,
 }

@@ -76,7 +76,9 @@ class Decision:
 
     def describe(self) -> str:
         what = f"rule {self.rule.name}: {self.outcome.name}"
-        return f"{what} ({self.reason})" if self.reason else what
+        if self.filter is not None:
+            what = f"{what} by {self.filter}"
+        return f"{what}: {self.reason}" if self.reason else what
 
 
 def event_context(event: Event, rule: str = "") -> dict[str, Any]:
@@ -128,16 +130,16 @@ class _CompiledRule:
         if event.on is not rule.on:
             return Filter.ON, f"event is {event.on}, rule wants {rule.on}"
         if rule.source != "*" and not fnmatchcase(event.source, rule.source):
-            return Filter.SOURCE, f"source {event.source!r} does not match {rule.source!r}"
+            return Filter.SOURCE, f"{event.source!r} does not match {rule.source!r}"
         # A reminder repeats a match whose `from` already held; the job has not moved since.
         if rule.from_ is not None and not reminder:
             before = _before(event)
             if before not in rule.from_:
-                return Filter.FROM, f"from {before} not in [{_states(rule.from_)}]"
+                return Filter.FROM, f"{before} not in [{_states(rule.from_)}]"
         if rule.to is not None:
             after = _after(event)
             if after not in rule.to:
-                return Filter.TO, f"to {after} not in [{_states(rule.to)}]"
+                return Filter.TO, f"{after} not in [{_states(rule.to)}]"
         return None
 
 
@@ -235,7 +237,7 @@ def _check_when(compiled: _CompiledRule, context: Mapping[str, Any], event: Even
                         reason=f"{type(exc).__name__}: {exc}")
     if not result:
         return Decision(rule=rule, outcome=Outcome.FILTERED, filter=Filter.WHEN,
-                        reason=f"when {rule.when!r} is false")
+                        reason=f"{rule.when!r} is false")
     return None
 
 
