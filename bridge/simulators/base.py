@@ -11,6 +11,7 @@ run is deterministic given the seed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import random
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -113,7 +114,7 @@ class Simulator:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> Simulator:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -193,6 +194,18 @@ class Simulator:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), spec.delay)
                 return None
+
+
+def basic_of(request: web.Request) -> tuple[str, str] | None:
+    """The (user, password) of a Basic Authorization header, or None."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
 
 
 def bearer_of(request: web.Request) -> str | None:

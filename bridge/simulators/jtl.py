@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
-from bridge.simulators.base import Simulator, bearer_of, hold, json_response, ramp
+from bridge.simulators.base import Simulator, basic_of, bearer_of, hold, json_response, ramp
 
 TOKEN_PATH = "/oauth2/token"
 STATUS_PATH = "/erp/v1/workers/status"
@@ -50,7 +50,9 @@ class JtlSimulator(Simulator):
         self.token = token
         self.client_id = client_id
         self.client_secret = client_secret
-        self.token_ttl = token_ttl
+        self.token_ttl = float(token_ttl)
+        # False: token answers carry no expires_in (allowed by RFC 6749, section 5.1).
+        self.announce_expiry = True
         self.lowercase_keys = lowercase_keys
         self.clock = clock
         self.token_requests = 0
@@ -128,13 +130,7 @@ class JtlSimulator(Simulator):
         form = await request.post()
         client_id, client_secret = str(form.get("client_id", "")), str(
             form.get("client_secret", ""))
-        header = request.headers.get("Authorization", "")
-        if header.lower().startswith("basic "):
-            try:
-                auth = BasicAuth.decode(header)
-            except ValueError:
-                auth = BasicAuth("", "")
-            client_id, client_secret = auth.login, auth.password
+        client_id, client_secret = basic_of(request) or (client_id, client_secret)
         if form.get("grant_type") != "client_credentials":
             return json_response({"error": "unsupported_grant_type"}, status=400)
         if client_id != self.client_id or client_secret != self.client_secret:
@@ -143,8 +139,11 @@ class JtlSimulator(Simulator):
         token = secrets.token_urlsafe(24)
         self._issued[token] = self.clock() + self.token_ttl
         ttl: float | int = int(self.token_ttl) if self.token_ttl.is_integer() else self.token_ttl
-        return json_response({"access_token": token, "token_type": "Bearer", "expires_in": ttl,
-                              "scope": "jtl-erp"})
+        body: dict[str, Any] = {"access_token": token, "token_type": "Bearer",
+                                "scope": "jtl-erp"}
+        if self.announce_expiry:
+            body["expires_in"] = ttl
+        return json_response(body)
 
     # --- demo lifecycle ---------------------------------------------------------------
 

@@ -13,9 +13,9 @@ import base64
 from collections.abc import Iterable
 from typing import Any
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
-from bridge.simulators.base import Simulator, bearer_of, hold, json_response, ramp
+from bridge.simulators.base import Simulator, basic_of, bearer_of, hold, json_response, ramp
 
 _NOT_FOUND = {"error": "RecordNotFound", "description": "Not found"}
 _TITLES = ("Printer on fire", "I accidentally the whole bottle", "Refund for order 1042",
@@ -70,14 +70,8 @@ class ZendeskSimulator(Simulator):
         token = bearer_of(request)
         if token is not None and self.bearer_token is not None and token == self.bearer_token:
             return None
-        header = request.headers.get("Authorization", "")
-        if header.lower().startswith("basic "):
-            try:
-                auth = BasicAuth.decode(header)
-            except ValueError:
-                return self.unauthorized()
-            if auth.login == f"{self.email}/token" and auth.password == self.api_token:
-                return None
+        if basic_of(request) == (f"{self.email}/token", self.api_token):
+            return None
         return self.unauthorized()
 
     def unauthorized(self) -> web.Response:

@@ -84,7 +84,7 @@ NO_AUTH = StaticAuth({})
 
 
 def basic(username: str, password: str) -> StaticAuth:
-    encoded = aiohttp.BasicAuth(username, password).encode()
+    encoded = aiohttp.encode_basic_auth(username, password)
     return StaticAuth({"Authorization": encoded}, (password, encoded.split(" ", 1)[1]))
 
 
@@ -122,7 +122,7 @@ class OAuth2ClientCredentials:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        client = aiohttp.BasicAuth(self.client_id, self._client_secret).encode().split(" ", 1)[1]
+        client = self._client_auth().split(" ", 1)[1]
         return tuple(s for s in (self._client_secret, client, self._token) if s)
 
     async def headers(self) -> Mapping[str, str]:
@@ -130,6 +130,10 @@ class OAuth2ClientCredentials:
 
     def invalidate(self) -> None:
         self._token = None
+
+    def _client_auth(self) -> str:
+        # client_secret_basic (RFC 6749 section 2.3.1), which every server must support.
+        return aiohttp.encode_basic_auth(self.client_id, self._client_secret)
 
     async def token(self) -> str:
         # One lock so concurrent polls share a single token request.
@@ -145,9 +149,7 @@ class OAuth2ClientCredentials:
         self.token_requests += 1
         response = await fetch_json(
             self.session, self.token_url, method="POST", data=form, time_limit=self.timeout,
-            headers={"Authorization": aiohttp.BasicAuth(self.client_id,
-                                                        self._client_secret).encode(),
-                     "Accept": "application/json"},
+            headers={"Authorization": self._client_auth(), "Accept": "application/json"},
             hints=_TOKEN_HINTS, secrets=self.secrets,
         )
         body = expect_object(response.body, "token response")
