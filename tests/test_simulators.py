@@ -45,9 +45,9 @@ async def get(session: aiohttp.ClientSession, url: str, **headers: str
         return response.status, await response.text(), dict(response.headers)
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until `condition()` holds, polling briefly; fail after `timeout` seconds."""
-    for _ in range(int(timeout / 0.01)):
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until `condition()` holds, polling briefly; fail after `within` seconds."""
+    for _ in range(int(within / 0.01)):
         if condition():
             return
         await asyncio.sleep(0.01)
