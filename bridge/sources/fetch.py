@@ -202,8 +202,9 @@ def _status_error(
     hint = hints.get(status, verdict.hint)
     detail = _server_detail(raw, secrets)
     said = f"; the API said {detail!r}" if detail else ""
-    message = f"{hint} (HTTP {status} {reason} from {where}{said})".replace(" )", ")")
     retry_after = parse_retry_after(headers.get("Retry-After"), datetime.now(UTC))
+    wait = f"; Retry-After {retry_after:g}s" if retry_after is not None else ""
+    message = f"{hint} (HTTP {status} {reason} from {where}{said}{wait})".replace(" )", ")")
     return verdict.error(message, retry_after=retry_after)
 
 
