@@ -1,0 +1,99 @@
+"""The state store's tables and their ordered migrations, for every SQL backend.
+
+Migrations are append-only: never edit one that has shipped, add the next. Each backend
+applies the ones above the `schema_version` it finds, in one transaction, so a half-applied
+migration never exists. Statements are written once, with `{seq_pk}` standing for the
+dialect's auto-incrementing primary key.
+
+Timestamps are integer microseconds since the Unix epoch (UTC): exact round trips, cheap
+range queries, and the same type in SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+Dialect = Literal["sqlite", "postgresql"]
+
+_SEQ_PK: dict[Dialect, str] = {
+    "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+}
+
+VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+
+# One tuple of statements per version; index 0 is version 1.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE jobs (
+            source TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            updated_us BIGINT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (source, job_id))""",
+        "CREATE INDEX jobs_updated ON jobs (updated_us)",
+        "CREATE TABLE health (source TEXT PRIMARY KEY, data TEXT NOT NULL)",
+        """CREATE TABLE events (
+            seq {seq_pk},
+            id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            at_us BIGINT NOT NULL,
+            data TEXT NOT NULL)""",
+        "CREATE INDEX events_source ON events (source, seq)",
+        """CREATE TABLE watches (
+            source TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            added_us BIGINT NOT NULL,
+            PRIMARY KEY (source, job_id))""",
+        """CREATE TABLE rule_marks (
+            rule TEXT NOT NULL,
+            source TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            notified_us BIGINT NOT NULL,
+            state TEXT,
+            PRIMARY KEY (rule, source, job_id))""",
+        """CREATE TABLE outbox (
+            id TEXT PRIMARY KEY,
+            sink TEXT NOT NULL,
+            source TEXT NOT NULL,
+            job_id TEXT,
+            status TEXT NOT NULL,
+            created_us BIGINT NOT NULL,
+            next_attempt_us BIGINT,
+            leased INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            finished_us BIGINT,
+            data TEXT NOT NULL)""",
+        "CREATE INDEX outbox_due ON outbox (status, next_attempt_us)",
+        "CREATE INDEX outbox_finished ON outbox (status, finished_us)",
+        """CREATE TABLE message_refs (
+            sink TEXT NOT NULL,
+            source TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (sink, source, job_id))""",
+    ),
+)
+
+LATEST = len(MIGRATIONS)
+
+
+def pending(current: int, dialect: Dialect) -> Sequence[tuple[int, tuple[str, ...]]]:
+    """The migrations to apply over `current`, as (version, statements) in order."""
+    return [
+        (version, tuple(s.format(seq_pk=_SEQ_PK[dialect]) for s in statements))
+        for version, statements in enumerate(MIGRATIONS, start=1)
+        if version > current
+    ]
+
+
+def too_new(current: int, where: str) -> str:
+    return (
+        f"state store {where} has schema version {current}, newer than this bridge knows "
+        f"({LATEST}): upgrade bridge, or point `state` at another database"
+    )

@@ -1,0 +1,307 @@
+"""SQL and row codecs shared by the SQL backends (SQLite, PostgreSQL).
+
+Queries use `?` placeholders; the PostgreSQL backend rewrites them to `%s` (no query here
+contains a literal `?` or `%`). Values are stored as JSON text through the domain values'
+own `as_dict` / `from_dict`; the columns beside the JSON are the ones queries filter on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bridge.errors import StoreError
+from bridge.model import Delivery, DeliveryStatus, Event, Notification, SourceHealth, TrackedJob
+from bridge.store.base import OutboxStats, PollCommit, RuleMark
+
+Row = Sequence[Any]
+Step = tuple[str, Iterable[Row]]
+
+# Delivered outbox rows are kept this long (dashboard, `bridge outbox`), then pruned.
+DELIVERED_KEEP = timedelta(days=7)
+EVENTS_KEEP = 10_000
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _US
+
+
+def from_us(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + value * _US
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- codecs -----------------------------------------------------------------------------
+
+
+def health_json(health: SourceHealth) -> str:
+    return dumps(
+        {
+            "source": health.source,
+            "up": health.up,
+            "since": _iso(health.since),
+            "reason": health.reason,
+            "failures": health.failures,
+            "last_poll_at": _iso(health.last_poll_at),
+            "last_latency": health.last_latency,
+        }
+    )
+
+
+def health_from(text: str) -> SourceHealth:
+    data = json.loads(text)
+    return SourceHealth(
+        source=data["source"],
+        up=data["up"],
+        since=_dt(data.get("since")),
+        reason=data.get("reason"),
+        failures=data.get("failures", 0),
+        last_poll_at=_dt(data.get("last_poll_at")),
+        last_latency=data.get("last_latency"),
+    )
+
+
+def jobs_from(texts: Sequence[str]) -> list[TrackedJob]:
+    """Decode many job rows at once. One `json.loads` over all of them shares the dict keys
+    between jobs (the decoder memoises keys per call), which keeps 100,000 loaded jobs small."""
+    if not texts:
+        return []
+    return [TrackedJob.from_dict(d) for d in json.loads("[" + ",".join(texts) + "]")]
+
+
+OUTBOX_COLS = "id, status, created_us, next_attempt_us, attempts, last_error, finished_us, data"
+
+
+def delivery_from(row: Row) -> Delivery:
+    delivery_id, status, created, next_at, attempts, error, finished, data = row
+    state = DeliveryStatus(status)
+    return Delivery(
+        id=delivery_id,
+        notification=Notification.from_dict(json.loads(data)),
+        created_at=from_us(created) or _EPOCH,
+        status=state,
+        attempts=attempts,
+        next_attempt_at=from_us(next_at),
+        last_error=error,
+        delivered_at=from_us(finished) if state is DeliveryStatus.DELIVERED else None,
+    )
+
+
+def mark_from(row: Row) -> RuleMark:
+    rule, source, job_id, notified, state = row
+    return RuleMark(
+        rule=rule,
+        source=source,
+        job_id=job_id,
+        notified_at=from_us(notified) or _EPOCH,
+        state=state,
+    )
+
+
+def event_from(row: Row) -> tuple[int, Event]:
+    seq, data = row
+    return int(seq), Event.from_dict(json.loads(data))
+
+
+def stats_from(by_status: Iterable[Row], by_sink: Iterable[Row]) -> OutboxStats:
+    counts: dict[str, int] = {}
+    oldest = None
+    for status, count, first in by_status:
+        counts[status] = int(count)
+        if status == DeliveryStatus.PENDING:
+            oldest = from_us(first)
+    return OutboxStats(
+        pending=counts.get(DeliveryStatus.PENDING, 0),
+        dead=counts.get(DeliveryStatus.DEAD, 0),
+        delivered=counts.get(DeliveryStatus.DELIVERED, 0),
+        oldest_pending=oldest,
+        per_sink_pending={sink: int(count) for sink, count in by_sink},
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+# --- jobs, health, events -----------------------------------------------------------------
+
+LOAD_JOBS = "SELECT data FROM jobs WHERE source = ?"
+LOAD_HEALTH = "SELECT data FROM health WHERE source = ?"
+LIST_HEALTH = "SELECT data FROM health ORDER BY source"
+UPSERT_JOB = (
+    "INSERT INTO jobs (source, job_id, state, updated_us, data) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (source, job_id) DO UPDATE SET state = excluded.state, "
+    "updated_us = excluded.updated_us, data = excluded.data"
+)
+DELETE_JOB = "DELETE FROM jobs WHERE source = ? AND job_id = ?"
+DELETE_JOB_MARKS = "DELETE FROM rule_marks WHERE source = ? AND job_id = ?"
+DELETE_JOB_REFS = "DELETE FROM message_refs WHERE source = ? AND job_id = ?"
+UPSERT_HEALTH = (
+    "INSERT INTO health (source, data) VALUES (?, ?) "
+    "ON CONFLICT (source) DO UPDATE SET data = excluded.data"
+)
+INSERT_EVENT = "INSERT INTO events (id, source, kind, at_us, data) VALUES (?, ?, ?, ?, ?)"
+PRUNE_EVENTS = "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?"
+INSERT_OUTBOX = (
+    "INSERT INTO outbox (id, sink, source, job_id, status, created_us, next_attempt_us, data) "
+    "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+PRUNE_DELIVERED = "DELETE FROM outbox WHERE status = 'delivered' AND finished_us < ?"
+UPSERT_MARK = (
+    "INSERT INTO rule_marks (rule, source, job_id, notified_us, state) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (rule, source, job_id) DO UPDATE SET notified_us = excluded.notified_us, "
+    "state = excluded.state"
+)
+LOAD_MARKS = "SELECT rule, source, job_id, notified_us, state FROM rule_marks"
+
+
+def list_jobs_query(source: str | None, state: str | None, limit: int) -> tuple[str, Row]:
+    where, params = _where(source=source, state=state)
+    query = f"SELECT data FROM jobs{where} ORDER BY updated_us DESC, job_id LIMIT ?"
+    return query, (*params, limit)
+
+
+def recent_events_query(limit: int, before: int | None, source: str | None) -> tuple[str, Row]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if before is not None:
+        clauses.append("seq < ?")
+        params.append(before)
+    if source is not None:
+        clauses.append("source = ?")
+        params.append(source)
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    return f"SELECT seq, data FROM events{where} ORDER BY seq DESC LIMIT ?", (*params, limit)
+
+
+def _where(**equal: str | None) -> tuple[str, list[Any]]:
+    clauses = [f"{column} = ?" for column, value in equal.items() if value is not None]
+    params = [value for value in equal.values() if value is not None]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[tuple[str, Iterable[Row]]]:
+    """The statements of one `commit_poll`, in order, each with its rows.
+
+    Rows are generated lazily, inside the transaction: a value that cannot be serialised
+    fails the commit half-way, and the rollback must then leave nothing (tested).
+    """
+    at = commit.at or datetime.now(UTC)
+    at_us = to_us(at)
+    source = commit.source
+    removed = [(source, job_id) for job_id in commit.removals]
+    # Forget what rules and sinks remembered of a job together with the job.
+    yield DELETE_JOB, removed
+    yield DELETE_JOB_MARKS, removed
+    yield DELETE_JOB_REFS, removed
+    yield (
+        UPSERT_JOB,
+        ((source, j.id, str(j.status.state), at_us, dumps(j.as_dict())) for j in commit.upserts),
+    )
+    if commit.health is not None:
+        yield UPSERT_HEALTH, [(source, health_json(commit.health))]
+    yield (
+        INSERT_EVENT,
+        ((e.id, e.source, str(e.on), to_us(e.at), dumps(e.as_dict())) for e in commit.events),
+    )
+    if commit.events:
+        yield PRUNE_EVENTS, [(keep_events,)]
+    yield (
+        INSERT_OUTBOX,
+        (
+            (n.delivery_id, n.sink, n.source, n.job_id, at_us, at_us, dumps(n.as_dict()))
+            for n in commit.notifications
+        ),
+    )
+    if commit.notifications:
+        yield PRUNE_DELIVERED, [(to_us(at - DELIVERED_KEEP),)]
+    yield (
+        UPSERT_MARK,
+        ((m.rule, m.source, m.job_id, to_us(m.notified_at), m.state) for m in commit.rule_marks),
+    )
+    yield (
+        "DELETE FROM watches WHERE source = ? AND job_id = ?",
+        ((source, job_id) for job_id in commit.finished_watches),
+    )
+
+
+def serialise_failure(exc: Exception, where: str) -> StoreError:
+    return StoreError(
+        f"state store {where}: could not serialise a value to JSON ({exc}); nothing of this "
+        "poll was written. This is a bug in bridge or a template: please report it"
+    )
+
+
+# --- watches, message refs ------------------------------------------------------------------
+
+ADD_WATCH = "INSERT INTO watches (source, job_id, added_us) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+REMOVE_WATCH = "DELETE FROM watches WHERE source = ? AND job_id = ?"
+LIST_WATCHES = "SELECT job_id FROM watches WHERE source = ? ORDER BY added_us, job_id"
+GET_REF = "SELECT channel, ts FROM message_refs WHERE sink = ? AND source = ? AND job_id = ?"
+SET_REF = (
+    "INSERT INTO message_refs (sink, source, job_id, channel, ts) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (sink, source, job_id) DO UPDATE SET channel = excluded.channel, "
+    "ts = excluded.ts"
+)
+
+# --- outbox ---------------------------------------------------------------------------------
+
+CLAIM_DUE = (
+    "UPDATE outbox SET next_attempt_us = ?, leased = 1 WHERE id IN ("
+    "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_us <= ? "
+    "ORDER BY created_us, id LIMIT ?{lock}) RETURNING " + OUTBOX_COLS
+)
+MARK_DELIVERED = (
+    "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, leased = 0, "
+    "finished_us = ?, next_attempt_us = NULL WHERE id = ?"
+)
+MARK_RETRY = (
+    "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_us = ?, "
+    "leased = 0 WHERE id = ? AND status = 'pending'"
+)
+MARK_DEAD = (
+    "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?, "
+    "finished_us = ?, next_attempt_us = NULL, leased = 0 WHERE id = ?"
+)
+# A lease outlives a crash; at start-up the claimed rows become due again (at-least-once).
+RELEASE_CLAIMS = (
+    "UPDATE outbox SET next_attempt_us = created_us, leased = 0 "
+    "WHERE status = 'pending' AND leased = 1"
+)
+_REQUEUE = (
+    "UPDATE outbox SET status = 'pending', next_attempt_us = ?, attempts = 0, leased = 0, "
+    "finished_us = NULL WHERE "
+)
+RETRY_ONE = _REQUEUE + "id = ? AND status IN ('dead', 'pending')"
+RETRY_DEAD = _REQUEUE + "status = 'dead'"
+DROP_ONE = "DELETE FROM outbox WHERE id = ?"
+DROP_DEAD = "DELETE FROM outbox WHERE status = 'dead'"
+GET_DELIVERY = f"SELECT {OUTBOX_COLS} FROM outbox WHERE id = ?"
+STATS_BY_STATUS = "SELECT status, COUNT(*), MIN(created_us) FROM outbox GROUP BY status"
+STATS_BY_SINK = "SELECT sink, COUNT(*) FROM outbox WHERE status = 'pending' GROUP BY sink"
+
+
+def list_outbox_query(status: DeliveryStatus | None, limit: int) -> tuple[str, Row]:
+    where, params = _where(status=str(status) if status is not None else None)
+    query = f"SELECT {OUTBOX_COLS} FROM outbox{where} ORDER BY created_us DESC, id LIMIT ?"
+    return query, (*params, limit)
+
+
+def sort_claimed(rows: Iterable[Row]) -> list[Delivery]:
+    """RETURNING gives no order: put the claimed deliveries oldest first again."""
+    return sorted((delivery_from(r) for r in rows), key=lambda d: (d.created_at, d.id))

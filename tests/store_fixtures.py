@@ -1,0 +1,65 @@
+"""Store test helpers: one URL per test for every backend, cleaned up afterwards.
+
+PostgreSQL tests get a fresh schema (selected through `search_path` in the URL's `options`)
+and drop it at the end, so they can run again and again on one database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from bridge.store.base import Store
+from bridge.store.postgres import PostgresStore
+from bridge.store.sqlite import SqliteStore
+
+PG_URL = os.environ.get("BRIDGE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
+
+
+@asynccontextmanager
+async def store_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A URL to an empty state store of `backend`, removed after the block."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = await psycopg.AsyncConnection.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
+    async with admin:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{PG_URL}?options={quote(f'-csearch_path={schema}')}"
+        finally:
+            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def make_store(url: str, **options: Any) -> Store:
+    """Like `open_store`, with backend options (e.g. `keep_events`) the URL cannot carry."""
+    if url.startswith("sqlite:///"):
+        return SqliteStore(url.removeprefix("sqlite:///"), **options)
+    return PostgresStore(url, **options)
+
+
+@asynccontextmanager
+async def opened(url: str, **options: Any) -> AsyncIterator[Store]:
+    store = make_store(url, **options)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
