@@ -145,7 +145,9 @@ async def redact_middleware(request: web.Request, handler: Handler) -> web.Strea
     """Mask configured secrets in every body we build, and set headers every page wants."""
     response = await handler(request)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # "same-origin", not "no-referrer": with no-referrer, Chromium sends `Origin: null` on
+    # form posts, which the same-origin check must refuse.
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     redactor = request.app[STATE].redactor
     if redactor and isinstance(response, web.Response) and isinstance(response.body, bytes):
         text = response.body.decode("utf-8", errors="replace")

@@ -1,0 +1,215 @@
+"""Push input: our Standard Webhooks verifier against the reference signer, replay memory,
+and `POST /v1/events/{source}` over a real socket."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from bridge.server.push import (
+    ReplayGuard,
+    SignatureError,
+    SignatureProblem,
+    SignedMessage,
+    secret_key,
+    verify,
+)
+from tests.server_support import ADMIN_TOKEN, PUSH_SECRET, TERMINAL_SECRET, harness
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+BODY = json.dumps({"id": "exp-7", "status": "running", "percent": 30}).encode()
+KEY = secret_key(PUSH_SECRET, "hooks")
+
+
+def signed(body: bytes = BODY, *, secret: str = PUSH_SECRET, msg_id: str = "msg_1",
+           at: datetime | None = None) -> dict[str, str]:
+    """Headers the reference `standardwebhooks` package produces for `body`."""
+    when = at or datetime.now(UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, when, body.decode()),
+        "Content-Type": "application/json",
+    }
+
+
+# --- the verifier ------------------------------------------------------------------------------
+
+
+def test_verify_accepts_the_reference_signature() -> None:
+    message = verify(KEY, signed(at=NOW), BODY, now=NOW)
+    assert message == SignedMessage(id="msg_1", timestamp=NOW)
+
+
+def test_verify_accepts_any_one_of_several_signatures() -> None:
+    headers = signed(at=NOW)
+    headers["webhook-signature"] = "v1,bm90IGl0 v2,whatever " + headers["webhook-signature"]
+    assert verify(KEY, headers, BODY, now=NOW).id == "msg_1"
+
+
+def _problem(headers: dict[str, str], body: bytes = BODY,
+             now: datetime = NOW) -> SignatureProblem:
+    with pytest.raises(SignatureError) as caught:
+        verify(KEY, headers, body, now=now)
+    return caught.value.problem
+
+
+def test_verify_refuses_a_tampered_body() -> None:
+    assert _problem(signed(at=NOW), BODY.replace(b"30", b"99")) is SignatureProblem.NO_MATCH
+
+
+def test_verify_refuses_a_signature_made_with_another_secret() -> None:
+    assert _problem(signed(secret=TERMINAL_SECRET, at=NOW)) is SignatureProblem.NO_MATCH
+
+
+def test_verify_refuses_a_timestamp_older_than_five_minutes() -> None:
+    assert _problem(signed(at=NOW - timedelta(minutes=6))) is SignatureProblem.TOO_OLD
+
+
+def test_verify_refuses_a_timestamp_more_than_five_minutes_ahead() -> None:
+    assert _problem(signed(at=NOW + timedelta(minutes=6))) is SignatureProblem.TOO_NEW
+
+
+def test_verify_accepts_a_timestamp_within_the_tolerance() -> None:
+    assert verify(KEY, signed(at=NOW - timedelta(minutes=4)), BODY, now=NOW)
+
+
+@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+def test_verify_refuses_missing_headers(missing: str) -> None:
+    headers = signed(at=NOW)
+    del headers[missing]
+    assert _problem(headers) is SignatureProblem.MISSING_HEADERS
+
+
+def test_verify_refuses_a_timestamp_that_is_not_unix_seconds() -> None:
+    headers = signed(at=NOW)
+    headers["webhook-timestamp"] = "2026-11-23T10:00:00Z"
+    assert _problem(headers) is SignatureProblem.BAD_TIMESTAMP
+
+
+# --- replay memory -----------------------------------------------------------------------------
+
+
+def _message(msg_id: str, at: datetime = NOW) -> SignedMessage:
+    return SignedMessage(id=msg_id, timestamp=at)
+
+
+def test_replay_guard_refuses_an_id_seen_before() -> None:
+    guard = ReplayGuard()
+    assert guard.claim("hooks", _message("a"), NOW)
+    assert not guard.claim("hooks", _message("a"), NOW + timedelta(seconds=1))
+
+
+def test_replay_guard_keeps_ids_per_source() -> None:
+    guard = ReplayGuard()
+    assert guard.claim("hooks", _message("a"), NOW)
+    assert guard.claim("syncs", _message("a"), NOW)
+
+
+def test_replay_guard_forgets_ids_once_their_timestamp_expired() -> None:
+    guard = ReplayGuard(tolerance=timedelta(minutes=5))
+    guard.claim("hooks", _message("a"), NOW)
+    guard.claim("hooks", _message("b"), NOW + timedelta(minutes=5, seconds=2))
+    assert len(guard) == 1
+
+
+def test_replay_guard_release_lets_the_sender_retry() -> None:
+    guard = ReplayGuard()
+    guard.claim("hooks", _message("a"), NOW)
+    guard.release("hooks", _message("a"))
+    assert guard.claim("hooks", _message("a"), NOW)
+
+
+def test_replay_guard_stays_within_its_capacity() -> None:
+    guard = ReplayGuard(capacity=3)
+    for n in range(10):
+        guard.claim("hooks", _message(str(n), NOW + timedelta(seconds=n)), NOW)
+    assert len(guard) == 3
+    assert not guard.claim("hooks", _message("9", NOW + timedelta(seconds=9)), NOW)
+
+
+# --- the route ------------------------------------------------------------------------------
+
+
+async def test_signed_push_is_accepted_and_fed_to_the_runtime(tmp_path: Path) -> None:
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/events/hooks", data=BODY, headers=signed())
+        pushed = list(h.runtime.pushed)
+    assert reply.status == 202
+    assert reply.json()["events"] and reply.json()["events"][0].startswith("evt_")
+    assert pushed == [("hooks", json.loads(BODY))]
+
+
+async def test_terminal_source_with_a_secret_accepts_pushes(tmp_path: Path) -> None:
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/events/syncs", data=BODY, headers=signed(secret=TERMINAL_SECRET))
+    assert reply.status == 202
+
+
+async def test_push_needs_no_admin_token_but_its_signature(tmp_path: Path) -> None:
+    async with harness(tmp_path, admin_token=ADMIN_TOKEN, with_rows=False) as h:
+        reply = await h.post("/v1/events/hooks", data=BODY, headers=signed())
+    assert reply.status == 202
+
+
+async def test_tampered_push_is_401_and_not_fed(tmp_path: Path) -> None:
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/events/hooks", data=BODY.replace(b"30", b"99"),
+                             headers=signed())
+        pushed = list(h.runtime.pushed)
+    assert reply.status == 401
+    assert "signature" in reply.json()["error"]
+    assert pushed == []
+
+
+async def test_expired_push_is_401(tmp_path: Path) -> None:
+    old = datetime.now(UTC) - timedelta(minutes=10)
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/events/hooks", data=BODY, headers=signed(at=old))
+    assert reply.status == 401
+    assert "old" in reply.json()["error"]
+
+
+async def test_replayed_push_is_409(tmp_path: Path) -> None:
+    headers = signed(msg_id="msg_replayed")
+    async with harness(tmp_path, with_rows=False) as h:
+        first = await h.post("/v1/events/hooks", data=BODY, headers=headers)
+        replay = await h.post("/v1/events/hooks", data=BODY, headers=headers)
+        pushed = list(h.runtime.pushed)
+    assert first.status == 202
+    assert replay.status == 409
+    assert len(pushed) == 1
+
+
+async def test_a_refused_body_does_not_use_up_its_webhook_id(tmp_path: Path) -> None:
+    async with harness(tmp_path, with_rows=False) as h:
+        bad = await h.post("/v1/events/hooks", data=b"{not json",
+                           headers=signed(b"{not json", msg_id="msg_2"))
+        good = await h.post("/v1/events/hooks", data=BODY, headers=signed(msg_id="msg_2"))
+    assert bad.status == 400
+    assert good.status == 202
+
+
+async def test_source_without_a_secret_refuses_pushes_saying_to_set_it(tmp_path: Path) -> None:
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/events/quiet", data=BODY, headers=signed())
+    assert reply.status == 403
+    assert "`secret`" in reply.json()["error"]
+
+
+async def test_push_to_an_unknown_source_is_404(tmp_path: Path) -> None:
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/events/nope", data=BODY, headers=signed())
+    assert reply.status == 404
+
+
+async def test_oversized_push_is_413(tmp_path: Path) -> None:
+    body = b'{"id": "' + b"x" * (1024 * 1024) + b'"}'
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/events/hooks", data=io.BytesIO(body), headers=signed(body))
+    assert reply.status == 413
