@@ -201,18 +201,20 @@ def _check_rule(config: Config, renderer: Renderer, index: int, rule: Rule,
         except Exception as exc:  # a user's expression may fail in any way; report it
             problems.add(f"{where}.when", f"`when` fails on a sample {rule.on} event: "
                          f"{type(exc).__name__}: {exc}")
-    sinks = {s.name: (i, s) for i, s in enumerate(config.sinks)}
+    # The same template error for several sinks is one problem, naming them all.
+    failures: dict[tuple[str, str], list[str]] = {}
     for name in rule.notify:
-        sink_index, sink = sinks[name]
+        sink_index, sink = next((i, s) for i, s in enumerate(config.sinks) if s.name == name)
         try:
             renderer.render(rule, sample, sink)
         except RenderError as exc:
             body = sink.body if isinstance(sink, WebhookSink) else None
-            if body is not None and exc.template == body:
-                problems.add(f"sinks[{sink_index}].body", f"{exc} (sample {rule.on} event)")
-            else:
-                problems.add(f"{where}.template", f"{exc} (sample {rule.on} event for sink "
-                             f"{name!r})")
+            path = f"sinks[{sink_index}].body" if body and exc.template == body else (
+                f"{where}.template")
+            failures.setdefault((path, str(exc)), []).append(repr(name))
+    for (path, message), sinks in failures.items():
+        problems.add(path, f"{message} (sample {rule.on} event for sink "
+                     f"{', '.join(sinks)})")
 
 
 # --- bridge test ----------------------------------------------------------------------------
