@@ -7,7 +7,7 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,34 +18,12 @@ from bridge.model import Delivery, EventKind, Notification
 from bridge.simulators.slack import WEBHOOK_CHANNEL, FakeSlack
 from bridge.sinks import build_sink
 from bridge.sinks.slack import SlackNotifier
-from bridge.store.base import MessageRef
+from bridge.store import open_store
+from bridge.store.base import MessageRef, Store
 
 CHANNEL = "#ops"
 CHANNEL_ID = "C0OPS"
 _events = itertools.count(1)
-
-
-class RefStore(Protocol):
-    """The part of the Store the Slack sink uses."""
-
-    async def get_message_ref(self, sink: str, source: str, job_id: str) -> MessageRef | None: ...
-
-    async def set_message_ref(
-        self, sink: str, source: str, job_id: str, ref: MessageRef
-    ) -> None: ...
-
-
-class MemoryRefs:
-    """The message-ref part of a Store, until the SQLite store lands (see module notes)."""
-
-    def __init__(self) -> None:
-        self.refs: dict[tuple[str, str, str], MessageRef] = {}
-
-    async def get_message_ref(self, sink: str, source: str, job_id: str) -> MessageRef | None:
-        return self.refs.get((sink, source, job_id))
-
-    async def set_message_ref(self, sink: str, source: str, job_id: str, ref: MessageRef) -> None:
-        self.refs[(sink, source, job_id)] = ref
 
 
 @pytest.fixture
@@ -61,13 +39,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RefStore]:
-    """The real SQLite store once it has landed (bridge.store.open_store), else MemoryRefs."""
-    try:
-        from bridge.store import open_store  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        yield MemoryRefs()
-        return
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     real = open_store(f"sqlite:///{tmp_path}/state.db")
     await real.open()
     try:
@@ -76,7 +48,7 @@ async def store(tmp_path: Path) -> AsyncIterator[RefStore]:
         await real.close()
 
 
-async def stored_ref(store: RefStore, job: str = "8b72") -> MessageRef | None:
+async def stored_ref(store: Store, job: str = "8b72") -> MessageRef | None:
     return await store.get_message_ref("ops-slack", "zendesk", job)
 
 
@@ -85,7 +57,7 @@ SinkFactory = Callable[..., SlackNotifier]
 
 @pytest.fixture
 async def sinks(
-    slack: FakeSlack, session: aiohttp.ClientSession, store: RefStore
+    slack: FakeSlack, session: aiohttp.ClientSession, store: Store
 ) -> AsyncIterator[SinkFactory]:
     made: list[SlackNotifier] = []
 
@@ -94,7 +66,7 @@ async def sinks(
             "name": "ops-slack", "kind": "slack", "token": slack.token, "channel": CHANNEL,
             "mode": mode, "base_url": slack.api_url, "min_interval": "10ms", **settings,
         })
-        sink = build_sink(config, session, store)  # type: ignore[arg-type]
+        sink = build_sink(config, session, store)
         assert isinstance(sink, SlackNotifier)
         made.append(sink)
         return sink
@@ -132,7 +104,7 @@ async def test_post_mode_posts_one_message_per_notification(
 
 
 async def test_update_mode_edits_the_jobs_message_in_place(
-    slack: FakeSlack, sinks: SinkFactory, store: RefStore
+    slack: FakeSlack, sinks: SinkFactory, store: Store
 ) -> None:
     sink = sinks("update")
     await sink.send(note("running 25%"))
@@ -193,18 +165,27 @@ async def test_events_without_a_job_are_posted_on_their_own_in_update_mode(
 
 
 async def test_the_message_ref_survives_a_restart(
-    slack: FakeSlack, sinks: SinkFactory
+    slack: FakeSlack, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    first = sinks("update")
-    await first.send(note("running"))
-    await first.aclose()
-    await sinks("update").send(note("succeeded", state="succeeded", terminal=True))
+    config = SlackSink.model_validate({
+        "name": "ops-slack", "kind": "slack", "token": slack.token, "channel": CHANNEL,
+        "mode": "update", "base_url": slack.api_url, "min_interval": "10ms",
+    })
+    for text in ("running", "succeeded"):  # each round is a fresh process: store and sink
+        store = open_store(f"sqlite:///{tmp_path}/state.db")
+        await store.open()
+        sink = SlackNotifier(config, session, store)
+        try:
+            await sink.send(note(text, state=text, terminal=text == "succeeded"))
+        finally:
+            await sink.aclose()
+            await store.close()
     [message] = slack.roots(CHANNEL)
     assert (message.text, message.edits) == ("succeeded", 1)
 
 
 async def test_a_deleted_message_is_replaced_by_a_new_one(
-    slack: FakeSlack, sinks: SinkFactory, store: RefStore
+    slack: FakeSlack, sinks: SinkFactory, store: Store
 ) -> None:
     sink = sinks("update")
     await sink.send(note("running"))
@@ -356,14 +337,14 @@ async def test_a_bad_token_is_permanent_and_not_shown(
 
 
 async def test_an_unknown_channel_is_permanent(
-    session: aiohttp.ClientSession, store: RefStore
+    session: aiohttp.ClientSession, store: Store
 ) -> None:
     async with FakeSlack(channels={CHANNEL: CHANNEL_ID}, strict_channels=True) as fake:
         config = SlackSink.model_validate({
             "name": "ops-slack", "kind": "slack", "token": fake.token, "channel": "#nowhere",
             "base_url": fake.api_url, "min_interval": "10ms",
         })
-        sink = SlackNotifier(config, session, store)  # type: ignore[arg-type]
+        sink = SlackNotifier(config, session, store)
         try:
             with pytest.raises(PermanentDelivery, match="channel_not_found"):
                 await sink.send(note("hello"))
@@ -372,7 +353,7 @@ async def test_an_unknown_channel_is_permanent(
 
 
 async def test_an_unreachable_slack_is_retryable(
-    session: aiohttp.ClientSession, store: RefStore
+    session: aiohttp.ClientSession, store: Store
 ) -> None:
     async with FakeSlack() as fake:
         url = fake.api_url
@@ -380,7 +361,7 @@ async def test_an_unreachable_slack_is_retryable(
         "name": "ops-slack", "kind": "slack", "token": "xoxb-secret", "channel": CHANNEL,
         "base_url": url, "min_interval": "10ms",
     })
-    sink = SlackNotifier(config, session, store)  # type: ignore[arg-type]
+    sink = SlackNotifier(config, session, store)
     try:
         with pytest.raises(RetryableDelivery) as caught:
             await sink.send(note("hello"))
@@ -389,8 +370,13 @@ async def test_an_unreachable_slack_is_retryable(
         await sink.aclose()
 
 
-class BrokenRefs(MemoryRefs):
+class LockedRefs:
+    """A store whose database stays locked."""
+
     async def get_message_ref(self, sink: str, source: str, job_id: str) -> MessageRef | None:
+        raise StoreError("database is locked")
+
+    async def set_message_ref(self, sink: str, source: str, job_id: str, ref: MessageRef) -> None:
         raise StoreError("database is locked")
 
 
@@ -401,7 +387,7 @@ async def test_a_state_store_outage_is_retryable_and_sends_nothing(
         "name": "ops-slack", "kind": "slack", "token": slack.token, "channel": CHANNEL,
         "mode": "update", "base_url": slack.api_url, "min_interval": "10ms",
     })
-    sink = SlackNotifier(config, session, BrokenRefs())  # type: ignore[arg-type]
+    sink = SlackNotifier(config, session, LockedRefs())  # type: ignore[arg-type]
     try:
         with pytest.raises(RetryableDelivery, match="database is locked"):
             await sink.send(note("running"))
@@ -424,15 +410,15 @@ async def test_a_payload_without_text_is_permanent(sinks: SinkFactory) -> None:
 
 
 async def _webhook_sink(
-    fake: FakeSlack, session: aiohttp.ClientSession, store: RefStore
+    fake: FakeSlack, session: aiohttp.ClientSession, store: Store
 ) -> SlackNotifier:
     config = SlackSink.model_validate({"name": "ops-slack", "kind": "slack",
                                        "webhook_url": fake.webhook_url, "min_interval": "10ms"})
-    return SlackNotifier(config, session, store)  # type: ignore[arg-type]
+    return SlackNotifier(config, session, store)
 
 
 async def test_an_incoming_webhook_posts_the_message(
-    slack: FakeSlack, session: aiohttp.ClientSession, store: RefStore
+    slack: FakeSlack, session: aiohttp.ClientSession, store: Store
 ) -> None:
     sink = await _webhook_sink(slack, session, store)
     try:
@@ -446,7 +432,7 @@ async def test_an_incoming_webhook_posts_the_message(
 
 
 async def test_an_incoming_webhook_refusal_is_permanent_and_hides_the_url(
-    slack: FakeSlack, session: aiohttp.ClientSession, store: RefStore
+    slack: FakeSlack, session: aiohttp.ClientSession, store: Store
 ) -> None:
     sink = await _webhook_sink(slack, session, store)
     try:
