@@ -25,7 +25,6 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check bridge tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -106,9 +106,13 @@ class Pipeline:
         return self._state[source].jobs
 
     def ids_to_poll(self, source: str) -> list[str]:
-        """Job ids tracked by id (config `ids` and watches) that are not finished yet."""
+        """Job ids to look up by id: config `ids`, watches, and, for list APIs, every
+        unfinished tracked job, so one that dropped off a capped list (Zendesk keeps the last
+        100) is looked up instead of vanishing. Finished jobs are not polled again."""
         state = self._state[source]
         wanted = [*self._sources[source].config.ids, *sorted(state.watches)]
+        if self._sources[source].lists_jobs:
+            wanted.extend(i for i, job in state.jobs.items() if not job.done)
         seen: set[str] = set()
         ids = []
         for job_id in wanted:

@@ -170,7 +170,7 @@ class HttpSource(SourceBase):
     method: Literal["GET", "POST"] = "GET"
     items: str | None = None
     id: str = "id"
-    state: str = "status"  # type: ignore[assignment]
+    state: str = "status"
     progress: str | None = None
     message: str | None = None
     body: dict[str, Any] | None = None
@@ -180,7 +180,7 @@ class PushSource(SourceBase):
     kind: Literal["push"]
     secret: SecretStr | None = None
     id: str = "id"
-    state: str = "status"  # type: ignore[assignment]
+    state: str = "status"
     progress: str | None = None
     message: str | None = None
 
