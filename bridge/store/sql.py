@@ -13,7 +13,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.errors import StoreError
-from bridge.model import Delivery, DeliveryStatus, Event, Notification, SourceHealth, TrackedJob
+from bridge.model import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    JobStatus,
+    Notification,
+    SourceHealth,
+    TrackedJob,
+)
 from bridge.store.base import OutboxStats, PollCommit, RuleMark
 
 Row = Sequence[Any]
@@ -77,7 +85,61 @@ def jobs_from(texts: Sequence[str]) -> list[TrackedJob]:
     between jobs (the decoder memoises keys per call), which keeps 100,000 loaded jobs small."""
     if not texts:
         return []
-    return [TrackedJob.from_dict(d) for d in json.loads("[" + ",".join(texts) + "]")]
+    decoded = json.loads("[" + ",".join(texts) + "]")
+    shared: dict[str, str] = {}
+    times: dict[str, datetime] = {}
+    jobs = []
+    for data in decoded:
+        _share_strings(data, shared)
+        jobs.append(_job_from(data, times))
+    return jobs
+
+
+def _job_from(data: dict[str, Any], times: dict[str, datetime]) -> TrackedJob:
+    """`TrackedJob.from_dict`, with equal timestamps shared: jobs seen in one poll carry the
+    same moments, and 100,000 jobs x 4 datetime objects is memory worth keeping."""
+
+    def moment(key: str) -> datetime | None:
+        text = data.get(key)
+        if not text:
+            return None
+        found = times.get(text)
+        if found is None:
+            found = times[text] = datetime.fromisoformat(text)
+        return found
+
+    first_seen, last_seen, moved_at = moment("first_seen"), moment("last_seen"), moment("moved_at")
+    if first_seen is None or last_seen is None or moved_at is None:
+        raise StoreError(f"stored job {data['status'].get('id')!r} has no timestamps: corrupt row")
+    return TrackedJob(
+        source=data["source"],
+        status=JobStatus.from_dict(data["status"]),
+        first_seen=first_seen,
+        last_seen=last_seen,
+        started_at=moment("started_at"),
+        moved_at=moved_at,
+        stalled=bool(data.get("stalled", False)),
+        missing_since=moment("missing_since"),
+        vanished=bool(data.get("vanished", False)),
+        finished_at=moment("finished_at"),
+        version=int(data.get("version", 0)),
+        seen=bool(data.get("seen", True)),
+    )
+
+
+def _share_strings(data: dict[str, Any], shared: dict[str, str]) -> None:
+    """Let equal strings be one object again, as they were before saving: the source name
+    and raw state across jobs, and the id and url that also appear in the raw `fields`."""
+    data["source"] = shared.setdefault(data["source"], data["source"])
+    status = data["status"]
+    raw = status.get("raw_state")
+    if isinstance(raw, str):
+        status["raw_state"] = shared.setdefault(raw, raw)
+    fields = status.get("fields")
+    if isinstance(fields, dict):
+        for key in ("id", "url"):
+            if key in fields and fields[key] == status.get(key):
+                status[key] = fields[key]
 
 
 OUTBOX_COLS = "id, status, created_us, next_attempt_us, attempts, last_error, finished_us, data"
