@@ -222,3 +222,15 @@ async def test_stylesheet_is_served_locally(tmp_path: Path) -> None:
     assert "prefers-color-scheme: dark" in reply.text
     assert "http://" not in html.replace(h.url, "")
     assert "https://" not in html
+
+
+async def test_sign_out_clears_the_cookie(tmp_path: Path) -> None:
+    async with harness(tmp_path, admin_token=ADMIN_TOKEN) as h:
+        signed_in = await h.post("/ui/sign-in", data={"token": ADMIN_TOKEN, "back": "/"})
+        cookie = signed_in.headers["Set-Cookie"].split(";")[0]
+        page = await h.get("/", headers={"Cookie": cookie})
+        signed_out = await h.post("/ui/sign-out", data={"back": "/"},
+                                  headers={"Cookie": cookie})
+    assert 'action="/ui/sign-out"' in page.text
+    assert signed_out.status == 303
+    assert "Max-Age=0" in signed_out.headers["Set-Cookie"]

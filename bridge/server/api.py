@@ -11,6 +11,7 @@ import logging
 from typing import Any, TypeVar
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge.errors import SourceError, StoreError
 from bridge.model import DeliveryStatus, JobState
@@ -103,8 +104,6 @@ async def metrics(request: web.Request) -> web.Response:
     except StoreError as exc:
         # Still serve the counters: a scrape that fails hides the very outage it would show.
         log.warning("metrics: outbox gauges not refreshed: %s", exc)
-    from prometheus_client import CONTENT_TYPE_LATEST
-
     response = web.Response(body=state.runtime.metrics.render())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
