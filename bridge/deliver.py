@@ -145,8 +145,13 @@ class DeliveryWorkers:
                 continue
             self._busy[sink_name] = True
             try:
-                for delivery in claimed:
-                    await self._deliver(sink_name, delivery)
+                if self._sinks[sink_name].config.kind == "slack":
+                    # Slack's per-channel sender keeps order itself (it queues synchronously
+                    # in `send`), and only sees edits it can coalesce if they arrive together.
+                    await asyncio.gather(*(self._deliver(sink_name, d) for d in claimed))
+                else:
+                    for delivery in claimed:
+                        await self._deliver(sink_name, delivery)
             finally:
                 self._busy[sink_name] = False
 
