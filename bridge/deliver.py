@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -150,22 +151,35 @@ class DeliveryWorkers:
                     # in `send`), and only sees edits it can coalesce if they arrive together.
                     await asyncio.gather(*(self._deliver(sink_name, d) for d in claimed))
                 else:
+                    # Order matters per job, not across jobs: send each job's rows in order,
+                    # different jobs side by side.
+                    lanes: dict[tuple[str, str | None], list[Delivery]] = defaultdict(list)
                     for delivery in claimed:
-                        await self._deliver(sink_name, delivery)
+                        n = delivery.notification
+                        lanes[(n.source, n.job_id)].append(delivery)
+                    await asyncio.gather(*(self._deliver_in_order(sink_name, lane)
+                                           for lane in lanes.values()))
             finally:
                 self._busy[sink_name] = False
 
-    async def _deliver(self, sink_name: str, delivery: Delivery) -> None:
+    async def _deliver_in_order(self, sink_name: str, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            if not await self._deliver(sink_name, delivery):
+                # Keep the job's order: its later rows wait out their lease and follow the
+                # failed one, rather than overtaking it.
+                return
+
+    async def _deliver(self, sink_name: str, delivery: Delivery) -> bool:
         sink = self._sinks[sink_name]
         try:
             await sink.send(delivery)
         except DeliveryError as exc:
             await self._failed(sink_name, delivery, exc)
-            return
+            return False
         except Exception as exc:  # a bug in a sink must not kill its worker or lose the row
             log.exception("sink %s raised unexpectedly; will retry", sink_name)
             await self._failed(sink_name, delivery, _as_retryable(exc))
-            return
+            return False
         now = self._clock()
         await self._store.mark_delivered(delivery.id, now)
         self._metrics.deliveries.labels(sink_name).inc()
@@ -173,6 +187,7 @@ class DeliveryWorkers:
             max(0.0, (now - delivery.created_at).total_seconds())
         )
         log.info("delivered %s to %s (attempt %d)", delivery.id, sink_name, delivery.attempts + 1)
+        return True
 
     async def _failed(self, sink_name: str, delivery: Delivery, error: DeliveryError) -> None:
         now = self._clock()

@@ -338,6 +338,14 @@ async def test_claim_due_respects_the_limit(store: Store) -> None:
     assert len(await store.claim_due(T0, limit=10, lease=LEASE)) == 3
 
 
+async def test_claim_due_for_one_sink_leaves_the_others(store: Store) -> None:
+    await queue(store, note(1, sink="slack"), note(2, sink="pager"), note(3, sink="slack"))
+    claimed = await store.claim_due(T0, limit=10, lease=LEASE, sink="pager")
+    assert [d.notification.event_id for d in claimed] == ["evt_2"]
+    rest = await store.claim_due(T0, limit=10, lease=LEASE, sink="slack")
+    assert [d.notification.event_id for d in rest] == ["evt_1", "evt_3"]
+
+
 async def test_two_claimers_never_get_the_same_delivery(url: str) -> None:
     async with opened(url) as a, opened(url) as b:
         await queue(a, *(note(n) for n in range(20)))

@@ -107,9 +107,11 @@ class Store(Protocol):
 
     # --- outbox -----------------------------------------------------------------------------
 
-    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
-        """Pending deliveries due by `now`, oldest first, hidden from other claimers for
-        `lease` so two workers (or instances) never send the same row at once."""
+    async def claim_due(
+        self, now: datetime, limit: int, lease: timedelta, sink: str | None = None
+    ) -> list[Delivery]:
+        """Pending deliveries due by `now` (of one sink, if given), oldest first, hidden from
+        other claimers for `lease` so two workers (or instances) never send the same row."""
 
     async def mark_delivered(self, delivery_id: str, at: datetime) -> None: ...
 

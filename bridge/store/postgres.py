@@ -215,9 +215,14 @@ class PostgresStore:
 
     # --- outbox ---------------------------------------------------------------------------
 
-    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
-        query = sql.CLAIM_DUE.format(lock=" FOR UPDATE SKIP LOCKED")
-        params = (sql.to_us(now + lease), sql.to_us(now), limit)
+    async def claim_due(
+        self, now: datetime, limit: int, lease: timedelta, sink: str | None = None
+    ) -> list[Delivery]:
+        query = sql.CLAIM_DUE.format(
+            lock=" FOR UPDATE SKIP LOCKED", sink=sql.CLAIM_SINK_FILTER if sink is not None else ""
+        )
+        params: tuple[object, ...] = (sql.to_us(now + lease), sql.to_us(now))
+        params += (sink, limit) if sink is not None else (limit,)
         async with self._connection() as conn, conn.transaction():
             cur = await conn.execute(_pg(query), params)
             return sql.sort_claimed(await cur.fetchall())

@@ -325,9 +325,10 @@ SET_REF = (
 
 CLAIM_DUE = (
     "UPDATE outbox SET next_attempt_us = ?, leased = 1 WHERE id IN ("
-    "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_us <= ? "
+    "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_us <= ?{sink} "
     "ORDER BY created_us, id LIMIT ?{lock}) RETURNING " + OUTBOX_COLS
 )
+CLAIM_SINK_FILTER = " AND sink = ?"
 MARK_DELIVERED = (
     "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, leased = 0, "
     "finished_us = ?, next_attempt_us = NULL WHERE id = ?"

@@ -198,9 +198,14 @@ class SqliteStore:
 
     # --- outbox ---------------------------------------------------------------------------
 
-    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
-        query = sql.CLAIM_DUE.format(lock="")
-        params = (sql.to_us(now + lease), sql.to_us(now), limit)
+    async def claim_due(
+        self, now: datetime, limit: int, lease: timedelta, sink: str | None = None
+    ) -> list[Delivery]:
+        query = sql.CLAIM_DUE.format(
+            lock="", sink=sql.CLAIM_SINK_FILTER if sink is not None else ""
+        )
+        params: tuple[object, ...] = (sql.to_us(now + lease), sql.to_us(now))
+        params += (sink, limit) if sink is not None else (limit,)
 
         def run(conn: sqlite3.Connection) -> list[Delivery]:
             with self._transaction(conn):
