@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -39,6 +40,13 @@ class Printer:
         self.out = out
         self.quiet = quiet
         self.colour = out.isatty() and "NO_COLOR" not in os.environ
+        # Held back until the banner is out, so the dashboard URL comes first.
+        self._held: list[PollOutcome] | None = []
+
+    def release(self) -> None:
+        held, self._held = self._held or [], None
+        for outcome in held:
+            self(outcome)
 
     def paint(self, text: str, key: str) -> str:
         code = _COLOURS.get(key)
@@ -48,6 +56,9 @@ class Printer:
         return f"\033[2m{text}\033[0m" if self.colour else text
 
     def __call__(self, outcome: PollOutcome) -> None:
+        if self._held is not None:
+            self._held.append(outcome)
+            return
         for event in outcome.events:
             self.out.write(self.event_line(event) + "\n")
         if not self.quiet:
@@ -75,9 +86,21 @@ class Printer:
     def notification_block(self, notification: Notification) -> str:
         head = self.dim(f"   ┌─ {notification.rule} → {notification.sink}")
         lines = [head]
-        lines.extend(self.dim("   │ ") + line for line in render_payload(notification.payload))
+        lines.extend(self.dim("   │ ") + terminal_mrkdwn(line)
+                     for line in render_payload(notification.payload))
         lines.append(self.dim("   └─"))
         return "\n".join(lines) + "\n"
+
+
+_SLACK_DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
+_SLACK_LINK = re.compile(r"<(?:https?://|mailto:)[^|>]*\|([^>]*)>")
+
+
+def terminal_mrkdwn(line: str) -> str:
+    """Slack markup as a person would read it: dates and links show their text."""
+    line = _SLACK_DATE.sub(r"\1", line)
+    line = _SLACK_LINK.sub(r"\1", line)
+    return line.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def render_payload(payload: Mapping[str, Any]) -> list[str]:
@@ -152,6 +175,7 @@ async def run_demo(
                 await bridge.watch("esales", import_id)
             out.write(_banner(bridge.http_url or "", config.path))
             out.flush()
+            printer.release()
             install_stop_signals(bridge.stop)
             if duration is not None:
                 asyncio.get_running_loop().call_later(duration, bridge.stop)

@@ -85,6 +85,7 @@ class Pipeline:
         self._state: dict[str, _SourceState] = {name: _SourceState() for name in sources}
         self._settings = {name: DetectSettings.from_source(s.config) for name, s in sources.items()}
         self._marks: dict[MarkKey, RuleMark] = {}
+        self._has_repeats = any(rule.repeat for rule in config.rules)
         self.observers: list[Observer] = []
 
     async def load(self) -> None:
@@ -206,14 +207,15 @@ class Pipeline:
             source=name, known=state.jobs, poll=result, now=now, settings=self._settings[name]
         )
         events = [*prefix, *detection.events]
-        jobs_after = dict(state.jobs)
-        for job in detection.upserts:
-            jobs_after[job.id] = job
-        for job_id in detection.removals:
-            jobs_after.pop(job_id, None)
-        events.extend(self._repeats(name, jobs_after.values(), now))
+        upserted = {job.id: job for job in detection.upserts}
+        removed = set(detection.removals)
+        if self._has_repeats:
+            after = (upserted.get(i, j) for i, j in state.jobs.items() if i not in removed)
+            events.extend(self._repeats(name, [*after, *(j for i, j in upserted.items()
+                                                        if i not in state.jobs)], now))
         notifications, marks = self._route(events, now)
-        finished = [i for i in state.watches if i in jobs_after and jobs_after[i].done]
+        finished = [i for i in state.watches
+                    if (job := upserted.get(i, state.jobs.get(i))) and job.done]
         await self._store.commit_poll(
             PollCommit(
                 source=name,
@@ -227,11 +229,15 @@ class Pipeline:
                 at=now,
             )
         )
-        state.jobs = jobs_after
+        # Applied in place, after the commit: copying 100,000 jobs per poll would cost more
+        # than the whole detection pass.
+        state.jobs.update(upserted)
+        for job_id in removed:
+            state.jobs.pop(job_id, None)
         state.watches.difference_update(finished)
         if health is not None:
             state.health = health
-        self._metrics.tracked_jobs.labels(name).set(len(jobs_after))
+        self._metrics.tracked_jobs.labels(name).set(len(state.jobs))
         self._after_commit(marks)
         outcome = PollOutcome(source=name, events=events, notifications=notifications)
         self._notify(outcome)

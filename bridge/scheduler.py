@@ -7,6 +7,7 @@ Each source polls at its `interval` with a little jitter, never overlapping itse
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,8 @@ def backoff_delay(failures: int, interval: timedelta, retry_after: float | None)
     """How long to wait before polling a down source again after `failures` failed polls."""
     if failures <= 0:
         return timedelta(0)
-    delay = min(interval * (2 ** (failures - 1)), max(MAX_BACKOFF, interval))
+    doubled: timedelta = interval * 2 ** min(failures - 1, 20)
+    delay = min(doubled, max(MAX_BACKOFF, interval))
     if retry_after is not None:
         delay = max(delay, timedelta(seconds=retry_after))
     return delay
@@ -43,10 +45,12 @@ class PollScheduler:
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._failures: dict[str, int] = dict.fromkeys(intervals, 0)
         self._not_before: dict[str, datetime] = {}
+        self._stopped = False
+        self._extra: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> bool:
-        return bool(self._scheduler.running)
+        return not self._stopped and bool(self._scheduler.running)
 
     def start(self) -> None:
         now = self._clock()
@@ -66,13 +70,22 @@ class PollScheduler:
         self._scheduler.start()
 
     def stop(self) -> None:
-        if self._scheduler.running:
+        if not self._stopped and self._scheduler.running:
+            self._stopped = True
             self._scheduler.shutdown(wait=False)
+        for task in self._extra:
+            task.cancel()
 
     def poll_soon(self, name: str) -> None:
-        """Poll a source now (after `bridge watch` added a job id), backoff permitting."""
-        if self._scheduler.running and self._scheduler.get_job(name) is not None:
-            self._scheduler.modify_job(name, next_run_time=self._clock())
+        """Poll a source now (after `bridge watch` added a job id), backoff permitting.
+
+        A separate task rather than moving the scheduled run: a poll already under way would
+        make APScheduler skip it; the pipeline's per-source lock queues it instead."""
+        if self._stopped or name not in self._intervals:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(name))
+        self._extra.add(task)
+        task.add_done_callback(self._extra.discard)
 
     async def _run(self, name: str) -> None:
         not_before = self._not_before.get(name)
