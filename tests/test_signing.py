@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from bridge.sinks.signing import InvalidSignature, decode_secret, sign, signed_headers, verify
+from bridge.signing import InvalidSignature, decode_secret, sign, signed_headers, verify
 
 SECRET = "whsec_" + base64.b64encode(b"a 32-byte key for the tests only").decode()
 KEY = decode_secret(SECRET)

@@ -9,9 +9,6 @@ its timestamp leaves the tolerance window, after which the timestamp check refus
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import heapq
 import hmac
 from collections.abc import Mapping
@@ -20,9 +17,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bridge.errors import BridgeError
+from bridge.signing import decode_secret, sign
 
 TOLERANCE = timedelta(minutes=5)
-SECRET_PREFIX = "whsec_"
 
 
 class SignatureProblem(StrEnum):
@@ -71,20 +68,10 @@ class SignedMessage:
 
 def secret_key(secret: str, source: str) -> bytes:
     """The HMAC key of a `whsec_...` secret (the prefix is optional, as in the reference)."""
-    encoded = secret.removeprefix(SECRET_PREFIX)
     try:
-        # Accept unpadded base64, as the reference implementations do.
-        key = base64.b64decode(encoded + "==", validate=False)
-    except (binascii.Error, ValueError):
+        return decode_secret(secret)
+    except ValueError:
         raise BadSecret(source) from None
-    if not key:
-        raise BadSecret(source)
-    return key
-
-
-def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
-    return "v1," + base64.b64encode(mac.digest()).decode()
 
 
 def verify(

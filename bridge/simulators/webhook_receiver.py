@@ -137,7 +137,7 @@ def _verifier(secret: str) -> Verifier:
     try:
         from standardwebhooks.webhooks import Webhook
     except ImportError:  # a production install has no test dependencies: use our own
-        from bridge.sinks.signing import decode_secret, verify
+        from bridge.signing import decode_secret, verify
 
         key = decode_secret(secret)
 

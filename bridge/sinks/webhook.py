@@ -18,8 +18,8 @@ import aiohttp
 from bridge.config.schema import SinkBase, WebhookSink
 from bridge.errors import ConfigError, PermanentDelivery
 from bridge.model import Delivery
+from bridge.signing import decode_secret, signed_headers
 from bridge.sinks.retry import Verdict, classify, classify_exception, redact_url, scrub
-from bridge.sinks.signing import decode_secret, signed_headers
 
 log = logging.getLogger(__name__)
 
