@@ -398,9 +398,11 @@ def render_event(config: Config, rule_name: str, event: dict[str, Any], out: Tex
         out.write(f"{exc}\n")
         return 1
     decisions = rulebook.evaluate(parsed, {}, parsed.at)
-    if decisions and decisions[0].outcome is not Outcome.MATCHED:
-        out.write(f"note: {decisions[0].describe()}; this rule would not notify about this "
-                  "event. Showing what it would send if it did.\n\n")
+    why = decisions[0].describe() if decisions else (
+        f"rule {rule.name}: FILTERED by on: event is {parsed.on}, rule wants {rule.on}")
+    if not decisions or decisions[0].outcome is not Outcome.MATCHED:
+        out.write(f"note: {why}; this rule would not notify about this event. "
+                  "Showing what it would send if it did.\n\n")
     renderer = Renderer(config, strict=False)
     status = 0
     for name in rule.notify:

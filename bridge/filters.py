@@ -20,9 +20,11 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import pass_context, pass_environment
+from jinja2 import nodes, pass_context, pass_environment
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
@@ -43,6 +45,9 @@ class Flavor(Enum):
         return self in (Flavor.SLACK, Flavor.BLOCKS)
 
 
+# The C string encoder behind json.dumps(ensure_ascii=False), without its per-call set-up.
+_encode_json_string: Callable[[str], str] = getattr(
+    json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 # Slack shows at most 3,000 characters in one Block Kit text field.
 MAX_JSON_VALUE = 2_900
 STATE_EMOJI = {
@@ -64,13 +69,54 @@ EVENT_EMOJI = {
 }
 
 
+class _FinalOutput(CodeGenerator):
+    """Output code for environments whose `finalize` escapes for the flavor.
+
+    With autoescape on, Jinja wraps every output in markupsafe's HTML `escape` (and escapes
+    constant strings with it at compile time). Our `finalize` already returns text final for
+    the flavor, so an output needs only `str`. Autoescape stays on for the rest of what it
+    does: macros and `{% set %}` blocks return Markup, so their output is not escaped twice.
+    (Overrides two private hooks of the pinned Jinja 3.1; tests cover both.)
+    """
+
+    def _output_child_to_const(self, node: nodes.Expr, frame: Frame,
+                               finalize: CodeGenerator._FinalizeInfo) -> str:
+        const = node.as_const(frame.eval_ctx)
+        if isinstance(node, nodes.TemplateData):
+            return str(const)
+        return str(finalize.const(const))  # type: ignore[misc]
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame,
+                          finalize: CodeGenerator._FinalizeInfo) -> None:
+        self.write("str(")
+        if finalize.src is not None:
+            self.write(finalize.src)
+
+
 class BridgeEnvironment(ImmutableSandboxedEnvironment):
     """A sandboxed environment that knows the flavor it renders and the display timezone."""
+
+    code_generator_class = _FinalOutput
 
     def __init__(self, flavor: Flavor, timezone: tzinfo, **options: Any):
         self.flavor = flavor
         self.timezone = timezone
+        self.mrkdwn = flavor.mrkdwn
+        self.json = flavor.json
+        self.escape = _ESCAPERS[flavor]
+        self.escape_ready = _json_escape if flavor.json else _identity
+        self._safe: dict[tuple[type, str], bool] = {}
         super().__init__(autoescape=True, finalize=_finalizer(flavor), **options)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # The sandbox's verdict depends only on the object's type and the attribute name, and
+        # computing it is most of the cost of a render: remember it.
+        key = (type(obj), attr)
+        safe = self._safe.get(key)
+        if safe is None:
+            safe = super().is_safe_attribute(obj, attr, value)
+            self._safe[key] = safe
+        return safe
 
 
 def slack_escape_text(text: str) -> str:
@@ -80,11 +126,13 @@ def slack_escape_text(text: str) -> str:
 
 def json_escape_text(text: str) -> str:
     """The inside of a JSON string literal for `text`."""
-    return json.dumps(text, ensure_ascii=False)[1:-1]
+    return _encode_json_string(text)[1:-1]
 
 
 def plain(value: Any) -> str:
     """How a value reads in a message: "" for None, 40 for 40.0, "5m 03s" for a timedelta."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -102,24 +150,43 @@ def _cap(text: str) -> str:
     return text if len(text) <= MAX_JSON_VALUE else text[: MAX_JSON_VALUE - 1] + "…"
 
 
-def _finalizer(flavor: Flavor) -> Callable[[Any], Markup]:
-    if flavor is Flavor.SLACK:
-        return lambda v: v if isinstance(v, Markup) else Markup(slack_escape_text(plain(v)))
-    if flavor is Flavor.BLOCKS:
-        return lambda v: v if isinstance(v, Markup) else Markup(
-            json_escape_text(_cap(slack_escape_text(plain(v)))))
-    if flavor is Flavor.JSON:
-        return lambda v: v if isinstance(v, Markup) else Markup(json_escape_text(_cap(plain(v))))
-    return lambda v: v if isinstance(v, Markup) else Markup(plain(v))
+def _identity(text: str) -> str:
+    return text
 
 
-def final(flavor: Flavor, text: str, *, mrkdwn_ready: bool = False) -> Markup:
-    """`text` made final for `flavor`; `mrkdwn_ready` text is already valid Slack markup."""
-    if flavor.mrkdwn and not mrkdwn_ready:
-        text = slack_escape_text(text)
-    if flavor.json:
-        text = json_escape_text(text)
-    return Markup(text)
+def _blocks_escape(text: str) -> str:
+    return json_escape_text(_cap(slack_escape_text(text)))
+
+
+def _json_escape(text: str) -> str:
+    return json_escape_text(_cap(text))
+
+
+_ESCAPERS: dict[Flavor, Callable[[str], str]] = {
+    Flavor.TEXT: _identity,
+    Flavor.SLACK: slack_escape_text,
+    Flavor.BLOCKS: _blocks_escape,
+    Flavor.JSON: _json_escape,
+}
+
+
+def _finalizer(flavor: Flavor) -> Callable[[Any], str]:
+    escape = _ESCAPERS[flavor]
+
+    def finalize(value: Any) -> str:
+        if type(value) is str:  # the common case first: no isinstance chain
+            return escape(value)
+        if isinstance(value, Markup):  # already final: a filter's markup, a macro's output
+            return value
+        return escape(plain(value))
+
+    return finalize
+
+
+def final(env: BridgeEnvironment, text: str, *, mrkdwn_ready: bool = False) -> Markup:
+    """`text` made final for the environment's flavor; `mrkdwn_ready` text is already valid
+    Slack markup (a link, a date), so it only needs JSON escaping, if any."""
+    return Markup(env.escape_ready(text) if mrkdwn_ready else env.escape(text))
 
 
 # --- filters ----------------------------------------------------------------------------
@@ -174,7 +241,7 @@ def state_emoji(state: Any) -> str:
 @pass_environment
 def slack_escape(env: BridgeEnvironment, value: Any) -> Markup:
     """Escape for Slack mrkdwn (done automatically for `{{ }}` in Slack templates)."""
-    return final(env.flavor, slack_escape_text(plain(value)), mrkdwn_ready=True)
+    return final(env, slack_escape_text(plain(value)), mrkdwn_ready=True)
 
 
 @pass_environment
@@ -182,11 +249,11 @@ def link(env: BridgeEnvironment, text: Any, url: str | None) -> Markup:
     """`text` linked to `url` (Slack `<url|text>`; "text (url)" in plain text and JSON)."""
     label = plain(text)
     if not url:
-        return final(env.flavor, label)
-    if env.flavor.mrkdwn:
+        return final(env, label)
+    if env.mrkdwn:
         safe_url = slack_escape_text(url).replace("|", "%7C")
-        return final(env.flavor, f"<{safe_url}|{slack_escape_text(label)}>", mrkdwn_ready=True)
-    return final(env.flavor, f"{label} ({url})")
+        return final(env, f"<{safe_url}|{slack_escape_text(label)}>", mrkdwn_ready=True)
+    return final(env, f"{label} ({url})")
 
 
 @pass_environment
@@ -196,10 +263,10 @@ def slack_date(env: BridgeEnvironment, value: datetime | None,
     if value is None:
         return Markup("")
     fallback = format_time(env, value)
-    if not env.flavor.mrkdwn:
-        return final(env.flavor, fallback)
+    if not env.mrkdwn:
+        return final(env, fallback)
     stamp = int(value.timestamp())
-    return final(env.flavor, f"<!date^{stamp}^{token}|{slack_escape_text(fallback)}>",
+    return final(env, f"<!date^{stamp}^{token}|{slack_escape_text(fallback)}>",
                  mrkdwn_ready=True)
 
 
@@ -209,9 +276,15 @@ def format_time(env: BridgeEnvironment, value: datetime | None,
     """A moment in the configured `[bridge] timezone`."""
     if value is None:
         return ""
+    return _local_time(value, env.timezone, fmt)
+
+
+@lru_cache(maxsize=256)
+def _local_time(value: datetime, timezone: tzinfo, fmt: str) -> str:
+    # The events of one poll share their time; formatting it once per poll is enough.
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(env.timezone).strftime(fmt)
+    return value.astimezone(timezone).strftime(fmt)
 
 
 def _json_default(value: Any) -> Any:
@@ -238,7 +311,7 @@ def to_json_text(value: Any, indent: int | None = None) -> str:
 def tojson(env: BridgeEnvironment, value: Any, indent: int | None = None) -> Markup:
     """A JSON value, written as is in JSON templates (put it outside quotes)."""
     text = to_json_text(value, indent)
-    if env.flavor.mrkdwn and not env.flavor.json:
+    if env.mrkdwn and not env.json:
         return Markup(slack_escape_text(text))
     return Markup(text)
 
@@ -247,10 +320,32 @@ def tojson(env: BridgeEnvironment, value: Any, indent: int | None = None) -> Mar
 def quote(env: BridgeEnvironment, value: Any) -> Markup:
     """Every line of `value` as a Slack block quote (`> `), escaped."""
     lines = plain(value).splitlines() or [""]
-    if not env.flavor.mrkdwn:
-        return final(env.flavor, "\n".join(f"> {line}" for line in lines))
+    if not env.mrkdwn:
+        return final(env, "\n".join(f"> {line}" for line in lines))
     quoted = "\n".join(f"> {slack_escape_text(line)}" for line in lines)
-    return final(env.flavor, quoted, mrkdwn_ready=True)
+    return final(env, quoted, mrkdwn_ready=True)
+
+
+@pass_environment
+def details(env: BridgeEnvironment, event: Any, progress: bool = True) -> Markup:
+    """One line of facts about an event's job, joined with " · ":
+    `raw state` · progress bar · failed items · run · ⏱ duration (each only when it says
+    something). `progress=false` leaves the bar out, for templates that show it already."""
+    job = getattr(event, "job", None)
+    parts = []
+    if job is not None:
+        if job.raw_state and job.raw_state.lower() != str(job.state):
+            parts.append(f"`{job.raw_state}`")
+        if progress and job.progress is not None and job.state != "succeeded":
+            parts.append(progress_bar(job.progress))
+        if job.failed_items:
+            parts.append(pluralize(job.failed_items, "failed item"))
+        if job.run > 1:
+            parts.append(f"run {job.run}")
+    duration = getattr(event, "duration", None)
+    if duration is not None:
+        parts.append(f"⏱ {format_duration(duration)}")
+    return final(env, " · ".join(parts))
 
 
 def pluralize(count: Any, singular: str, plural: str | None = None) -> str:
@@ -272,4 +367,5 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "tojson": tojson,
     "pluralize": pluralize,
     "quote": quote,
+    "details": details,
 }

@@ -21,8 +21,9 @@ import json
 import logging
 import os
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, tzinfo
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 MAX_OUTPUT = 40_000
 TRUNCATED = "\n… (truncated)"
 _JSON_SUFFIXES = (".json.j2", ".blocks.j2")
+# Templates yield a few dozen chunks; more means a loop, read with the cap in mind.
+_CHUNKS = 1024
 _NAMES = "job, source, on, from, to, previous, at, duration, first_seen, reason, rule, event"
 
 
@@ -149,28 +152,47 @@ class Templates:
                 template = self._envs[flavor].get_template(name)
             except Exception as exc:  # a template may fail to load in any way; say which
                 raise translate(exc, name, self.folder) from None
+            # Jinja keeps globals as a ChainMap and flattens it twice per render; the globals
+            # never change after start-up, so flatten once.
+            template.globals = dict(template.globals)
             self._compiled[key] = template
         return template
 
     def render(self, name: str, flavor: Flavor, context: Mapping[str, Any]) -> str:
         """Render with the output capped at MAX_OUTPUT characters."""
         template = self.get(name, flavor)
-        parts: list[str] = []
-        size = 0
+        env = self._envs[flavor]
         try:
-            for chunk in template.generate(context):
-                parts.append(chunk)
-                size += len(chunk)
-                if size > MAX_OUTPUT:
-                    break
-        except Exception as exc:  # user templates can raise anything; never let it escape raw
-            raise translate(exc, name, self.folder) from None
-        text = "".join(parts).strip()
+            # Like Template.render, but the chunks are read with a cap (a loop may be endless).
+            chunks = template.root_render_func(
+                template.new_context({**template.globals, **context}, shared=True))
+            text = "".join(islice(chunks, _CHUNKS))
+            rest = next(chunks, None)
+            if rest is not None:
+                text = _capped(text + rest, chunks)
+        except Exception:  # user templates can raise anything; never let it escape raw
+            try:
+                env.handle_exception()  # re-raises with the template's own lines in the trace
+            except Exception as exc:
+                raise translate(exc, name, self.folder) from None
+        text = text.strip()
         if len(text) <= MAX_OUTPUT:
             return text
         if flavor.json:
             raise RenderError(f"renders more than {MAX_OUTPUT} characters of JSON", template=name)
         return text[: MAX_OUTPUT - len(TRUNCATED)] + TRUNCATED
+
+
+def _capped(head: str, chunks: Iterator[str]) -> str:
+    """The rest of a long output, read only until it passes the cap (a loop may be endless)."""
+    parts = [head]
+    size = len(head)
+    for chunk in chunks:
+        if size > MAX_OUTPUT:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return "".join(parts)
 
 
 def parse_blocks(text: str) -> tuple[str, list[Any]] | None:

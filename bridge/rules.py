@@ -58,7 +58,7 @@ class Outcome(StrEnum):
 class Filter(StrEnum):
     """The filter that turned an event away."""
 
-    ON = "on"
+    ON = "on"  # not tried at all: a rule for another kind of event
     SOURCE = "source"
     FROM = "from"
     TO = "to"
@@ -125,10 +125,9 @@ class _CompiledRule:
         self.predicate = predicate
 
     def static_filter(self, event: Event, reminder: bool) -> tuple[Filter, str] | None:
-        """The first of on/source/from/to that turns the event away, with why."""
+        """The first of source/from/to that turns the event away, with why (`on` is settled
+        by the RuleBook's index)."""
         rule = self.rule
-        if event.on is not rule.on:
-            return Filter.ON, f"event is {event.on}, rule wants {rule.on}"
         if rule.source != "*" and not fnmatchcase(event.source, rule.source):
             return Filter.SOURCE, f"{event.source!r} does not match {rule.source!r}"
         # A reminder repeats a match whose `from` already held; the job has not moved since.
@@ -159,6 +158,10 @@ class RuleBook:
                     ) from exc
             self._rules.append(_CompiledRule(rule, predicate))
         self._repeating = [c.rule for c in self._rules if c.rule.repeat is not None]
+        # Each event is only tried against the rules for its kind, still in file order.
+        self._by_kind: dict[EventKind, list[_CompiledRule]] = {
+            kind: [c for c in self._rules if c.rule.on is kind] for kind in EventKind
+        }
 
     @property
     def rules(self) -> list[Rule]:
@@ -167,11 +170,14 @@ class RuleBook:
     def evaluate(
         self, event: Event, marks: Mapping[MarkKey, RuleMark], now: datetime
     ) -> list[Decision]:
-        """Decide, rule by rule in file order, whether each rule notifies about `event`."""
+        """Decide, rule by rule in file order, whether each rule notifies about `event`.
+
+        Only rules for the event's kind (`on`) are tried and listed.
+        """
         decisions: list[Decision] = []
         context: dict[str, Any] | None = None
         job_id = event.job.id if event.job is not None else ""
-        for compiled in self._rules:
+        for compiled in self._by_kind[event.on]:
             rule = compiled.rule
             reminder = event.repeat_of is not None
             if reminder and rule.name != event.repeat_of:

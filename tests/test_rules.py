@@ -64,7 +64,6 @@ def mark(rule: str = "r", *, at: datetime = T0, state: str | None = "failed",
 FILTER_CASES = [
     # (rule fields, event, outcome, failing filter)
     ({}, transition(), Outcome.MATCHED, None),
-    ({"on": "progress"}, transition(), Outcome.FILTERED, Filter.ON),
     ({"source": "zen*"}, transition(), Outcome.MATCHED, None),
     ({"source": "jtl*"}, transition(), Outcome.FILTERED, Filter.SOURCE),
     ({"source": "Zendesk"}, transition(), Outcome.FILTERED, Filter.SOURCE),
@@ -97,6 +96,11 @@ def test_each_filter_decides_with_a_named_outcome(
     book = RuleBook([make_rule(**fields)], compile_when)
     [decision] = book.evaluate(ev, {}, T0)
     assert (decision.outcome, decision.filter) == (outcome, failed_filter)
+
+
+def test_rules_for_other_event_kinds_are_not_tried() -> None:
+    rules = [make_rule("progress", on="progress"), make_rule("transition")]
+    assert evaluate(rules, transition()) == [("transition", Outcome.MATCHED)]
 
 
 def test_filtered_decision_says_why() -> None:
