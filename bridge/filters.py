@@ -69,6 +69,9 @@ EVENT_EMOJI = {
 }
 
 
+_STR_FORMAT = frozenset({"format", "format_map"})
+
+
 class _FinalOutput(CodeGenerator):
     """Output code for environments whose `finalize` escapes for the flavor.
 
@@ -107,6 +110,16 @@ class BridgeEnvironment(ImmutableSandboxedEnvironment):
         self.escape_ready = _json_escape if flavor.json else _identity
         self._safe: dict[tuple[type, str], bool] = {}
         super().__init__(autoescape=True, finalize=_finalizer(flavor), **options)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Fast path for attributes the sandbox has already judged safe on this type; str.format
+        # and format_map always take the sandbox's path, which wraps them.
+        if attribute not in _STR_FORMAT and self._safe.get((type(obj), attribute)):
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
+                pass
+        return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         # The sandbox's verdict depends only on the object's type and the attribute name, and

@@ -102,6 +102,18 @@ def test_link_without_url_is_just_the_text(setup: Setup) -> None:
     assert payload["text"] == "8b72"
 
 
+def test_constant_strings_are_escaped_for_slack_not_for_html(setup: Setup) -> None:
+    renderer, config = setup(a_slack="{{ \"it's <b> & 'q'\" }}")
+    payload = renderer.render(rule("a.slack.j2"), failed_event(), sink(config, "slack"))
+    assert payload == {"text": "it's &lt;b&gt; &amp; 'q'"}
+
+
+def test_constant_strings_are_json_escaped_in_json_templates(setup: Setup) -> None:
+    renderer, config = setup(a_txt="x", body_json='{"s": "{{ \'say "hi"\' }}"}')
+    payload = renderer.render(rule("a.j2", ("pager",)), failed_event(), sink(config, "pager"))
+    assert json.loads(payload["body"]) == {"s": 'say "hi"'}
+
+
 def test_macro_output_is_not_escaped_twice(setup: Setup) -> None:
     template = "{% macro m(x) %}<{{ x }}>{% endmacro %}{{ m(job.message) }}"
     renderer, config = setup(a_slack=template)
@@ -190,6 +202,8 @@ SANDBOX_ESCAPES = [
     "{{ job.fields.__class__.__subclasses__() }}",
     "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
     "{{ job.fields.update({'x': 1}) }}",
+    "{{ '{0.__class__.__mro__}'.format(job) }}",
+    "{{ job.message.format_map({'x': job}) ~ '{x.__class__}'.format_map({'x': job}) }}",
 ]
 
 
