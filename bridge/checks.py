@@ -145,6 +145,7 @@ def check(config: Config, out: TextIO) -> int:
     renderer = Renderer(config, strict=False)
     for index, rule in enumerate(config.rules):
         _check_rule(config, renderer, index, rule, problems)
+    _check_idle_bodies(config, renderer, problems)
     for index, test in enumerate(config.tests):
         try:
             event_from_data(test.event, config, default_id="check")
@@ -215,6 +216,20 @@ def _check_rule(config: Config, renderer: Renderer, index: int, rule: Rule,
     for (path, message), sinks in failures.items():
         problems.add(path, f"{message} (sample {rule.on} event for sink "
                      f"{', '.join(sinks)})")
+
+
+def _check_idle_bodies(config: Config, renderer: Renderer, problems: _Problems) -> None:
+    """Body templates of webhook sinks no rule notifies yet (the rules check the others)."""
+    notified = {name for rule in config.rules for name in rule.notify}
+    for index, sink in enumerate(config.sinks):
+        if not isinstance(sink, WebhookSink) or not sink.body or sink.name in notified:
+            continue
+        sample = sample_event(EventKind.TRANSITION, source=_source_for(config, None))
+        context = {**event_context(sample, "sample"), "text": "sample text", "sink": sink.name}
+        try:
+            renderer.body(sink.body, context)
+        except RenderError as exc:
+            problems.add(f"sinks[{index}].body", f"{exc} (sample transition event)")
 
 
 # --- bridge test ----------------------------------------------------------------------------

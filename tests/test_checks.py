@@ -158,6 +158,15 @@ def test_check_reports_a_body_template_that_is_not_json(write: Write) -> None:
     assert f"{config.path}:{line}: sinks[1].body: body.json.j2: body is not valid JSON" in out
 
 
+def test_check_reports_a_missing_body_template_of_a_sink_no_rule_uses(write: Write) -> None:
+    toml = HEAD + 'body = "nope.json.j2"\n' + FAILED_RULE.replace('"ops-slack", "pager"',
+                                                                 '"ops-slack"')
+    config = write(toml, **{"failed.slack.j2": FAILED_TEMPLATE})
+    code, out = run(check, config)
+    assert code == 1
+    assert "sinks[1].body: nope.json.j2: no such template 'nope.json.j2'" in out
+
+
 def test_check_reports_a_missing_templates_folder(write: Write, tmp_path: Path) -> None:
     config = write(HEAD + FAILED_RULE)
     shutil.rmtree(tmp_path / "templates")
