@@ -11,7 +11,7 @@ to a catch-all rule further down. A `when` that raises skips only its own rule.
 
 Filters, in the order they are checked:
 
-- `on`: the event kind.
+- `on`: the event kind (rules for other kinds are not tried, nor listed in the decisions).
 - `source`: a glob (fnmatch, case-sensitive) over the source name.
 - `from`: for transitions, the state before; for other events, the state of `previous`
   (the job as last seen), so `appeared` (no previous) never matches a `from` filter.
@@ -21,7 +21,10 @@ Filters, in the order they are checked:
 - `when`: a sandboxed expression over the event's names (see `event_context`).
 
 Throttle and repeat are remembered per (rule, source, job id) as `RuleMark`s; source events
-use an empty job id, so they are throttled per (rule, source).
+use an empty job id, so they are throttled per (rule, source). `due_repeats` finds jobs still
+in the state a `repeat` rule notified about; the reminder event for one carries
+`repeat_of = <rule name>` and is evaluated by that rule only, without `from` or `throttle`
+(the job has not moved, and `repeat` already timed it).
 """
 
 from __future__ import annotations
