@@ -163,23 +163,34 @@ class DeliveryWorkers:
                 self._busy[sink_name] = False
 
     async def _deliver_in_order(self, sink_name: str, deliveries: list[Delivery]) -> None:
-        for delivery in deliveries:
-            if not await self._deliver(sink_name, delivery):
-                # Keep the job's order: its later rows wait out their lease and follow the
-                # failed one, rather than overtaking it.
+        for index, delivery in enumerate(deliveries):
+            step = await self._deliver(sink_name, delivery)
+            if step is not None and step.kind is StepKind.RETRY:
+                assert step.at is not None
+                await self._hold_back(deliveries[index + 1 :], step.at)
                 return
+            # A dead-lettered row no longer holds its job's later rows back.
 
-    async def _deliver(self, sink_name: str, delivery: Delivery) -> bool:
+    async def _hold_back(self, deliveries: list[Delivery], at: datetime) -> None:
+        """Keep a job's order behind a failed row: its later rows become due with it, not
+        after their claim lease (a minute), and not before it."""
+        for delivery in deliveries:
+            if delivery.attempts:
+                # Re-queueing resets the attempt count; a row that has already failed on its
+                # own keeps its count and waits out its lease instead.
+                continue
+            await self._store.retry_deliveries(delivery.id, at)
+
+    async def _deliver(self, sink_name: str, delivery: Delivery) -> Step | None:
+        """Send one row and record the outcome: None when delivered, else the step taken."""
         sink = self._sinks[sink_name]
         try:
             await sink.send(delivery)
         except DeliveryError as exc:
-            await self._failed(sink_name, delivery, exc)
-            return False
+            return await self._failed(sink_name, delivery, exc)
         except Exception as exc:  # a bug in a sink must not kill its worker or lose the row
             log.exception("sink %s raised unexpectedly; will retry", sink_name)
-            await self._failed(sink_name, delivery, _as_retryable(exc))
-            return False
+            return await self._failed(sink_name, delivery, _as_retryable(exc))
         now = self._clock()
         await self._store.mark_delivered(delivery.id, now)
         self._metrics.deliveries.labels(sink_name).inc()
@@ -187,9 +198,9 @@ class DeliveryWorkers:
             max(0.0, (now - delivery.created_at).total_seconds())
         )
         log.info("delivered %s to %s (attempt %d)", delivery.id, sink_name, delivery.attempts + 1)
-        return True
+        return None
 
-    async def _failed(self, sink_name: str, delivery: Delivery, error: DeliveryError) -> None:
+    async def _failed(self, sink_name: str, delivery: Delivery, error: DeliveryError) -> Step:
         now = self._clock()
         self._metrics.delivery_failures.labels(sink_name).inc()
         step = next_step(
@@ -206,7 +217,7 @@ class DeliveryWorkers:
                 "delivery %s to %s failed (attempt %d): %s; retrying at %s",
                 delivery.id, sink_name, delivery.attempts + 1, error, step.at.isoformat(),
             )
-            return
+            return step
         await self._store.mark_dead(delivery.id, f"{step.kind}: {error}", now)
         self._metrics.dead_letters.labels(sink_name).inc()
         log.error(
@@ -214,6 +225,7 @@ class DeliveryWorkers:
             "`bridge outbox retry %s` re-queues it",
             delivery.id, sink_name, step.kind, delivery.attempts + 1, error, delivery.id,
         )
+        return step
 
 
 def _as_retryable(exc: Exception) -> DeliveryError:
