@@ -258,6 +258,7 @@ class Pipeline:
                     first_seen=job.first_seen,
                     duration=(now - job.started_at) if job.started_at else None,
                     reason=f"repeat: still {job.status.state} (rule {rule.name})",
+                    repeat_of=rule.name,
                 )
             )
         return events

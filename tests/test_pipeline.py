@@ -220,3 +220,32 @@ async def test_a_receiver_that_fails_a_few_times_still_gets_the_message_once_per
     ids = {r.webhook_id for r in receiver.requests}
     assert len(receiver.requests) == 4
     assert len(ids) == 1
+
+
+async def test_a_rule_with_repeat_reminds_while_the_job_stays_failed(
+    tmp_path: Path, zendesk: ZendeskSimulator, receiver: WebhookReceiver
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime(2026, 11, 23, 10, 0, tzinfo=UTC)]
+    config = make_config(tmp_path, zendesk, receiver.url)
+    rule = config.rules[0].model_copy(update={"from_": ["running"], "repeat": timedelta(hours=1)})
+    config = config.model_copy(update={"rules": [rule]})
+    zendesk.add_job("job-a", status="working")
+    recorder = Recorder()
+    bridge = Bridge(config, serve_http=False, observers=[recorder], clock=lambda: now[0])
+    async with bridge:
+        await bridge.pipeline.poll("zendesk")
+        zendesk.set_job("job-a", status="failed", message="Printer on fire")
+        await bridge.pipeline.poll("zendesk")
+        now[0] += timedelta(minutes=30)
+        await bridge.pipeline.poll("zendesk")
+        assert len([n for o in recorder.outcomes for n in o.notifications]) == 1
+        now[0] += timedelta(minutes=31)
+        await bridge.pipeline.poll("zendesk")
+        reminders = [e for e in recorder.events if e.repeat_of == "job-failed"]
+        assert len(reminders) == 1
+        await receiver.wait_for(lambda: len(receiver.requests) == 2)
+    first, second = (json.loads(r.body)["data"] for r in receiver.requests)
+    assert first["event_id"] != second["event_id"]
+    assert second["job"]["state"] == "failed"
