@@ -155,11 +155,15 @@ async def run_demo(
         world = await stack.enter_async_context(DemoWorld(seed=seed, tick_interval=tick))
         slack = await stack.enter_async_context(FakeSlack(token=DEMO_SLACK_TOKEN))
         receiver = await stack.enter_async_context(WebhookReceiver())
+        # The pager endpoint refuses the first page for good (HTTP 410), so the demo shows a
+        # dead letter on the dashboard and in `bridge outbox`, ready to be retried.
+        receiver.script([410])
         state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bridge-demo-"))
         os.environ.update(world.env())
         os.environ.update({
             "DEMO_SLACK_URL": slack.api_url,
             "DEMO_SLACK_TOKEN": DEMO_SLACK_TOKEN,
+            "DEMO_SLACK_MIN_INTERVAL": "50ms",
             "DEMO_WEBHOOK_URL": receiver.url,
             "DEMO_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
             "DEMO_ESALES_IDS": ",".join(world.esales_ids()),
