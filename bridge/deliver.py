@@ -96,6 +96,9 @@ class DeliveryWorkers:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._busy: dict[str, bool] = dict.fromkeys(sinks, False)
+        # The earliest retry this worker scheduled: it wakes for it rather than polling the
+        # store every IDLE_WAIT (retry schedules may be shorter than that).
+        self._next_retry: dict[str, datetime | None] = dict.fromkeys(sinks)
 
     def start(self) -> None:
         for name in self._sinks:
@@ -142,7 +145,7 @@ class DeliveryWorkers:
             if not claimed:
                 wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), IDLE_WAIT)
+                    await asyncio.wait_for(wakeup.wait(), self._idle_wait(sink_name))
                 continue
             self._busy[sink_name] = True
             try:
@@ -161,6 +164,12 @@ class DeliveryWorkers:
                                            for lane in lanes.values()))
             finally:
                 self._busy[sink_name] = False
+
+    def _idle_wait(self, sink_name: str) -> float:
+        retry_at, self._next_retry[sink_name] = self._next_retry[sink_name], None
+        if retry_at is None:
+            return IDLE_WAIT
+        return min(IDLE_WAIT, max(0.0, (retry_at - self._clock()).total_seconds()))
 
     async def _deliver_in_order(self, sink_name: str, deliveries: list[Delivery]) -> None:
         for index, delivery in enumerate(deliveries):
@@ -213,6 +222,9 @@ class DeliveryWorkers:
         if step.kind is StepKind.RETRY:
             assert step.at is not None
             await self._store.mark_retry(delivery.id, str(error), step.at)
+            soonest = self._next_retry[sink_name]
+            if soonest is None or step.at < soonest:
+                self._next_retry[sink_name] = step.at
             log.warning(
                 "delivery %s to %s failed (attempt %d): %s; retrying at %s",
                 delivery.id, sink_name, delivery.attempts + 1, error, step.at.isoformat(),

@@ -175,8 +175,11 @@ class BridgeProcess:
             self._proc.send_signal(signal.SIGKILL)
 
     def terminate(self) -> None:
+        self.send(signal.SIGTERM)
+
+    def send(self, sig: signal.Signals) -> None:
         if self._proc is not None and self._proc.returncode is None:
-            self._proc.send_signal(signal.SIGTERM)
+            self._proc.send_signal(sig)
 
     async def wait(self, within: float = 20.0) -> int:
         assert self._proc is not None
