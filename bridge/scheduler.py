@@ -42,6 +42,9 @@ class PollScheduler:
         self._intervals = dict(intervals)
         self._poll = poll
         self._clock = clock
+        # APScheduler logs every run at INFO; ours say what matters (polls, backoff).
+        if not log.isEnabledFor(logging.DEBUG):
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._failures: dict[str, int] = dict.fromkeys(intervals, 0)
         self._not_before: dict[str, datetime] = {}

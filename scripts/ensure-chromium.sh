@@ -9,9 +9,9 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 echo "ensure-chromium: installing Debian's chromium for the browser test..." >&2
 export DEBIAN_FRONTEND=noninteractive
-if ! apt-get install -y -qq chromium >/tmp/ensure-chromium.log 2>&1; then
+if ! apt-get install -y -qq chromium fonts-noto-color-emoji >/tmp/ensure-chromium.log 2>&1; then
   apt-get update -qq >>/tmp/ensure-chromium.log 2>&1
-  apt-get install -y -qq chromium >>/tmp/ensure-chromium.log 2>&1 \
+  apt-get install -y -qq chromium fonts-noto-color-emoji >>/tmp/ensure-chromium.log 2>&1 \
     || echo "ensure-chromium: install failed (see /tmp/ensure-chromium.log); browser test will skip" >&2
 fi
 exit 0
