@@ -12,11 +12,14 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
 from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigErrors
+
+if TYPE_CHECKING:
+    from bridge.store.base import Store
 
 log = logging.getLogger("bridge")
 
@@ -225,8 +228,7 @@ async def _outbox(config: Config, args: argparse.Namespace) -> int:
             else:
                 count = await store.drop_deliveries(target)
             if count == 0 and target is not None:
-                print(f"no delivery {target!r} in the outbox (see `bridge outbox list`)",
-                      file=sys.stderr)
+                print(await _not_found(store, target), file=sys.stderr)
                 return 1
             print(f"{'re-queued' if args.action == 'retry' else 'dropped'} {count} deliver"
                   f"{'y' if count == 1 else 'ies'}")
@@ -239,6 +241,15 @@ async def _outbox(config: Config, args: argparse.Namespace) -> int:
         return 0
     finally:
         await store.close()
+
+
+async def _not_found(store: Store, delivery_id: str) -> str:
+    """Why `retry ID` did nothing: no such row, or one that was delivered already."""
+    found = await store.get_delivery(delivery_id)
+    if found is not None:
+        return (f"delivery {delivery_id!r} was already delivered; nothing to retry "
+                "(see `bridge outbox list --status delivered`)")
+    return f"no delivery {delivery_id!r} in the outbox (see `bridge outbox list`)"
 
 
 def _print_outbox(rows: Sequence[Any], now: datetime, *, as_json: bool) -> None:
