@@ -174,9 +174,18 @@ async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int, where: 
     return bytes(body)
 
 
-def _decode(raw: bytes, content_type: str, where: str, *, lenient: bool) -> Any:
+def parse_json(raw: bytes | str) -> Any:
+    """`json.loads` that fails only with ValueError: a hostile body nested a hundred thousand
+    levels deep makes the decoder raise RecursionError instead."""
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply to decode") from None
+
+
+def _decode(raw: bytes, content_type: str, where: str, *, lenient: bool) -> Any:
+    try:
+        return parse_json(raw)
     except ValueError as exc:
         if lenient:
             return None
@@ -211,7 +220,7 @@ def _status_error(
 def _server_detail(raw: bytes, secrets: Collection[str]) -> str | None:
     """A short reason from a JSON error body (`error`, `message`, ...), secrets redacted."""
     try:
-        body = json.loads(raw)
+        body = parse_json(raw)
     except ValueError:
         return None
     if not isinstance(body, dict):
@@ -342,8 +351,8 @@ def expect_object(body: Any, where: str) -> dict[str, Any]:
 def require_str_or_int(item: Mapping[str, Any], key: str, where: str) -> str:
     """An identifier field: text or an integer, returned as text (never via float)."""
     value = item.get(key)
-    if value is None:
-        raise drift(f"{where}.{key}", "is missing")
+    if value is None or value == "":
+        raise drift(f"{where}.{key}", "is missing" if value is None else "is empty")
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise drift(f"{where}.{key}", f"should be a string, got {_type_name(value)}")
     return str(value)
@@ -356,6 +365,14 @@ def optional_number(item: Mapping[str, Any], key: str, where: str) -> float | No
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise drift(f"{where}.{key}", f"should be a number, got {_type_name(value)}")
     return float(value)
+
+
+def percent_value(value: float | None) -> float | None:
+    """A reported percent made safe for detection: None for no progress (absent, negative,
+    NaN or infinite, which lenient JSON encoders send) and at most 100."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return None
+    return min(100.0, value)
 
 
 def optional_str(item: Mapping[str, Any], key: str, where: str) -> str | None:

@@ -35,6 +35,7 @@ from bridge.sources.fetch import (
     expect_object,
     for_each_id,
     items_of,
+    percent_value,
     raw_text,
 )
 
@@ -100,11 +101,11 @@ class Extractor:
             return None
         if isinstance(value, str):
             try:
-                return float(value.strip().rstrip("%"))
+                return percent_value(float(value.strip().rstrip("%")))
             except ValueError:
                 pass
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            return percent_value(float(value))
         raise drift(f"{where} progress ({self.progress.expression!r})", "should be a number")
 
     def _message(self, item: Any) -> str | None:

@@ -27,6 +27,7 @@ from bridge.sources.fetch import (
     items_of,
     optional_number,
     optional_str,
+    percent_value,
     raw_text,
     require_str_or_int,
 )
@@ -107,12 +108,12 @@ class JtlWorkers:
         if isinstance(state, bool) or not isinstance(state, int | float | str):
             raise drift(f"{where}.State", "should be an integer 0..7")
         raw = raw_text(state)
-        progress = optional_number(folded, "progress", where)
         return JobStatus(
             id=require_str_or_int(folded, "identifier", where),
             state=self.states(raw),
             raw_state=raw,
-            progress=progress if progress is not None and progress >= 0 else None,
+            # Progress < 0 means "none" in JTL's API.
+            progress=percent_value(optional_number(folded, "progress", where)),
             message=optional_str(folded, "progresstext", where),
             fields=item,
         )

@@ -29,6 +29,7 @@ from bridge.sources.fetch import (
     listed_plus_lookups,
     optional_number,
     optional_str,
+    percent_value,
     require_str_or_int,
 )
 
@@ -120,7 +121,7 @@ class TerminalSyncs:
             id=require_str_or_int(item, "id", where),
             state=self.states(raw),
             raw_state=raw,
-            progress=optional_number(item, "progress", where),
+            progress=percent_value(optional_number(item, "progress", where)),
             message=optional_str(item, "failureReason", where),
             fields=item,
         )

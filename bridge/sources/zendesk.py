@@ -29,6 +29,7 @@ from bridge.sources.fetch import (
     listed_plus_lookups,
     optional_number,
     optional_str,
+    percent_value,
     require_str_or_int,
     same_origin,
 )
@@ -156,9 +157,10 @@ class ZendeskJobs:
 
 def percent(done: float | None, total: float | None) -> float | None:
     """Zendesk's task count as a percent; None when either is unknown or total is 0."""
-    if done is None or total is None or total <= 0:
+    if done is None or total is None or not total > 0:
         return None
-    return round(min(100.0, max(0.0, done * 100.0 / total)), 2)
+    value = percent_value(max(0.0, done) * 100.0 / total)
+    return round(value, 2) if value is not None else None
 
 
 def count_failed(results: list[Any]) -> int:
