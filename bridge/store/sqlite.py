@@ -13,18 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bridge.errors import StoreError
-from bridge.model import Delivery, DeliveryStatus, Event, SourceHealth, TrackedJob
 from bridge.store import schema, sql
-from bridge.store.base import MessageRef, OutboxStats, PollCommit, RuleMark
+from bridge.store.sqlbase import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +30,7 @@ T = TypeVar("T")
 MEMORY = ":memory:"
 
 
-class SqliteStore:
+class SqliteStore(SqlStore):
     """The `Store` protocol over one SQLite file (or `:memory:`)."""
 
     def __init__(
@@ -42,9 +40,9 @@ class SqliteStore:
         busy_timeout: float = 5.0,
         keep_events: int = sql.EVENTS_KEEP,
     ):
+        super().__init__(keep_events=keep_events)
         self.path = path
         self._busy_timeout = busy_timeout
-        self._keep_events = keep_events
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -138,120 +136,23 @@ class SqliteStore:
     async def _rows(self, query: str, params: sql.Row = ()) -> list[Any]:
         return await self._call(lambda conn: conn.execute(query, params).fetchall())
 
-    # --- jobs, health, events -------------------------------------------------------------
+    async def _write_returning(self, query: str, params: sql.Row) -> list[Any]:
+        def run(conn: sqlite3.Connection) -> list[Any]:
+            with self._transaction(conn):
+                return conn.execute(query, params).fetchall()
 
-    async def load_jobs(self, source: str) -> dict[str, TrackedJob]:
-        rows = await self._rows(sql.LOAD_JOBS, (source,))
-        return {job.id: job for job in sql.jobs_from([r[0] for r in rows])}
+        return await self._call(run)
 
-    async def load_health(self, source: str) -> SourceHealth | None:
-        rows = await self._rows(sql.LOAD_HEALTH, (source,))
-        return sql.health_from(rows[0][0]) if rows else None
-
-    async def commit_poll(self, commit: PollCommit) -> None:
+    async def _write_steps(self, steps: Iterable[tuple[str, Iterable[sql.Row]]]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             try:
                 with self._transaction(conn):
-                    for query, rows in sql.commit_steps(commit, self._keep_events):
+                    for query, rows in steps:
                         conn.executemany(query, rows)
             except (TypeError, ValueError) as exc:
                 raise sql.serialise_failure(exc, self.path) from exc
 
         await self._call(run)
-
-    async def list_jobs(
-        self, source: str | None = None, state: str | None = None, limit: int = 1000
-    ) -> list[TrackedJob]:
-        rows = await self._rows(*sql.list_jobs_query(source, state, limit))
-        return sql.jobs_from([r[0] for r in rows])
-
-    async def list_health(self) -> list[SourceHealth]:
-        return [sql.health_from(r[0]) for r in await self._rows(sql.LIST_HEALTH)]
-
-    async def recent_events(
-        self, limit: int = 100, before: int | None = None, source: str | None = None
-    ) -> list[tuple[int, Event]]:
-        rows = await self._rows(*sql.recent_events_query(limit, before, source))
-        return [sql.event_from(r) for r in rows]
-
-    # --- watches, rule marks, message refs ------------------------------------------------
-
-    async def add_watch(self, source: str, job_id: str) -> bool:
-        now = sql.to_us(datetime.now(UTC))
-        return await self._write(sql.ADD_WATCH, (source, job_id, now)) > 0
-
-    async def remove_watch(self, source: str, job_id: str) -> bool:
-        return await self._write(sql.REMOVE_WATCH, (source, job_id)) > 0
-
-    async def list_watches(self, source: str) -> list[str]:
-        return [r[0] for r in await self._rows(sql.LIST_WATCHES, (source,))]
-
-    async def load_rule_marks(self) -> list[RuleMark]:
-        return [sql.mark_from(r) for r in await self._rows(sql.LOAD_MARKS)]
-
-    async def get_message_ref(self, sink: str, source: str, job_id: str) -> MessageRef | None:
-        rows = await self._rows(sql.GET_REF, (sink, source, job_id))
-        return MessageRef(channel=rows[0][0], ts=rows[0][1]) if rows else None
-
-    async def set_message_ref(self, sink: str, source: str, job_id: str, ref: MessageRef) -> None:
-        await self._write(sql.SET_REF, (sink, source, job_id, ref.channel, ref.ts))
-
-    # --- outbox ---------------------------------------------------------------------------
-
-    async def claim_due(
-        self, now: datetime, limit: int, lease: timedelta, sink: str | None = None
-    ) -> list[Delivery]:
-        query = sql.CLAIM_DUE.format(
-            lock="", sink=sql.CLAIM_SINK_FILTER if sink is not None else ""
-        )
-        params: tuple[object, ...] = (sql.to_us(now + lease), sql.to_us(now))
-        params += (sink, limit) if sink is not None else (limit,)
-
-        def run(conn: sqlite3.Connection) -> list[Delivery]:
-            with self._transaction(conn):
-                return sql.sort_claimed(conn.execute(query, params).fetchall())
-
-        return await self._call(run)
-
-    async def mark_delivered(self, delivery_id: str, at: datetime) -> None:
-        await self._write(sql.MARK_DELIVERED, (sql.to_us(at), delivery_id))
-
-    async def mark_retry(self, delivery_id: str, error: str, next_attempt_at: datetime) -> None:
-        await self._write(sql.MARK_RETRY, (error, sql.to_us(next_attempt_at), delivery_id))
-
-    async def mark_dead(self, delivery_id: str, error: str, at: datetime) -> None:
-        await self._write(sql.MARK_DEAD, (error, sql.to_us(at), delivery_id))
-
-    async def release_claims(self) -> None:
-        await self._write(sql.RELEASE_CLAIMS)
-
-    async def list_outbox(
-        self, status: DeliveryStatus | None = None, limit: int = 200
-    ) -> list[Delivery]:
-        return [
-            sql.delivery_from(r) for r in await self._rows(*sql.list_outbox_query(status, limit))
-        ]
-
-    async def get_delivery(self, delivery_id: str) -> Delivery | None:
-        rows = await self._rows(sql.GET_DELIVERY, (delivery_id,))
-        return sql.delivery_from(rows[0]) if rows else None
-
-    async def retry_deliveries(self, delivery_id: str | None, now: datetime) -> int:
-        if delivery_id is None:
-            return await self._write(sql.RETRY_DEAD, (sql.to_us(now),))
-        return await self._write(sql.RETRY_ONE, (sql.to_us(now), delivery_id))
-
-    async def drop_deliveries(self, delivery_id: str | None) -> int:
-        if delivery_id is None:
-            return await self._write(sql.DROP_DEAD)
-        return await self._write(sql.DROP_ONE, (delivery_id,))
-
-    async def outbox_stats(self) -> OutboxStats:
-        def run(conn: sqlite3.Connection) -> OutboxStats:
-            by_status = conn.execute(sql.STATS_BY_STATUS).fetchall()
-            return sql.stats_from(by_status, conn.execute(sql.STATS_BY_SINK).fetchall())
-
-        return await self._call(run)
 
 
 def explain(exc: sqlite3.Error, path: str, busy_timeout: float) -> StoreError:
