@@ -2,18 +2,22 @@
 
 `setup_logging` installs one stderr handler on the root logger with a `RedactingFilter`.
 The filter replaces every configured secret (the `SecretStr` values of the config, found by
-`secret_values`) with `***` in the message, its arguments, extra context and tracebacks, so a
-secret that leaks into an exception message from a library still never reaches the log.
+`secret_values`, plus the secret parts of URLs, found by `secret_fragments`) with `***` in the
+message, its arguments, extra context and tracebacks, so a secret that leaks into an exception
+message from a library still never reaches the log.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, SecretStr
 
@@ -53,6 +57,55 @@ def _collect_secrets(value: object, found: set[str]) -> None:
     elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
             _collect_secrets(item, found)
+
+
+_CREDENTIAL_KEY = re.compile(r"token|key|secret|pass|auth|sig|credential|session|code", re.I)
+
+
+def secret_fragments(*models: object) -> frozenset[str]:
+    """Parts of config URLs that are secrets on their own, for text that shows a URL only in
+    part: the path, query and password of a secret URL (a Slack incoming webhook's secret is
+    its path), and the password, its Basic credential and credential-like query values
+    (`?token=`) of any other URL."""
+    found: set[str] = set()
+    for model in models:
+        _collect_fragments(model, found, secret=False)
+    return frozenset(s for s in found if len(s) >= MIN_SECRET_LENGTH)
+
+
+def _collect_fragments(value: object, found: set[str], *, secret: bool) -> None:
+    if isinstance(value, SecretStr):
+        _collect_fragments(value.get_secret_value(), found, secret=True)
+    elif isinstance(value, str):
+        found.update(_url_fragments(value, whole_secret=secret))
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _collect_fragments(getattr(value, name), found, secret=secret)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _collect_fragments(item, found, secret=secret)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _collect_fragments(item, found, secret=secret)
+
+
+def _url_fragments(text: str, *, whole_secret: bool) -> list[str]:
+    if "://" not in text:
+        return []
+    try:
+        parts = urlsplit(text)
+        user, password = parts.username or "", parts.password
+    except ValueError:
+        return []
+    # Every value of a secret URL; elsewhere only credential-like ones, or a plain
+    # `?format=json` would mask "json" in every line.
+    found = [value for key, value in parse_qsl(parts.query)
+             if whole_secret or _CREDENTIAL_KEY.search(key)]
+    if password:
+        found += [password, base64.b64encode(f"{user}:{password}".encode()).decode()]
+    if whole_secret:
+        found += [parts.path, parts.query]
+    return found
 
 
 class Redactor:
@@ -207,7 +260,7 @@ def setup_logging(
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     redacting = RedactingFilter(secrets)
     if config is not None:
-        redacting.add_secrets(secret_values(config))
+        redacting.add_secrets(secret_values(config) | secret_fragments(config))
     handler.addFilter(redacting)
     root.addHandler(handler)
     root.setLevel(parse_level(level))

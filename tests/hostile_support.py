@@ -3,8 +3,11 @@
 `HostileServer` listens on 127.0.0.1 (port 0) and answers every request, any method and
 any path, with its current `answer` (or `by_path[path]` when set), so one server and one
 client session can serve hundreds of fuzzed answers: a test sets `server.answer = ...` and
-polls again. Answers can be slow (`delay`, cut short when the server stops), sent without
-a Content-Length (`chunked`), or cut off mid-body (`truncate_at`: the connection closes).
+polls again. A body holding `{echo}` gets the request reflected into it (path, query, every
+header value and the request body, JSON-escaped), as a hostile or careless API that quotes
+the credentials it refused. Answers can be slow (`delay`, cut short when the server
+stops), sent without a Content-Length (`chunked`), or cut off mid-body (`truncate_at`: the
+connection closes).
 Every request is recorded with its headers, so a test can see which credentials reached
 which host.
 """
@@ -16,7 +19,7 @@ import contextlib
 import json
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -101,6 +104,8 @@ class HostileServer:
         self.requests.append(Seen(method=request.method, path_qs=request.path_qs,
                                   headers=dict(request.headers), body=await request.read()))
         answer = self.by_path.get(request.path, self.answer)
+        if ECHO in answer.body:
+            answer = replace(answer, body=answer.body.replace(ECHO, _echo(self.requests[-1])))
         if answer.delay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), answer.delay)
@@ -128,6 +133,14 @@ class HostileServer:
         if request.transport is not None:
             request.transport.close()
         return response
+
+
+ECHO = b"{echo}"
+
+
+def _echo(seen: Seen) -> bytes:
+    said = " ".join([seen.path_qs, *seen.headers.values(), seen.body.decode(errors="replace")])
+    return json.dumps(said)[1:-1].encode()
 
 
 def refused_url() -> str:

@@ -460,6 +460,14 @@ async def test_a_chunked_body_over_the_cap_is_refused_while_reading() -> None:
             await source.poll([])
 
 
+async def test_an_invalid_configured_url_is_a_config_error_not_a_crash() -> None:
+    async with aiohttp.ClientSession() as session:
+        source = make_source("http", session, "", url="http://[::1/jobs")
+        with pytest.raises(SourceMisconfigured, match="invalid URL") as caught:
+            await source.poll([])
+    assert_readable(caught.value)
+
+
 # --- 1c. progress and ids at the edges, and unknown states ----------------------------------
 
 
@@ -590,7 +598,7 @@ url = "http://127.0.0.1:9/never-called"
 [[rules]]
 name = "downs"
 on = "source_down"
-template = "transition.slack.j2"
+template = "source_down.slack.j2"
 notify = ["hook"]
 {extra_rules}
 """

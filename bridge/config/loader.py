@@ -13,16 +13,20 @@ import tomllib
 from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bridge.config.locate import LineIndex, format_path
 from bridge.config.schema import (
     SINK_KINDS,
     SOURCE_KINDS,
+    BasicAuth,
+    BearerAuth,
     BridgeSettings,
     Config,
+    HeaderAuth,
+    OAuth2Auth,
     Rule,
     RuleTest,
     SinkBase,
@@ -53,11 +57,49 @@ class _Collector:
         self.file = file
         self.index = index
         self.errors: list[ConfigError] = []
+        self.secrets: list[str] = []
 
     def add(self, path: str, message: str) -> None:
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
         self.errors.append(
             ConfigError(message, file=self.file, line=self.index.line_of(path), path=path)
         )
+
+
+def _secret_keys() -> frozenset[str]:
+    """The keys whose values are secrets (`SecretStr` fields) in any table of the schema."""
+    models: list[type[BaseModel]] = [*SOURCE_KINDS.values(), *SINK_KINDS.values(),
+                                     BasicAuth, BearerAuth, HeaderAuth, OAuth2Auth,
+                                     BridgeSettings]
+    return frozenset(
+        field.alias or name for model in models for name, field in model.model_fields.items()
+        if SecretStr in (field.annotation, *get_args(field.annotation))
+    )
+
+
+_SECRET_KEYS = _secret_keys()
+# Shorter values would mask ordinary words all over the messages.
+_MIN_SECRET_LEN = 4
+
+
+def secrets_in(data: Any) -> list[str]:
+    """Every secret value in raw config data, longest first: validation messages quote input
+    (a secret pasted into `timeout` would be echoed back), so they are redacted with these."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in _SECRET_KEYS and isinstance(item, str):
+                    found.add(item)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(data)
+    return sorted((s for s in found if len(s) >= _MIN_SECRET_LEN), key=len, reverse=True)
 
 
 def interpolate(data: Any, env: Mapping[str, str], on_missing: Callable[[str, str], None],
@@ -246,6 +288,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str] | None = None) -> 
                     f" (top-level tables: {', '.join(_TOP_LEVEL)})")
     data = interpolate(raw, env, lambda path, name: out.add(
         path, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)"))
+    out.secrets = secrets_in(data)
     settings = _validate(BridgeSettings, data.get("bridge", {}), "bridge", out)
     sources = _validate_kinds(data.get("sources"), "sources", SOURCE_KINDS, out)
     sinks = _validate_kinds(data.get("sinks"), "sinks", SINK_KINDS, out)

@@ -25,7 +25,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bridge.config.schema import SinkBase, SlackSink
 from bridge.errors import ConfigError, PermanentDelivery, RetryableDelivery, StoreError
 from bridge.model import Delivery, JobState, Notification
-from bridge.sinks.retry import Verdict, classify_exception, classify_slack, redact_url
+from bridge.sinks.retry import Verdict, classify_exception, classify_slack, redact_url, scrub
 from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, RateLimited
 from bridge.store.base import MessageRef, Store
 
@@ -208,6 +208,9 @@ class SlackNotifier:
         status, headers, error = _details(exc.response)
         if error in _GONE:
             return _MessageGone(error)
+        if error is not None:
+            # A Slack-compatible server may quote the request, token and all, in `error`.
+            error = scrub(error, self._clients.secrets)
         outcome = classify_slack(error, status, headers)
         if status == 429 or error in {"ratelimited", "rate_limited"}:
             return RateLimited(outcome.reason, outcome.retry_after)
@@ -226,7 +229,9 @@ class SlackNotifier:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise classify_exception(exc, secrets=self._clients.secrets).error(where) from None
         status = response.status_code
-        error = None if 200 <= status < 300 else (response.body or "").strip()[:60] or None
+        # The answer may quote the webhook URL, whose path is the secret: scrub, then cut.
+        said = scrub((response.body or "").strip(), self._clients.secrets)
+        error = None if 200 <= status < 300 else said[:60] or None
         outcome = classify_slack(error, status, response.headers)
         if status == 429:
             raise RateLimited(outcome.reason, outcome.retry_after)

@@ -27,7 +27,7 @@ from bridge.config.schema import (
     OAuth2Auth,
 )
 from bridge.errors import ConfigError
-from bridge.sources.fetch import drift, expect_object, fetch_json
+from bridge.sources.fetch import describe_url, drift, expect_object, fetch_json
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class OAuth2ClientCredentials:
         seconds = _lifetime(body.get("expires_in"))
         if seconds is None:
             log.info("token endpoint %s gave no expires_in; keeping the token until a 401",
-                     self.token_url)
+                     describe_url(self.token_url))
             return token, math.inf
         return token, self.clock() + seconds - min(RENEW_BEFORE, seconds / 10)
 

@@ -109,8 +109,13 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 
 def describe_url(url: str | URL) -> str:
     """The URL without query string or user info, safe to show (queries can carry keys)."""
-    parsed = URL(url)
-    return str(parsed.with_query(None).with_fragment(None).with_user(None))
+    try:
+        parsed = URL(url)
+        if parsed.host is None:
+            return f"{parsed.scheme}:…" if parsed.scheme else "<relative URL>"
+        return str(parsed.with_query(None).with_fragment(None).with_user(None))
+    except ValueError:
+        return "<invalid URL>"
 
 
 async def fetch_json(
@@ -131,31 +136,120 @@ async def fetch_json(
     """Make one request and return its decoded JSON body, or raise a classified SourceError.
 
     Statuses in `accept` (404 for a per-id lookup) are returned instead of raised; `hints`
-    replace the generic advice for a status (JTL's 412, eSales' 404).
+    replace the generic advice for a status (JTL's 412, eSales' 404). Redirects are
+    followed only on the same host, and `time_limit` bounds them all together.
     """
     where = f"{method} {describe_url(url)}"
     try:
-        async with session.request(
-            method, url, params=params, headers=headers, data=data, json=json_body,
-            timeout=aiohttp.ClientTimeout(total=time_limit),
-        ) as response:
-            raw = await _read_capped(response, max_bytes, where)
-            status = response.status
-            reason = response.reason or ""
-            content_type = response.content_type
-            response_headers = dict(response.headers)
+        request = _Request(method=method, url=URL(url), params=params, data=data,
+                           json_body=json_body)
+    except ValueError:
+        raise SourceMisconfigured(f"invalid URL: check base_url and url ({where})") from None
+    secrets = (*secrets, *url_secrets(request.url))
+    try:
+        async with asyncio.timeout(time_limit):
+            reply = await _exchange(session, request, headers, max_bytes, where)
     except TimeoutError:
         raise SourceUnavailable(f"no answer within {time_limit:g}s: timed out ({where})") from None
     except aiohttp.ClientError as exc:
-        detail = redact(str(exc) or type(exc).__name__, secrets)
-        raise SourceUnavailable(f"connection failed: {detail} ({where})") from None
-
-    if 200 <= status < 300 or status in accept:
-        lenient = status in accept and not 200 <= status < 300
-        body = _decode(raw, content_type, where, lenient=lenient)
-        return JsonResponse(status=status, body=body, headers=response_headers)
+        raise SourceUnavailable(f"connection failed: {_client_error(exc, secrets)} ({where})"
+                                ) from None
+    if 200 <= reply.status < 300 or reply.status in accept:
+        lenient = reply.status in accept and not 200 <= reply.status < 300
+        body = _decode(reply.raw, reply.content_type, where, lenient=lenient)
+        return JsonResponse(status=reply.status, body=body, headers=reply.headers)
     raise _status_error(
-        status, reason, raw, response_headers, where, hints or {}, secrets
+        reply.status, reply.reason, reply.raw, reply.headers, where, hints or {}, secrets
+    )
+
+
+def url_secrets(url: URL) -> tuple[str, ...]:
+    """What a URL carries that must not be shown: its password (and the Basic credential
+    aiohttp makes of it) and its query values (`?token=...`)."""
+    found = [value for value in url.query.values() if len(value) >= _MIN_SECRET_LEN]
+    if url.password:
+        found.append(url.password)
+        found.append(aiohttp.encode_basic_auth(url.user or "", url.password).split(" ", 1)[1])
+    if found:
+        found.append(str(url))
+    return tuple(found)
+
+
+def _client_error(exc: aiohttp.ClientError, secrets: Collection[str]) -> str:
+    if isinstance(exc, aiohttp.InvalidURL):
+        # Its text is the whole URL, credentials and all.
+        return "invalid URL"
+    return redact(str(exc) or type(exc).__name__, secrets)
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Request:
+    method: str
+    url: URL
+    params: Mapping[str, str] | None = None
+    data: Mapping[str, str] | None = None
+    json_body: Any = None
+
+    def redirected(self, status: int, location: str, where: str) -> _Request:
+        """The request a redirect asks for. aiohttp would follow any redirect and strip only
+        `Authorization`, so API keys in other headers (Connection-Token, Api-Key, x-api-key)
+        would reach whatever host the answer names: only the same host is followed."""
+        try:
+            target = self.url.join(URL(location))
+            host = target.host
+        except ValueError:
+            raise SourceUnavailable(f"the API redirected to an invalid address ({where})"
+                                    ) from None
+        upgrade = (self.url.scheme, target.scheme) == ("http", "https")
+        same_origin = host == self.url.host and (
+            upgrade or (target.scheme, target.port) == (self.url.scheme, self.url.port))
+        if not same_origin:
+            raise SourceMisconfigured(
+                f"the API redirected to another host ({describe_url(target)}): refusing to "
+                f"send the credentials there; set base_url (or url) to the address the API "
+                f"answers on ({where})"
+            )
+        if status in (307, 308):
+            return _Request(method=self.method, url=target, data=self.data,
+                            json_body=self.json_body)
+        # 301, 302 and 303 repeat the request as a GET, as browsers and aiohttp do.
+        return _Request(method="GET" if self.method != "HEAD" else "HEAD", url=target)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Reply:
+    status: int
+    reason: str
+    content_type: str
+    headers: Mapping[str, str]
+    raw: bytes
+
+
+async def _exchange(
+    session: aiohttp.ClientSession, request: _Request, headers: Mapping[str, str] | None,
+    max_bytes: int, where: str,
+) -> _Reply:
+    """Send `request`, following same-host redirects, and read the final answer (capped)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        async with session.request(
+            request.method, request.url, params=request.params, headers=headers,
+            data=request.data, json=request.json_body, allow_redirects=False,
+        ) as response:
+            location = response.headers.get("Location")
+            if response.status in _REDIRECTS and location:
+                request = request.redirected(response.status, location, where)
+                continue
+            return _Reply(
+                status=response.status, reason=response.reason or "",
+                content_type=response.content_type, headers=dict(response.headers),
+                raw=await _read_capped(response, max_bytes, where),
+            )
+    raise SourceUnavailable(
+        f"more than {MAX_REDIRECTS} redirects: the API redirects in a loop ({where})"
     )
 
 
@@ -254,7 +348,12 @@ class SourceClient:
         self.timeout = config.timeout.total_seconds()
         self.headers = {"Accept": "application/json", **(headers or {}), **config.headers}
         self.hints = dict(hints or {})
-        self.secrets = (*auth.secrets, *secrets, *config.headers.values())
+        self._secrets = (*secrets, *config.headers.values())
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Read per request: an OAuth2 access token is a secret only once it was issued."""
+        return (*self.auth.secrets, *self._secrets)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
