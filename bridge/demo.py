@@ -184,12 +184,25 @@ async def run_demo(
             if duration is not None:
                 asyncio.get_running_loop().call_later(duration, bridge.stop)
             await bridge.wait()
+        out.write(_slack_summary(slack.render()))
         out.write("\nstopped cleanly; the demo's state was temporary.\n")
     return 0
 
 
 DEMO_SLACK_TOKEN = "xoxb-demo-token"
 DEMO_WEBHOOK_SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldC0xMjM0NTY="
+
+
+def _slack_summary(channels: str, most: int = 40) -> str:
+    """The fake Slack's channels at the end: `update` mode kept one message per job."""
+    lines = [terminal_mrkdwn(line) for line in channels.splitlines()]
+    if not lines:
+        return ""
+    shown = lines[-most:]
+    more = f"  ({len(lines) - len(shown)} earlier lines not shown)\n" if len(lines) > most else ""
+    return ("\nThe fake Slack now shows (one message per job, edited in place; failures "
+            "also replied in a thread):\n" + more + "\n".join(f"  {line}" for line in shown)
+            + "\n")
 
 
 def _banner(url: str, config: str) -> str:
