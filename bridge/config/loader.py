@@ -34,6 +34,7 @@ from bridge.config.schema import (
     SourceBase,
 )
 from bridge.errors import ConfigError, ConfigErrors
+from bridge.signing import decode_secret
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TOP_LEVEL = ("bridge", "sources", "sinks", "rules", "tests")
@@ -99,7 +100,9 @@ def secrets_in(data: Any) -> list[str]:
                 walk(item)
 
     walk(data)
-    return sorted((s for s in found if len(s) >= _MIN_SECRET_LEN), key=len, reverse=True)
+    # A bare "whsec_" holds no key; masking it would garble the hint that names the prefix.
+    return sorted((s for s in found if len(s.removeprefix("whsec_")) >= _MIN_SECRET_LEN),
+                  key=len, reverse=True)
 
 
 def interpolate(data: Any, env: Mapping[str, str], on_missing: Callable[[str, str], None],
@@ -227,6 +230,7 @@ def _cross_check(data: dict[str, Any], sources: list[SourceBase], sinks: list[Si
         i = next(i for i, r in enumerate(raw_sinks) if r.get("name") == sink.name)
         if isinstance(sink, SlackSink):
             _check_slack(sink, f"sinks[{i}]", out)
+    _check_signing_secrets([*sources, *sinks], data, out)
     sink_names = [s.name for s in sinks]
     source_names = [s.name for s in sources]
     raw_rules = data.get("rules") or []
@@ -246,6 +250,25 @@ def _cross_check(data: dict[str, Any], sources: list[SourceBase], sinks: list[Si
             if expect.sink not in sink_names:
                 out.add(f"tests[{i}].expect[{j}].sink",
                         f"unknown sink {expect.sink!r}{did_you_mean(expect.sink, sink_names)}")
+
+
+def _check_signing_secrets(tables: list[SourceBase | SinkBase], data: dict[str, Any],
+                           out: _Collector) -> None:
+    """A Standard Webhooks `secret` (push and terminal sources, webhook sinks) must decode
+    now rather than on the first push or delivery; the message never repeats it."""
+    for table in tables:
+        secret = getattr(table, "secret", None)
+        if not isinstance(secret, SecretStr):
+            continue
+        section = "sources" if isinstance(table, SourceBase) else "sinks"
+        raw = data.get(section) or []
+        i = next(i for i, r in enumerate(raw) if r.get("name") == table.name)
+        try:
+            decode_secret(secret.get_secret_value())
+        except ValueError as exc:
+            out.add(f"{section}[{i}].secret",
+                    f"{exc}; make one with: python -c \"import base64, os; "
+                    f"print('whsec_' + base64.b64encode(os.urandom(24)).decode())\"")
 
 
 def _check_slack(sink: SlackSink, where: str, out: _Collector) -> None:
