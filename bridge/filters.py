@@ -159,20 +159,23 @@ def plain(value: Any) -> str:
     return str(value)
 
 
-def _cap(text: str) -> str:
-    return text if len(text) <= MAX_JSON_VALUE else text[: MAX_JSON_VALUE - 1] + "…"
-
-
 def _identity(text: str) -> str:
     return text
 
 
+# The two escapers below run for every `{{ }}` of a JSON template, so the steps (mrkdwn escape,
+# cap at MAX_JSON_VALUE, JSON-string escape) are written out inline rather than as calls.
 def _blocks_escape(text: str) -> str:
-    return json_escape_text(_cap(slack_escape_text(text)))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if len(text) > MAX_JSON_VALUE:
+        text = text[: MAX_JSON_VALUE - 1] + "…"
+    return _encode_json_string(text)[1:-1]
 
 
 def _json_escape(text: str) -> str:
-    return json_escape_text(_cap(text))
+    if len(text) > MAX_JSON_VALUE:
+        text = text[: MAX_JSON_VALUE - 1] + "…"
+    return _encode_json_string(text)[1:-1]
 
 
 _ESCAPERS: dict[Flavor, Callable[[str], str]] = {

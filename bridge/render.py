@@ -23,6 +23,7 @@ import os
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,9 @@ def blocks_text(blocks: Iterable[Any]) -> str:
     return "\n".join(lines)[:MAX_OUTPUT]
 
 
+@lru_cache(maxsize=256)
 def _utc_stamp(moment: datetime) -> str:
+    # The events of one poll share their time; format it once.
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -264,6 +267,10 @@ class Renderer:
     def __init__(self, config: Config, *, strict: bool = True):
         self.templates = Templates(config.bridge.templates, timezone_named(config.bridge.timezone))
         self._sinks = {s.name: s for s in config.sinks}
+        # The context of the last (event, rule) rendered: a rule notifying several sinks
+        # renders the same event for each, and they can share one (templates never write to
+        # it: Templates.render copies it into Jinja's own context).
+        self._last: tuple[Event, str, dict[str, Any]] | None = None
         problems = self.precompile(config.rules)
         if strict and problems:
             listed = "\n".join(f"  {p}" for p in problems)
@@ -290,7 +297,7 @@ class Renderer:
 
     def render(self, rule: Rule, event: Event, sink: SinkBase) -> dict[str, Any]:
         """The payload `rule` sends to `sink` about `event`. Raises RenderError."""
-        context = event_context(event, rule.name)
+        context = self._context(event, rule.name)
         if isinstance(sink, SlackSink):
             return self._slack(rule.template, context)
         text = self.text(rule.template, context)
@@ -301,6 +308,14 @@ class Renderer:
                 body = _dump(envelope(event, rule.name, text))
             return {"text": text, "body": body}
         return {"text": text}
+
+    def _context(self, event: Event, rule: str) -> dict[str, Any]:
+        last = self._last
+        if last is not None and last[0] is event and last[1] == rule:
+            return last[2]
+        context = event_context(event, rule)
+        self._last = (event, rule, context)
+        return context
 
     def _slack(self, name: str, context: Mapping[str, Any]) -> dict[str, Any]:
         flavor = Flavor.BLOCKS if is_json_template(name) else Flavor.SLACK

@@ -29,12 +29,13 @@ in the state a `repeat` rule notified about; the reminder event for one carries
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from fnmatch import fnmatchcase
 from typing import Any
 
 from bridge.config.schema import Rule
@@ -121,27 +122,42 @@ def _after(event: Event) -> JobState | None:
 
 
 class _CompiledRule:
-    __slots__ = ("predicate", "rule")
+    """A rule with its filters prepared once, so an event costs a few lookups per rule."""
+
+    __slots__ = (
+        "after", "before", "continue_", "matched", "name", "predicate", "rule", "source_match"
+    )
 
     def __init__(self, rule: Rule, predicate: Predicate | None):
         self.rule = rule
+        self.name = rule.name
+        self.continue_ = rule.continue_
         self.predicate = predicate
+        # Decisions are frozen values: every match of this rule can share one.
+        self.matched = Decision(rule=rule, outcome=Outcome.MATCHED)
+        # fnmatchcase translates (and caches) the glob on every call; compile it once, and
+        # skip the catch-all `*` altogether.
+        self.source_match = (
+            None if rule.source == "*" else re.compile(fnmatch.translate(rule.source)).match
+        )
+        self.before = frozenset(rule.from_) if rule.from_ is not None else None
+        self.after = frozenset(rule.to) if rule.to is not None else None
 
     def static_filter(self, event: Event, reminder: bool) -> tuple[Filter, str] | None:
         """The first of source/from/to that turns the event away, with why (`on` is settled
         by the RuleBook's index)."""
         rule = self.rule
-        if rule.source != "*" and not fnmatchcase(event.source, rule.source):
+        if self.source_match is not None and self.source_match(event.source) is None:
             return Filter.SOURCE, f"{event.source!r} does not match {rule.source!r}"
         # A reminder repeats a match whose `from` already held; the job has not moved since.
-        if rule.from_ is not None and not reminder:
+        if self.before is not None and not reminder:
             before = _before(event)
-            if before not in rule.from_:
-                return Filter.FROM, f"{before} not in [{_states(rule.from_)}]"
-        if rule.to is not None:
+            if before not in self.before:
+                return Filter.FROM, f"{before} not in [{_states(rule.from_ or ())}]"
+        if self.after is not None:
             after = _after(event)
-            if after not in rule.to:
-                return Filter.TO, f"{after} not in [{_states(rule.to)}]"
+            if after not in self.after:
+                return Filter.TO, f"{after} not in [{_states(rule.to or ())}]"
         return None
 
 
@@ -180,10 +196,10 @@ class RuleBook:
         decisions: list[Decision] = []
         context: dict[str, Any] | None = None
         job_id = event.job.id if event.job is not None else ""
+        reminder = event.repeat_of is not None
         for compiled in self._by_kind[event.on]:
             rule = compiled.rule
-            reminder = event.repeat_of is not None
-            if reminder and rule.name != event.repeat_of:
+            if reminder and compiled.name != event.repeat_of:
                 continue
             rejected = compiled.static_filter(event, reminder)
             if rejected is not None:
@@ -193,21 +209,24 @@ class RuleBook:
             if compiled.predicate is not None:
                 if context is None:
                     context = event_context(event)
-                context["rule"] = rule.name
+                context["rule"] = compiled.name
                 decision = _check_when(compiled, context, event)
                 if decision is not None:
                     decisions.append(decision)
                     continue
-            # A reminder was already timed by `repeat` (due_repeats); throttle is for news.
-            mark = None if reminder else marks.get((rule.name, event.source, job_id))
-            if mark is not None and rule.throttle and now - mark.notified_at < rule.throttle:
+            # Only a throttled rule reads its mark; a reminder was already timed by `repeat`
+            # (due_repeats), and throttle is for news.
+            throttle = rule.throttle
+            mark = (marks.get((compiled.name, event.source, job_id))
+                    if throttle and not reminder else None)
+            if mark is not None and throttle and now - mark.notified_at < throttle:
                 decisions.append(Decision(
                     rule=rule, outcome=Outcome.THROTTLED,
-                    reason=f"notified at {mark.notified_at.isoformat()}, throttle {rule.throttle}",
+                    reason=f"notified at {mark.notified_at.isoformat()}, throttle {throttle}",
                 ))
             else:
-                decisions.append(Decision(rule=rule, outcome=Outcome.MATCHED))
-            if not rule.continue_:
+                decisions.append(compiled.matched)
+            if not compiled.continue_:
                 break
         if log.isEnabledFor(logging.DEBUG):
             for decision in decisions:
