@@ -18,7 +18,7 @@ from datetime import datetime
 
 from bridge.config.schema import Config, Rule, SinkBase
 from bridge.detect import DetectSettings, detect, source_failed, source_succeeded
-from bridge.errors import SourceError, TemplateError
+from bridge.errors import SourceError, SourceUnavailable, TemplateError
 from bridge.metrics import Metrics
 from bridge.model import (
     Event,
@@ -150,6 +150,13 @@ class Pipeline:
             except SourceError as exc:
                 self._metrics.poll_errors.labels(name).inc()
                 return await self._commit_failure(name, exc)
+            except Exception as exc:
+                # A bug in a source must not look like "no news": mark the source down, loudly.
+                log.exception("source %s: poll raised unexpectedly", name)
+                self._metrics.poll_errors.labels(name).inc()
+                return await self._commit_failure(
+                    name, SourceUnavailable(f"internal error while polling: {type(exc).__name__}")
+                )
             latency = time.monotonic() - started
             self._metrics.poll_latency.labels(name).observe(latency)
             return await self._commit_success(name, result, latency)
