@@ -213,3 +213,13 @@ async def test_oversized_push_is_413(tmp_path: Path) -> None:
     async with harness(tmp_path, with_rows=False) as h:
         reply = await h.post("/v1/events/hooks", data=io.BytesIO(body), headers=signed(body))
     assert reply.status == 413
+
+
+async def test_a_push_nested_too_deeply_is_400_not_a_crash(tmp_path: Path) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/events/hooks", data=body, headers=signed(body))
+        pushed = list(h.runtime.pushed)
+    assert reply.status == 400
+    assert "JSON" in reply.json()["error"]
+    assert pushed == []

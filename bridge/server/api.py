@@ -23,6 +23,7 @@ from bridge.server.views import (
     source_json,
     stats_json,
 )
+from bridge.sources.fetch import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,8 @@ async def _json_body(request: web.Request) -> Any:
         raise web.HTTPUnsupportedMediaType(text="send the body as Content-Type: application/json")
     body = await request.read()
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return parse_json(body)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and too-deep nesting
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
 
 
@@ -252,9 +253,9 @@ async def push_event(request: web.Request) -> web.Response:
     if not state.replay.claim(name, message, now):
         raise web.HTTPConflict(text=f"webhook-id {message.id!r} was already accepted (replay)")
     try:
-        payload = json.loads(body)
+        payload = parse_json(body)
         events = await state.runtime.push(name, payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and too-deep nesting
         state.replay.release(name, message)
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
     except SourceError as exc:
