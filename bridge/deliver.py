@@ -12,10 +12,11 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol, runtime_checkable
 
 from bridge.config.schema import RetryPolicy
 from bridge.errors import DeliveryError, RetryableDelivery, StoreError
@@ -75,6 +76,70 @@ def next_step(
     return Step(kind=StepKind.RETRY, at=at)
 
 
+@runtime_checkable
+class MarksManyDelivered(Protocol):
+    """A store that records many deliveries in one transaction (optional capability)."""
+
+    async def mark_delivered_many(self, delivered: Sequence[tuple[str, datetime]]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Sent:
+    sink: str
+    delivery: Delivery
+    at: datetime
+
+
+class _Recorder:
+    """Records sent deliveries as delivered, in the background, so sending never waits on
+    the store: while one write runs the next deliveries gather, and a store that can
+    (`MarksManyDelivered`) takes them in one transaction (a commit per row would cap
+    delivery at the disk's fsync rate). Until recorded a row stays leased; a crash before
+    that only means it is sent once more, with the same webhook-id (at-least-once)."""
+
+    def __init__(self, store: Store, metrics: Metrics):
+        self._store = store
+        self._metrics = metrics
+        self._queue: list[_Sent] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue) or (self._task is not None and not self._task.done())
+
+    def add(self, sent: _Sent) -> None:
+        self._queue.append(sent)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="deliver:record")
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self._write(batch)
+            except StoreError as exc:
+                log.error("could not record %d deliveries: %s; they will be sent again",
+                          len(batch), exc)
+                continue
+            for sent in batch:
+                self._metrics.deliveries.labels(sent.sink).inc()
+                self._metrics.delivery_latency.labels(sent.sink).observe(
+                    max(0.0, (sent.at - sent.delivery.created_at).total_seconds()))
+                log.info("delivered %s to %s (attempt %d)", sent.delivery.id, sent.sink,
+                         sent.delivery.attempts + 1)
+
+    async def _write(self, batch: list[_Sent]) -> None:
+        if isinstance(self._store, MarksManyDelivered):
+            await self._store.mark_delivered_many([(s.delivery.id, s.at) for s in batch])
+            return
+        for sent in batch:
+            await self._store.mark_delivered(sent.delivery.id, sent.at)
+
+
 class DeliveryWorkers:
     """Runs one delivery loop per sink until stopped; `wake()` after new outbox rows."""
 
@@ -96,6 +161,7 @@ class DeliveryWorkers:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._busy: dict[str, bool] = dict.fromkeys(sinks, False)
+        self._recorder = _Recorder(store, metrics)
         # The earliest retry this worker scheduled: it wakes for it rather than polling the
         # store every IDLE_WAIT (retry schedules may be shorter than that).
         self._next_retry: dict[str, datetime | None] = dict.fromkeys(sinks)
@@ -112,7 +178,9 @@ class DeliveryWorkers:
         """Stop after the rows due now are sent, or after `seconds`; the rest stays pending."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while loop.time() < deadline and (any(self._busy.values()) or await self._due_now()):
+        while loop.time() < deadline and (
+            any(self._busy.values()) or self._recorder.busy or await self._due_now()
+        ):
             self.wake()
             await asyncio.sleep(0.05)
         await self.stop()
@@ -131,6 +199,8 @@ class DeliveryWorkers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        # What was sent before the stop is recorded as sent, not sent again.
+        await self._recorder.wait()
 
     async def _loop(self, sink_name: str) -> None:
         wakeup = self._wakeups[sink_name]
@@ -149,21 +219,25 @@ class DeliveryWorkers:
                 continue
             self._busy[sink_name] = True
             try:
-                if self._sinks[sink_name].config.kind == "slack":
-                    # Slack's per-channel sender keeps order itself (it queues synchronously
-                    # in `send`), and only sees edits it can coalesce if they arrive together.
-                    await asyncio.gather(*(self._deliver(sink_name, d) for d in claimed))
-                else:
-                    # Order matters per job, not across jobs: send each job's rows in order,
-                    # different jobs side by side.
-                    lanes: dict[tuple[str, str | None], list[Delivery]] = defaultdict(list)
-                    for delivery in claimed:
-                        n = delivery.notification
-                        lanes[(n.source, n.job_id)].append(delivery)
-                    await asyncio.gather(*(self._deliver_in_order(sink_name, lane)
-                                           for lane in lanes.values()))
+                await self._send(sink_name, claimed)
             finally:
                 self._busy[sink_name] = False
+
+    async def _send(self, sink_name: str, claimed: list[Delivery]) -> None:
+        """Send one claimed batch."""
+        if self._sinks[sink_name].config.kind == "slack":
+            # Slack's per-channel sender keeps order itself (it queues synchronously in
+            # `send`), and only sees edits it can coalesce if they arrive together.
+            await asyncio.gather(*(self._deliver(sink_name, d) for d in claimed))
+            return
+        # Order matters per job, not across jobs: send each job's rows in order, different
+        # jobs side by side.
+        lanes: dict[tuple[str, str | None], list[Delivery]] = defaultdict(list)
+        for delivery in claimed:
+            n = delivery.notification
+            lanes[(n.source, n.job_id)].append(delivery)
+        await asyncio.gather(*(self._deliver_in_order(sink_name, lane)
+                               for lane in lanes.values()))
 
     def _idle_wait(self, sink_name: str) -> float:
         retry_at, self._next_retry[sink_name] = self._next_retry[sink_name], None
@@ -191,7 +265,8 @@ class DeliveryWorkers:
             await self._store.retry_deliveries(delivery.id, at)
 
     async def _deliver(self, sink_name: str, delivery: Delivery) -> Step | None:
-        """Send one row and record the outcome: None when delivered, else the step taken."""
+        """Send one row: None when delivered (recorded in the background), else the step
+        taken after the failure."""
         sink = self._sinks[sink_name]
         try:
             await sink.send(delivery)
@@ -200,13 +275,7 @@ class DeliveryWorkers:
         except Exception as exc:  # a bug in a sink must not kill its worker or lose the row
             log.exception("sink %s raised unexpectedly; will retry", sink_name)
             return await self._failed(sink_name, delivery, _as_retryable(exc))
-        now = self._clock()
-        await self._store.mark_delivered(delivery.id, now)
-        self._metrics.deliveries.labels(sink_name).inc()
-        self._metrics.delivery_latency.labels(sink_name).observe(
-            max(0.0, (now - delivery.created_at).total_seconds())
-        )
-        log.info("delivered %s to %s (attempt %d)", delivery.id, sink_name, delivery.attempts + 1)
+        self._recorder.add(_Sent(sink=sink_name, delivery=delivery, at=self._clock()))
         return None
 
     async def _failed(self, sink_name: str, delivery: Delivery, error: DeliveryError) -> Step:
