@@ -28,15 +28,22 @@ class Demo:
 
     async def read_until(self, predicate: Any, within: float) -> None:
         assert self.process.stdout is not None
-        async with asyncio.timeout(within):
-            while not predicate():
-                raw = await self.process.stdout.readline()
-                if not raw:
-                    raise AssertionError("demo exited early:\n" + "\n".join(self.lines[-30:]))
-                line = raw.decode(errors="replace").rstrip("\n")
-                self.lines.append(line)
-                if "dashboard" in line and "http://" in line:
-                    self.url = line.split()[-1]
+        try:
+            async with asyncio.timeout(within):
+                while not predicate():
+                    raw = await self.process.stdout.readline()
+                    if not raw:
+                        raise AssertionError("demo exited early:\n" + self.tail())
+                    line = raw.decode(errors="replace").rstrip("\n")
+                    self.lines.append(line)
+                    if "dashboard" in line and "http://" in line:
+                        self.url = line.split()[-1]
+        except TimeoutError:
+            raise AssertionError(f"not seen within {within}s; the demo printed:\n"
+                                 + self.tail()) from None
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.lines[-n:])
 
     def sources_with_events(self) -> set[str]:
         return {m.group(2) for line in self.lines if (m := EVENT_LINE.match(line))}
@@ -64,12 +71,12 @@ async def test_demo_shows_events_from_all_four_apis_within_30s_and_stops_on_ctrl
             lambda: {"jtl", "terminal", "esales", "zendesk"} <= run.sources_with_events(),
             within=30,
         )
-        await run.read_until(lambda: any("┌─" in line for line in run.lines), within=30)
+        await run.read_until(lambda: any("┌─" in line for line in run.lines), within=60)
         assert run.url.startswith("http://127.0.0.1:")
         run.process.send_signal(signal.SIGINT)
         assert run.process.stdout is not None
-        rest = await asyncio.wait_for(run.process.stdout.read(), 20)
-        code = await asyncio.wait_for(run.process.wait(), 5)
+        rest = await asyncio.wait_for(run.process.stdout.read(), 40)
+        code = await asyncio.wait_for(run.process.wait(), 10)
     assert code == 0
     assert "stopped cleanly" in rest.decode()
     assert "Traceback" not in "\n".join(run.lines) + rest.decode()
