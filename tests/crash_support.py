@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.model import Delivery, DeliveryStatus, Event, EventKind, Notification
-from bridge.simulators.webhook_receiver import WebhookReceiver
+from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.store import open_store
 from bridge.store.base import Store
@@ -369,6 +369,9 @@ async def crash_iteration(directory: Path, seed: int) -> CrashReport:
         driving = asyncio.create_task(driver.run(every=0.12, new_jobs_at=NEW_JOBS_AT))
         try:
             if up_before_kill:
+                # A slow receiver keeps deliveries in flight, so the kill can cut one short
+                # after the receiver took it: it must come again with the same webhook-id.
+                receiver.script([], then=Reply(status=200, delay=rng.uniform(0.1, 0.4)))
                 await asyncio.sleep(rng.uniform(0.0, kill_at))
                 await receiver.start()
             await asyncio.sleep(max(0.0, kill_at - (time.monotonic() - started)))
