@@ -12,11 +12,10 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
 
 from bridge.config.schema import RetryPolicy
 from bridge.errors import DeliveryError, RetryableDelivery, StoreError
@@ -76,13 +75,6 @@ def next_step(
     return Step(kind=StepKind.RETRY, at=at)
 
 
-@runtime_checkable
-class MarksManyDelivered(Protocol):
-    """A store that records many deliveries in one transaction (optional capability)."""
-
-    async def mark_delivered_many(self, delivered: Sequence[tuple[str, datetime]]) -> None: ...
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Sent:
     sink: str
@@ -92,10 +84,10 @@ class _Sent:
 
 class _Recorder:
     """Records sent deliveries as delivered, in the background, so sending never waits on
-    the store: while one write runs the next deliveries gather, and a store that can
-    (`MarksManyDelivered`) takes them in one transaction (a commit per row would cap
-    delivery at the disk's fsync rate). Until recorded a row stays leased; a crash before
-    that only means it is sent once more, with the same webhook-id (at-least-once)."""
+    the store: while one write runs the next deliveries gather, and the store takes them in
+    one transaction (a commit per row would cap delivery at the disk's fsync rate). Until
+    recorded a row stays leased; a crash before that only means it is sent once more, with
+    the same webhook-id (at-least-once)."""
 
     def __init__(self, store: Store, metrics: Metrics):
         self._store = store
@@ -133,11 +125,7 @@ class _Recorder:
                          sent.delivery.attempts + 1)
 
     async def _write(self, batch: list[_Sent]) -> None:
-        if isinstance(self._store, MarksManyDelivered):
-            await self._store.mark_delivered_many([(s.delivery.id, s.at) for s in batch])
-            return
-        for sent in batch:
-            await self._store.mark_delivered(sent.delivery.id, sent.at)
+        await self._store.mark_delivered_many([(s.delivery.id, s.at) for s in batch])
 
 
 class DeliveryWorkers:

@@ -512,3 +512,12 @@ async def test_sqlite_schema_newer_than_bridge_is_refused(tmp_path: Path) -> Non
     conn.close()
     with pytest.raises(StoreError, match="upgrade bridge"):
         await open_store(f"sqlite:///{path}").open()
+
+
+async def test_mark_delivered_many_records_each_in_one_go(store: Store) -> None:
+    await queue(store, note(1), note(2), note(3))
+    claimed = await store.claim_due(T0, limit=10, lease=LEASE)
+    await store.mark_delivered_many([(d.id, T0 + timedelta(seconds=1)) for d in claimed[:2]])
+    statuses = [(await store.get_delivery(d.id)) for d in claimed]
+    assert [s.status for s in statuses if s] == [
+        DeliveryStatus.DELIVERED, DeliveryStatus.DELIVERED, DeliveryStatus.PENDING]

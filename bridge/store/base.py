@@ -115,6 +115,10 @@ class Store(Protocol):
 
     async def mark_delivered(self, delivery_id: str, at: datetime) -> None: ...
 
+    async def mark_delivered_many(self, delivered: Sequence[tuple[str, datetime]]) -> None:
+        """Record many (delivery id, when) as delivered in one transaction: a commit per row
+        would cap delivery at the disk's fsync rate."""
+
     async def mark_retry(
         self, delivery_id: str, error: str, next_attempt_at: datetime
     ) -> None:

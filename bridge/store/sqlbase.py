@@ -9,7 +9,7 @@ its lifecycle. Queries use `?` placeholders; a backend translates them if it mus
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -103,6 +103,10 @@ class SqlStore(ABC):
 
     async def mark_delivered(self, delivery_id: str, at: datetime) -> None:
         await self._write(sql.MARK_DELIVERED, (sql.to_us(at), delivery_id))
+
+    async def mark_delivered_many(self, delivered: Sequence[tuple[str, datetime]]) -> None:
+        rows: list[sql.Row] = [(sql.to_us(at), delivery_id) for delivery_id, at in delivered]
+        await self._write_steps([(sql.MARK_DELIVERED, rows)])
 
     async def mark_retry(self, delivery_id: str, error: str, next_attempt_at: datetime) -> None:
         await self._write(sql.MARK_RETRY, (error, sql.to_us(next_attempt_at), delivery_id))
