@@ -33,7 +33,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from bridge.config.schema import RetryPolicy, WebhookSink
-from bridge.deliver import DeliveryWorkers, MarksManyDelivered
+from bridge.deliver import DeliveryWorkers
 from bridge.metrics import Metrics
 from bridge.model import DeliveryStatus, EventKind, Notification
 from bridge.simulators.webhook_receiver import WebhookReceiver
@@ -176,9 +176,6 @@ async def _run() -> None:
     print(f"   latency at {STREAM_RATE:,} rows/s: p50 {p50 * 1000:.1f} ms, "
           f"p99 {p99 * 1000:.1f} ms (outbox row created -> delivered, {len(latencies):,} rows)")
     print(f"   receiver: {len(ids):,} requests, {len(set(ids)):,} distinct webhook-ids")
-    batched = issubclass(SqliteStore, MarksManyDelivered)
-    print("   store: " + ("records each batch of deliveries in one transaction" if batched else
-                         "no mark_delivered_many: one fsync'd commit per delivery caps this"))
 
 
 def main() -> None:
