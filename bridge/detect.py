@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from bridge.model import (
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from bridge.config.schema import SourceBase
 
 _RUNNING = JobState.RUNNING
+_ID = attrgetter("id")
 _NOT_FOUND = "the API reports the job as not found"
 _NOT_LISTED = "the job is no longer in the source's job list"
 
@@ -78,17 +81,26 @@ def detect(
     settings: DetectSettings,
 ) -> Detection:
     """Compare one successful poll with the remembered jobs of `source`."""
-    observed = {obs.id: obs for obs in poll.observations}
+    observations = poll.observations
+    ids = list(map(_ID, observations))
+    observed = set(ids)
+    if len(observed) != len(ids):
+        # An id listed twice: its last observation counts, at its first place.
+        latest = {obs.id: obs for obs in observations}
+        observations, ids = list(latest.values()), list(latest)
+    # All the lookups at once, in C, before the loop: with 100,000 jobs the dict does not fit
+    # in the CPU caches, and back-to-back lookups overlap their cache misses (measured: a
+    # third faster than one lookup per iteration).
+    prevs = list(map(known.get, ids))
     run = _Pass(source=source, now=now, settings=settings)
     stall_cutoff = run.stall_cutoff
-    matched = 0
-    lookup, running = known.get, _RUNNING  # locals: this loop runs once per tracked job
-    for job_id, obs in observed.items():
-        prev = lookup(job_id)
+    running = _RUNNING  # a local: this loop runs once per tracked job
+    fresh = 0
+    for obs, prev in zip(observations, prevs, strict=True):
         if prev is None or not prev.seen:
             run.appeared(obs, prev)
+            fresh += 1
             continue
-        matched += 1
         old = prev.status
         # The common case, kept inline and allocation-free: nothing changed. The raw `fields`
         # are not compared: APIs put volatile values there (timestamps, counters) that would
@@ -108,7 +120,8 @@ def detect(
             continue
         run.changed(prev, obs)
     # Every known job observed (the usual list poll): none can be missing or be removed.
-    unobserved = () if matched == len(known) else known.keys() - observed.keys()
+    matched = len(observations) - fresh
+    unobserved = () if matched == len(known) else known.keys() - observed
     for job_id, reason in _missing(unobserved, observed, poll):
         run.missing(job_id, known.get(job_id), reason)
     return Detection(
@@ -357,7 +370,7 @@ def _crossed(before: float | None, after: float | None, settings: DetectSettings
 
 
 def _missing(
-    unobserved: Iterable[str], observed: Mapping[str, JobStatus], poll: PollResult
+    unobserved: Iterable[str], observed: AbstractSet[str], poll: PollResult
 ) -> list[tuple[str, str]]:
     """Ids the poll says are gone, with why; sorted so replays emit events in one order."""
     gone = {job_id: _NOT_FOUND for job_id in poll.missing if job_id not in observed}
