@@ -521,3 +521,24 @@ async def test_mark_delivered_many_records_each_in_one_go(store: Store) -> None:
     statuses = [(await store.get_delivery(d.id)) for d in claimed]
     assert [s.status for s in statuses if s] == [
         DeliveryStatus.DELIVERED, DeliveryStatus.DELIVERED, DeliveryStatus.PENDING]
+
+
+async def test_a_later_row_of_a_job_waits_while_an_earlier_one_awaits_its_retry(
+    store: Store,
+) -> None:
+    def of_job(n: int, job_id: str) -> Notification:
+        return Notification(event_id=f"evt_{n}", rule="r", sink="slack", source="src",
+                            job_id=job_id, payload={"text": f"{n}"}, on=EventKind.TRANSITION)
+
+    first, second, other_job = of_job(1, "j"), of_job(2, "j"), of_job(9, "other")
+    await queue(store, first, at=T0)
+    await queue(store, second, other_job, at=T0 + timedelta(seconds=1))
+    now = T0 + timedelta(seconds=2)
+    claimed = await store.claim_due(now, limit=10, lease=LEASE)
+    assert [d.notification.event_id for d in claimed] == ["evt_1", "evt_2", "evt_9"]
+    await store.mark_retry(claimed[0].id, "HTTP 503", now + timedelta(seconds=30))
+    await store.release_claims()
+    again = await store.claim_due(now, limit=10, lease=LEASE)
+    assert [d.notification.event_id for d in again] == ["evt_9"]
+    later = await store.claim_due(now + timedelta(seconds=30), limit=10, lease=LEASE)
+    assert [d.notification.event_id for d in later] == ["evt_1", "evt_2"]

@@ -78,6 +78,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ts TEXT NOT NULL,
             PRIMARY KEY (sink, source, job_id))""",
     ),
+    (
+        # Claims look for an earlier pending row of the same job before taking a later one.
+        "CREATE INDEX outbox_job ON outbox (sink, source, job_id, status)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

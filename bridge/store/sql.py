@@ -323,12 +323,18 @@ SET_REF = (
 
 # --- outbox ---------------------------------------------------------------------------------
 
+# A row is not claimed while an earlier row of the same (sink, job) waits for its retry or is
+# held by another claimer: a job's notifications reach a sink in order (a Slack edit never
+# goes back to an older state). Earlier rows that are due now come first in the same batch.
 CLAIM_DUE = (
     "UPDATE outbox SET next_attempt_us = ?, leased = 1 WHERE id IN ("
-    "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_us <= ?{sink} "
-    "ORDER BY created_us, id LIMIT ?{lock}) RETURNING " + OUTBOX_COLS
+    "SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_us <= ?{sink} "
+    "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.sink = o.sink AND e.source = o.source "
+    "AND e.job_id = o.job_id AND e.status = 'pending' AND e.next_attempt_us > ? "
+    "AND (e.created_us < o.created_us OR (e.created_us = o.created_us AND e.id < o.id))) "
+    "ORDER BY o.created_us, o.id LIMIT ?{lock}) RETURNING " + OUTBOX_COLS
 )
-CLAIM_SINK_FILTER = " AND sink = ?"
+CLAIM_SINK_FILTER = " AND o.sink = ?"
 MARK_DELIVERED = (
     "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, leased = 0, "
     "finished_us = ?, next_attempt_us = NULL WHERE id = ?"

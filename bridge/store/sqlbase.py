@@ -98,7 +98,8 @@ class SqlStore(ABC):
             lock=self.claim_lock, sink=sql.CLAIM_SINK_FILTER if sink is not None else ""
         )
         params: tuple[object, ...] = (sql.to_us(now + lease), sql.to_us(now))
-        params += (sink, limit) if sink is not None else (limit,)
+        params += (sink,) if sink is not None else ()
+        params += (sql.to_us(now), limit)
         return sql.sort_claimed(await self._write_returning(query, params))
 
     async def mark_delivered(self, delivery_id: str, at: datetime) -> None:
