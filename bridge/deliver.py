@@ -292,7 +292,8 @@ class DeliveryWorkers:
         log.error(
             "delivery %s to %s dead-lettered (%s) after %d attempts: %s; "
             "`bridge outbox retry %s` re-queues it",
-            delivery.id, sink_name, step.kind, delivery.attempts + 1, error, delivery.id,
+            delivery.id, sink_name, step.kind, delivery.attempts + 1,
+            str(error).split("; fix the sink's config")[0], delivery.id,
         )
         return step
 
