@@ -556,3 +556,13 @@ def test_detect_module_is_pure() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_id_listed_twice_in_one_poll_counts_its_last_observation() -> None:
+    tracker = Tracker()
+    tracker.feed(poll(job(R, 10)))
+    detection = tracker.feed(poll(job(R, 10), job(F, 10, message="boom"), complete=True),
+                             at=minutes(1))
+    assert kinds(detection) == [T]
+    assert detection.events[0].to_state is F
+    assert tracker.known["j1"].status.message == "boom"
