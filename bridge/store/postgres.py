@@ -40,7 +40,7 @@ def redact(url: str) -> str:
 class PostgresStore(SqlStore):
     """The `Store` protocol over a PostgreSQL database (tables in the current search_path)."""
 
-    claim_lock = " FOR UPDATE SKIP LOCKED"
+    claim_lock = " FOR UPDATE OF o SKIP LOCKED"
 
     def __init__(
         self,

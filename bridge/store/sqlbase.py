@@ -94,12 +94,15 @@ class SqlStore(ABC):
     async def claim_due(
         self, now: datetime, limit: int, lease: timedelta, sink: str | None = None
     ) -> list[Delivery]:
+        by_sink = sink is not None
         query = sql.CLAIM_DUE.format(
-            lock=self.claim_lock, sink=sql.CLAIM_SINK_FILTER if sink is not None else ""
+            lock=self.claim_lock,
+            sink=sql.CLAIM_SINK_FILTER if by_sink else "",
+            blocked_sink=sql.CLAIM_BLOCKED_SINK_FILTER if by_sink else "",
         )
-        params: tuple[object, ...] = (sql.to_us(now + lease), sql.to_us(now))
-        params += (sink,) if sink is not None else ()
-        params += (sql.to_us(now), limit)
+        one_sink: tuple[object, ...] = (sink,) if by_sink else ()
+        params = (sql.to_us(now + lease), sql.to_us(now), *one_sink, sql.to_us(now),
+                  *one_sink, limit)
         return sql.sort_claimed(await self._write_returning(query, params))
 
     async def mark_delivered(self, delivery_id: str, at: datetime) -> None:
