@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test test-fast lint bench clean setup
 
 $(STAMP): pyproject.toml
-	@test -d $(VENV) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	@test -x $(BIN)/python || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV); } \
+	  || { echo "cannot create $(VENV): install Python 3.11 with venv (Debian: apt-get install python3-venv)"; exit 1; }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)

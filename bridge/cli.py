@@ -233,10 +233,12 @@ async def _outbox(config: Config, args: argparse.Namespace) -> int:
             print(f"{'re-queued' if args.action == 'retry' else 'dropped'} {count} deliver"
                   f"{'y' if count == 1 else 'ies'}")
             return 0
-        status = DeliveryStatus(args.status) if args.status else None
-        rows = await store.list_outbox(status, limit=500)
-        if status is None:
-            rows = [r for r in rows if r.status is not DeliveryStatus.DELIVERED]
+        if args.status:
+            rows = await store.list_outbox(DeliveryStatus(args.status), limit=500)
+        else:
+            # Asked separately: delivered rows (kept a week) must not crowd these out.
+            rows = [*await store.list_outbox(DeliveryStatus.PENDING, limit=500),
+                    *await store.list_outbox(DeliveryStatus.DEAD, limit=500)]
         _print_outbox(rows, now, as_json=args.json)
         return 0
     finally:

@@ -20,7 +20,7 @@ from enum import StrEnum
 from bridge.config.schema import RetryPolicy
 from bridge.errors import DeliveryError, RetryableDelivery, StoreError
 from bridge.metrics import Metrics
-from bridge.model import Delivery, DeliveryStatus
+from bridge.model import Delivery
 from bridge.sinks.base import Sink
 from bridge.store.base import Store
 
@@ -149,6 +149,8 @@ class DeliveryWorkers:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._busy: dict[str, bool] = dict.fromkeys(sinks, False)
+        # Whether a sink's last claim found nothing claimable: drain waits for all of them.
+        self._idle: dict[str, bool] = dict.fromkeys(sinks, False)
         self._recorder = _Recorder(store, metrics)
         # The earliest retry this worker scheduled: it wakes for it rather than polling the
         # store every IDLE_WAIT (retry schedules may be shorter than that).
@@ -166,17 +168,15 @@ class DeliveryWorkers:
         """Stop after the rows due now are sent, or after `seconds`; the rest stays pending."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        # Rows waiting behind a retry of their job are not claimable: "nothing claimable"
+        # comes from the workers' own claims, not from counting pending rows.
+        self._idle = dict.fromkeys(self._idle, False)
         while loop.time() < deadline and (
-            any(self._busy.values()) or self._recorder.busy or await self._due_now()
+            any(self._busy.values()) or self._recorder.busy or not all(self._idle.values())
         ):
             self.wake()
             await asyncio.sleep(0.05)
         await self.stop()
-
-    async def _due_now(self) -> bool:
-        now = self._clock()
-        pending = await self._store.list_outbox(DeliveryStatus.PENDING, limit=1000)
-        return any(d.next_attempt_at is None or d.next_attempt_at <= now for d in pending)
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -200,6 +200,7 @@ class DeliveryWorkers:
             except StoreError as exc:
                 log.error("outbox claim failed for sink %s: %s", sink_name, exc)
                 claimed = []
+            self._idle[sink_name] = not claimed
             if not claimed:
                 wakeup.clear()
                 with contextlib.suppress(TimeoutError):
@@ -208,15 +209,23 @@ class DeliveryWorkers:
             self._busy[sink_name] = True
             try:
                 await self._send(sink_name, claimed)
+            except Exception:
+                # A store that fails while recording an outcome must not end this sink's
+                # worker: the rows stay leased and come back after their lease.
+                log.exception("delivery to %s failed while recording outcomes", sink_name)
+                await asyncio.sleep(IDLE_WAIT)
             finally:
                 self._busy[sink_name] = False
 
     async def _send(self, sink_name: str, claimed: list[Delivery]) -> None:
         """Send one claimed batch."""
-        if self._sinks[sink_name].config.kind == "slack":
+        config = self._sinks[sink_name].config
+        if config.kind == "slack":
             # Slack's per-channel sender keeps order itself (it queues synchronously in
             # `send`), and only sees edits it can coalesce if they arrive together.
-            await asyncio.gather(*(self._deliver(sink_name, d) for d in claimed))
+            steps = await asyncio.gather(*(self._deliver(sink_name, d) for d in claimed))
+            if getattr(config, "mode", None) == "update":
+                self._supersede(sink_name, claimed, steps)
             return
         # Order matters per job, not across jobs: send each job's rows in order, different
         # jobs side by side.
@@ -226,6 +235,23 @@ class DeliveryWorkers:
             lanes[(n.source, n.job_id)].append(delivery)
         await asyncio.gather(*(self._deliver_in_order(sink_name, lane)
                                for lane in lanes.values()))
+
+    def _supersede(
+        self, sink_name: str, claimed: list[Delivery], steps: list[Step | None]
+    ) -> None:
+        """In `update` mode a failed edit that a later edit of the same message overtook is
+        stale: retrying it would put the message back to an older state. Like a coalesced
+        edit, it counts as delivered (a terminal one is kept: it also posts a reply)."""
+        delivered_after: set[tuple[str, str | None]] = set()
+        for delivery, step in reversed(list(zip(claimed, steps, strict=True))):
+            n = delivery.notification
+            lane = (n.source, n.job_id)
+            if step is None:
+                delivered_after.add(lane)
+            elif step.kind is StepKind.RETRY and lane in delivered_after and not n.terminal:
+                log.info("delivery %s to %s superseded by a later edit of the same message",
+                         delivery.id, sink_name)
+                self._recorder.add(_Sent(sink=sink_name, delivery=delivery, at=self._clock()))
 
     def _idle_wait(self, sink_name: str) -> float:
         retry_at, self._next_retry[sink_name] = self._next_retry[sink_name], None
@@ -245,12 +271,8 @@ class DeliveryWorkers:
     async def _hold_back(self, deliveries: list[Delivery], at: datetime) -> None:
         """Keep a job's order behind a failed row: its later rows become due with it, not
         after their claim lease (a minute), and not before it."""
-        for delivery in deliveries:
-            if delivery.attempts:
-                # Re-queueing resets the attempt count; a row that has already failed on its
-                # own keeps its count and waits out its lease instead.
-                continue
-            await self._store.retry_deliveries(delivery.id, at)
+        if deliveries:
+            await self._store.release([d.id for d in deliveries], at)
 
     async def _deliver(self, sink_name: str, delivery: Delivery) -> Step | None:
         """Send one row: None when delivered (recorded in the background), else the step

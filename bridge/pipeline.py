@@ -215,7 +215,9 @@ class Pipeline:
         )
         events = [*prefix, *detection.events]
         upserted = {job.id: job for job in detection.upserts}
-        removed = set(detection.removals)
+        # Jobs named in the config's `ids` are kept once finished: forgetting one would make
+        # the next poll look it up again and announce it as new every `retain`.
+        removed = set(detection.removals).difference(self._sources[name].config.ids)
         if self._has_repeats:
             after = (upserted.get(i, j) for i, j in state.jobs.items() if i not in removed)
             events.extend(self._repeats(name, [*after, *(j for i, j in upserted.items()
@@ -227,7 +229,7 @@ class Pipeline:
             PollCommit(
                 source=name,
                 upserts=detection.upserts,
-                removals=detection.removals,
+                removals=sorted(removed),
                 health=health,
                 events=events,
                 notifications=notifications,

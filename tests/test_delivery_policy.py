@@ -28,12 +28,15 @@ def delivery(attempts: int, age: timedelta = timedelta(0)) -> Delivery:
         (0, timedelta(seconds=5)),
         (1, timedelta(minutes=5)),
         (2, timedelta(minutes=30)),
-        (3, timedelta(hours=2)),
-        (4, timedelta(hours=5)),
-        (5, timedelta(hours=10)),
+        (3, timedelta(hours=1)),
+        (4, timedelta(hours=2)),
+        (5, timedelta(hours=3)),
+        (6, timedelta(hours=4)),
+        (7, timedelta(hours=6)),
+        (8, timedelta(hours=7)),
     ],
 )
-def test_retryable_failures_follow_the_standard_webhooks_schedule(
+def test_retryable_failures_follow_the_default_schedule(
     attempts_before: int, expected_wait: timedelta
 ) -> None:
     step = next_step(policy=RetryPolicy(), delivery=delivery(attempts_before),
@@ -100,3 +103,18 @@ def test_a_down_source_backs_off_exponentially_honouring_retry_after(
     failures: int, retry_after: float | None, expected: timedelta
 ) -> None:
     assert backoff_delay(failures, timedelta(seconds=30), retry_after) == expected
+
+
+def test_the_default_policy_makes_ten_attempts_within_about_a_day() -> None:
+    policy = RetryPolicy()
+    attempts, at = 1, NOW
+    while True:
+        step = next_step(policy=policy, delivery=delivery(attempts - 1, age=at - NOW),
+                         error=RetryableDelivery("503"), now=NOW)
+        if step.kind is not StepKind.RETRY:
+            break
+        assert step.at is not None
+        at = NOW + (step.at - NOW) + (at - NOW)
+        attempts += 1
+    assert attempts == 10
+    assert timedelta(hours=23) < at - NOW < timedelta(hours=24)

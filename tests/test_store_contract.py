@@ -542,3 +542,19 @@ async def test_a_later_row_of_a_job_waits_while_an_earlier_one_awaits_its_retry(
     assert [d.notification.event_id for d in again] == ["evt_9"]
     later = await store.claim_due(now + timedelta(seconds=30), limit=10, lease=LEASE)
     assert [d.notification.event_id for d in later] == ["evt_1", "evt_2"]
+
+
+async def test_release_gives_claimed_rows_back_with_their_attempts(store: Store) -> None:
+    await queue(store, note(1))
+    [d] = await store.claim_due(T0, limit=1, lease=LEASE)
+    await store.release([d.id], T0 + timedelta(seconds=7))
+    assert await store.claim_due(T0 + timedelta(seconds=6), limit=1, lease=LEASE) == []
+    [again] = await store.claim_due(T0 + timedelta(seconds=7), limit=1, lease=LEASE)
+    assert (again.id, again.attempts) == (d.id, 0)
+
+
+async def test_retry_of_a_row_being_sent_does_nothing(store: Store) -> None:
+    await queue(store, note(1))
+    [d] = await store.claim_due(T0, limit=1, lease=LEASE)
+    assert await store.retry_deliveries(d.id, T0) == 0
+    assert await store.claim_due(T0, limit=1, lease=LEASE) == []

@@ -198,14 +198,19 @@ SOURCE_KINDS: dict[str, type[SourceBase]] = {
 # --- sinks ------------------------------------------------------------------------------
 
 
-# About the Standard Webhooks schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, ...
+# About the Standard Webhooks schedule (immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h),
+# stretched to the contract's default of 10 attempts over about 24 h (the waits add up to
+# 23 h 35 min).
 DEFAULT_RETRY_SCHEDULE = (
     timedelta(seconds=5),
     timedelta(minutes=5),
     timedelta(minutes=30),
+    timedelta(hours=1),
     timedelta(hours=2),
-    timedelta(hours=5),
-    timedelta(hours=10),
+    timedelta(hours=3),
+    timedelta(hours=4),
+    timedelta(hours=6),
+    timedelta(hours=7),
 )
 
 

@@ -130,6 +130,9 @@ class Store(Protocol):
     async def release_claims(self) -> None:
         """Make claimed-but-unfinished deliveries due now (start-up after a crash)."""
 
+    async def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
+        """Give back claimed deliveries unsent, due at `at`, their attempts untouched."""
+
     async def list_outbox(
         self, status: DeliveryStatus | None = None, limit: int = 200
     ) -> list[Delivery]: ...

@@ -361,7 +361,12 @@ _REQUEUE = (
     "UPDATE outbox SET status = 'pending', next_attempt_us = ?, attempts = 0, leased = 0, "
     "finished_us = NULL WHERE "
 )
-RETRY_ONE = _REQUEUE + "id = ? AND status IN ('dead', 'pending')"
+# A pending row that is leased is being sent right now: re-queueing it would send it twice.
+RETRY_ONE = _REQUEUE + "id = ? AND (status = 'dead' OR (status = 'pending' AND leased = 0))"
+RELEASE_ONE = (
+    "UPDATE outbox SET next_attempt_us = ?, leased = 0 "
+    "WHERE id = ? AND status = 'pending' AND leased = 1"
+)
 RETRY_DEAD = _REQUEUE + "status = 'dead'"
 DROP_ONE = "DELETE FROM outbox WHERE id = ?"
 DROP_DEAD = "DELETE FROM outbox WHERE status = 'dead'"

@@ -121,6 +121,10 @@ class SqlStore(ABC):
     async def release_claims(self) -> None:
         await self._write(sql.RELEASE_CLAIMS)
 
+    async def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
+        rows: list[sql.Row] = [(sql.to_us(at), delivery_id) for delivery_id in delivery_ids]
+        await self._write_steps([(sql.RELEASE_ONE, rows)])
+
     async def list_outbox(
         self, status: DeliveryStatus | None = None, limit: int = 200
     ) -> list[Delivery]:
