@@ -392,6 +392,10 @@ class SourceClient:
         )
 
 
+# An API inventing endless distinct states must not grow this memory (or the log) forever.
+MAX_WARNED_STATES = 100
+
+
 class StateMapper:
     """A source's raw -> canonical state table; warns once per unmapped raw value."""
 
@@ -406,11 +410,13 @@ class StateMapper:
     def __call__(self, raw: str) -> JobState:
         state = map_state(raw, self.defaults, self.overrides)
         known = raw in self.overrides or raw in self.defaults
-        if not known and raw not in self._warned:
+        if not known and raw not in self._warned and len(self._warned) < MAX_WARNED_STATES:
             self._warned.add(raw)
             log.warning(
                 "source %s reported the unmapped state %r: treating it as unknown; "
-                "map it in [sources.states]", self.source, raw,
+                "map it in [sources.states]%s", self.source, raw[:200],
+                "" if len(self._warned) < MAX_WARNED_STATES
+                else " (further unmapped states of this source are not logged)",
             )
         return state
 
