@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bridge.config.schema import Config, Rule, SinkBase
-from bridge.detect import DetectSettings, detect, source_failed, source_succeeded
+from bridge.detect import (
+    DetectSettings,
+    detect,
+    finished_ids,
+    source_failed,
+    source_succeeded,
+)
 from bridge.errors import SourceError, SourceUnavailable, TemplateError
 from bridge.metrics import Metrics
 from bridge.model import (
@@ -223,8 +229,7 @@ class Pipeline:
             events.extend(self._repeats(name, [*after, *(j for i, j in upserted.items()
                                                         if i not in state.jobs)], now))
         notifications, marks = self._route(events, now)
-        finished = [i for i in state.watches
-                    if (job := upserted.get(i, state.jobs.get(i))) and job.done]
+        finished = finished_ids(state.watches, ChainMap(upserted, state.jobs))
         await self._store.commit_poll(
             PollCommit(
                 source=name,
