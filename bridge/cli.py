@@ -246,8 +246,14 @@ async def _outbox(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _not_found(store: Store, delivery_id: str) -> str:
-    """Why `retry ID` did nothing: no such row, or one that was delivered already."""
+    """Why `retry ID` did nothing: no such row, one being sent, or one delivered already."""
+    from bridge.model import DeliveryStatus
+
     found = await store.get_delivery(delivery_id)
+    if found is not None and found.status is DeliveryStatus.PENDING:
+        # `retry` leaves a claimed row alone: re-queueing it would send it twice.
+        return (f"delivery {delivery_id!r} is being sent right now; nothing to retry "
+                "(see `bridge outbox list`)")
     if found is not None:
         return (f"delivery {delivery_id!r} was already delivered; nothing to retry "
                 "(see `bridge outbox list --status delivered`)")

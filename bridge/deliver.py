@@ -245,6 +245,8 @@ class DeliveryWorkers:
         delivered_after: set[tuple[str, str | None]] = set()
         for delivery, step in reversed(list(zip(claimed, steps, strict=True))):
             n = delivery.notification
+            if n.job_id is None:
+                continue  # a source event is a post of its own, never an edit of a message
             lane = (n.source, n.job_id)
             if step is None:
                 delivered_after.add(lane)
