@@ -558,3 +558,23 @@ async def test_retry_of_a_row_being_sent_does_nothing(store: Store) -> None:
     [d] = await store.claim_due(T0, limit=1, lease=LEASE)
     assert await store.retry_deliveries(d.id, T0) == 0
     assert await store.claim_due(T0, limit=1, lease=LEASE) == []
+
+
+@pytest.mark.postgres
+async def test_postgres_pool_recovers_from_a_killed_connection(tmp_path: Path) -> None:
+    import psycopg
+
+    from tests.store_fixtures import PG_URL
+
+    async with store_url("postgresql", tmp_path) as pg, opened(
+        pg + "&application_name=bridge_pool_test", pool_size=1
+    ) as store:
+        await store.ping()
+        async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'bridge_pool_test'")
+        waiters = [asyncio.create_task(store.ping()) for _ in range(3)]
+        results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 10)
+        assert all(r is None or isinstance(r, StoreError) for r in results)
+        await asyncio.wait_for(store.ping(), 5)

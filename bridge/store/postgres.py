@@ -55,8 +55,8 @@ class PostgresStore(SqlStore):
         self._where = redact(url)
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
-        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] | None = None
-        self._open_count = 0
+        self._idle: list[psycopg.AsyncConnection[Any]] | None = None
+        self._slots: asyncio.Semaphore | None = None
         self._all: set[psycopg.AsyncConnection[Any]] = set()
 
     def __repr__(self) -> str:
@@ -67,7 +67,8 @@ class PostgresStore(SqlStore):
     async def open(self) -> None:
         if self._idle is not None:
             return
-        self._idle = asyncio.Queue()
+        self._idle = []
+        self._slots = asyncio.Semaphore(self._pool_size)
         try:
             async with self._connection() as conn, conn.transaction():
                 await self._migrate(conn)
@@ -77,8 +78,8 @@ class PostgresStore(SqlStore):
 
     async def close(self) -> None:
         self._idle = None
+        self._slots = None
         conns, self._all = self._all, set()
-        self._open_count = 0
         for conn in conns:
             await conn.close()
 
@@ -117,35 +118,24 @@ class PostgresStore(SqlStore):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        idle = self._idle
-        if idle is None:
+        # The semaphore bounds the pool; a slot frees whenever a call ends, even one whose
+        # connection died, so a waiter never hangs on a connection that will not come back.
+        slots, idle = self._slots, self._idle
+        if slots is None or idle is None:
             raise StoreError(f"state store {self._where} is not open (or already closed)")
-        if idle.empty() and self._open_count < self._pool_size:
-            self._open_count += 1
+        async with slots:
+            conn = idle.pop() if idle else await self._connect()
             try:
-                conn = await self._connect()
-            except BaseException:
-                self._open_count -= 1
-                raise
-        else:
-            conn = await idle.get()
-        try:
-            yield conn
-        except psycopg.Error as exc:
-            raise StoreError(f"state store {self._where} failed: {exc}") from exc
-        finally:
-            self._release(idle, conn)
-
-    def _release(
-        self, idle: asyncio.Queue[psycopg.AsyncConnection[Any]], conn: psycopg.AsyncConnection[Any]
-    ) -> None:
-        if conn.closed or conn.broken or idle is not self._idle:
-            # A dead connection (server restart, network): forget it; the next call opens one.
-            self._all.discard(conn)
-            if idle is self._idle:
-                self._open_count -= 1
-            return
-        idle.put_nowait(conn)
+                yield conn
+            except psycopg.Error as exc:
+                raise StoreError(f"state store {self._where} failed: {exc}") from exc
+            finally:
+                if conn.closed or conn.broken or idle is not self._idle:
+                    # A dead connection (server restart, network): forget it; the next call
+                    # opens a new one.
+                    self._all.discard(conn)
+                else:
+                    idle.append(conn)
 
     async def _rows(self, query: str, params: sql.Row = ()) -> list[Any]:
         async with self._connection() as conn:
