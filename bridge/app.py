@@ -12,6 +12,7 @@ drain deliveries (bounded), close sinks, the HTTP session and the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -143,7 +144,6 @@ class Bridge:
         polled = {n: s.config.interval for n, s in self._sources.items() if s.config.kind != "push"}
         self.scheduler = PollScheduler(polled, self._poll, clock=self.clock)
         self.scheduler.start()
-        self._stack.callback(self.scheduler.stop)
         if self._serve_http:
             await self._start_http()
 
@@ -175,6 +175,11 @@ class Bridge:
         return False, outcome.error.retry_after
 
     async def _drain(self) -> None:
+        # Let polls under way finish and commit (stopping the scheduler would cancel them),
+        # but start no new one; then stop it for good.
+        self.scheduler.pause()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.pipeline.wait_idle(), min(5.0, self.drain_timeout))
         self.scheduler.stop()
         await self.workers.drain(self.drain_timeout)
 

@@ -144,6 +144,12 @@ class Pipeline:
             state.watches.discard(job_id)
             return removed
 
+    async def wait_idle(self) -> None:
+        """Return once no poll or push is under way (each source's lock is free)."""
+        for state in self._state.values():
+            async with state.lock:
+                pass
+
     async def poll(self, name: str) -> PollOutcome:
         """Poll one source and commit what it changed. Never raises for a failed poll."""
         source = self._sources[name]

@@ -49,6 +49,7 @@ class PollScheduler:
         self._failures: dict[str, int] = dict.fromkeys(intervals, 0)
         self._not_before: dict[str, datetime] = {}
         self._stopped = False
+        self._paused = False
         self._extra: set[asyncio.Task[None]] = set()
 
     @property
@@ -72,6 +73,12 @@ class PollScheduler:
             )
         self._scheduler.start()
 
+    def pause(self) -> None:
+        """Start no new poll; polls under way go on."""
+        if not self._stopped and self._scheduler.running:
+            self._scheduler.pause()
+        self._paused = True
+
     def stop(self) -> None:
         if not self._stopped and self._scheduler.running:
             self._stopped = True
@@ -84,7 +91,7 @@ class PollScheduler:
 
         A separate task rather than moving the scheduled run: a poll already under way would
         make APScheduler skip it; the pipeline's per-source lock queues it instead."""
-        if self._stopped or name not in self._intervals:
+        if self._stopped or self._paused or name not in self._intervals:
             return
         task = asyncio.get_running_loop().create_task(self._run(name))
         self._extra.add(task)
