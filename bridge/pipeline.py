@@ -195,7 +195,7 @@ class Pipeline:
             PollCommit(source=name, health=health, events=events,
                        notifications=notifications, rule_marks=marks, at=now)
         )
-        self._after_commit(marks)
+        self._after_commit(events, notifications, marks)
         state.health = health
         outcome = PollOutcome(source=name, events=events, notifications=notifications, error=exc)
         self._notify(outcome)
@@ -258,7 +258,7 @@ class Pipeline:
         if health is not None:
             state.health = health
         self._metrics.tracked_jobs.labels(name).set(len(state.jobs))
-        self._after_commit(marks)
+        self._after_commit(events, notifications, marks)
         outcome = PollOutcome(source=name, events=events, notifications=notifications)
         self._notify(outcome)
         return outcome
@@ -294,7 +294,6 @@ class Pipeline:
         batch: dict[MarkKey, RuleMark] = {}
         memory = ChainMap(batch, self._marks)
         for event in events:
-            self._metrics.events.labels(str(event.on), event.source).inc()
             log.info("event %s %s %s", event.on, event.source, _describe(event))
             for decision in self._rulebook.evaluate(event, memory, now):
                 if decision.outcome is not Outcome.MATCHED:
@@ -303,7 +302,6 @@ class Pipeline:
                 if not rendered:
                     continue
                 notifications.extend(rendered)
-                self._metrics.rule_matches.labels(decision.rule.name).inc()
                 mark = mark_for(decision, event, now)
                 if mark is not None:
                     marks.append(mark)
@@ -337,7 +335,18 @@ class Pipeline:
             )
         return out
 
-    def _after_commit(self, marks: Sequence[RuleMark]) -> None:
+    def _after_commit(
+        self,
+        events: Sequence[Event],
+        notifications: Sequence[Notification],
+        marks: Sequence[RuleMark],
+    ) -> None:
+        # Counted only once committed: a failed commit is retried by the next poll, which
+        # would count the same events again.
+        for event in events:
+            self._metrics.events.labels(str(event.on), event.source).inc()
+        for _event_id, rule in {(n.event_id, n.rule) for n in notifications}:
+            self._metrics.rule_matches.labels(rule).inc()
         for mark in marks:
             self._marks[(mark.rule, mark.source, mark.job_id)] = mark
 
