@@ -161,8 +161,9 @@ class Bridge:
             await site.start()
         except OSError as exc:
             raise BridgeError(
-                f"cannot listen on {self.config.bridge.listen}: {exc.strerror}; "
-                "set [bridge] listen to a free address"
+                f"cannot listen on {self.config.bridge.listen}: {exc.strerror or exc}; "
+                "set [bridge] listen (or `bridge demo --listen`) to a free address, "
+                "port 0 for any"
             ) from None
         bound = runner.addresses[0]
         self.http_url = f"http://{host}:{bound[1]}/"
