@@ -1,12 +1,15 @@
-"""Helpers for the HTTP server tests: a config with secrets, a runtime over the real SQLite
-store with seeded rows, and the app served on a real socket on 127.0.0.1."""
+"""Helpers for the HTTP server tests: the real composition root (`bridge.app.Bridge`) over a
+fresh SQLite store with seeded rows, its sources pointed at the seed-API simulators and its
+sink at a local webhook receiver, and its app served on a real socket on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import itertools
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +18,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bridge.app import Bridge
 from bridge.config.loader import parse_config
 from bridge.config.schema import Config
-from bridge.metrics import Metrics
 from bridge.model import (
     DeliveryStatus,
     Event,
@@ -29,8 +32,13 @@ from bridge.model import (
     TrackedJob,
     event_id,
 )
+from bridge.pipeline import PollOutcome
+from bridge.render import Renderer
 from bridge.server.app import create_app
-from bridge.server.runtime import SourceView
+from bridge.simulators.esales import EsalesSimulator
+from bridge.simulators.terminal import TerminalSimulator
+from bridge.simulators.webhook_receiver import WebhookReceiver
+from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.store import open_store
 from bridge.store.base import PollCommit, Store
 
@@ -39,8 +47,13 @@ TERMINAL_SECRET = "whsec_" + base64.b64encode(b"terminal push key, tests only").
 ADMIN_TOKEN = "admin-token-for-tests-7f3a"
 SOURCE_TOKEN = "zendesk-api-token-5e1b9c"
 ESALES_KEY = "esales-api-key-0c4d2e"
+TERMINAL_KEY = "sk_test_terminal-key-3a9f"
 SINK_URL_SECRET = "T0001/B0002/slack-hook-secret-path"
 SINK_SECRET = "whsec_" + base64.b64encode(b"sink signing key for tests only").decode()
+ESALES_ID = "1234567890123456789"
+
+# The polled sources: the harness waits for the first poll of each before a test starts.
+POLLED = ("zd", "imports", "syncs")
 
 CONFIG = """
 [bridge]
@@ -50,7 +63,7 @@ listen = "127.0.0.1:8080"
 [[sources]]
 name = "zd"
 kind = "zendesk"
-base_url = "http://127.0.0.1:9"
+base_url = "{zendesk_url}"
 interval = "30s"
 [sources.auth]
 type = "bearer"
@@ -59,7 +72,7 @@ token = "{source_token}"
 [[sources]]
 name = "imports"
 kind = "esales"
-base_url = "http://127.0.0.1:9"
+base_url = "{esales_url}"
 api_key = "{esales_key}"
 
 [[sources]]
@@ -73,8 +86,12 @@ message = "note"
 [[sources]]
 name = "syncs"
 kind = "terminal"
+base_url = "{terminal_url}"
 connection_token = "{source_token}-conn"
 secret = "{terminal_secret}"
+[sources.auth]
+type = "bearer"
+token = "{terminal_key}"
 
 [[sources]]
 name = "quiet"
@@ -83,7 +100,7 @@ kind = "push"
 [[sinks]]
 name = "pager"
 kind = "webhook"
-url = "https://hooks.example.com/{sink_url_secret}"
+url = "{receiver_url}/{sink_url_secret}"
 secret = "{sink_secret}"
 
 [[rules]]
@@ -94,63 +111,44 @@ notify = ["pager"]
 """
 
 SECRETS = (
-    PUSH_SECRET, TERMINAL_SECRET, ADMIN_TOKEN, SOURCE_TOKEN, ESALES_KEY, SINK_URL_SECRET,
-    SINK_SECRET,
+    PUSH_SECRET, TERMINAL_SECRET, ADMIN_TOKEN, SOURCE_TOKEN, ESALES_KEY, TERMINAL_KEY,
+    SINK_URL_SECRET, SINK_SECRET,
 )
 
 
-def make_config(tmp_path: Path) -> Config:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upstreams:
+    """The simulated APIs the bridge polls and the receiver its sink delivers to."""
+
+    zendesk: ZendeskSimulator
+    esales: EsalesSimulator
+    terminal: TerminalSimulator
+    receiver: WebhookReceiver
+
+
+@asynccontextmanager
+async def upstreams() -> AsyncIterator[Upstreams]:
+    async with (
+        ZendeskSimulator(bearer_token=SOURCE_TOKEN) as zendesk,
+        EsalesSimulator(api_key=ESALES_KEY) as esales,
+        TerminalSimulator(api_key=TERMINAL_KEY, connection_token=f"{SOURCE_TOKEN}-conn")
+        as terminal,
+        WebhookReceiver(secret=SINK_SECRET) as receiver,
+    ):
+        yield Upstreams(zendesk=zendesk, esales=esales, terminal=terminal, receiver=receiver)
+
+
+def make_config(tmp_path: Path, up: Upstreams) -> Config:
     text = CONFIG.format(
         db=tmp_path / "state.db", source_token=SOURCE_TOKEN, esales_key=ESALES_KEY,
-        push_secret=PUSH_SECRET, terminal_secret=TERMINAL_SECRET,
+        push_secret=PUSH_SECRET, terminal_secret=TERMINAL_SECRET, terminal_key=TERMINAL_KEY,
         sink_url_secret=SINK_URL_SECRET, sink_secret=SINK_SECRET,
+        zendesk_url=up.zendesk.base_url, esales_url=up.esales.base_url,
+        terminal_url=up.terminal.base_url, receiver_url=up.receiver.url,
     )
     (tmp_path / "templates").mkdir(exist_ok=True)
     (tmp_path / "templates" / "failed.j2").write_text("{{ job.id }} failed")
     return parse_config(text, str(tmp_path / "rules.toml"), env={})
-
-
-class FakeRuntime:
-    """A Runtime over the real store and real Metrics; `push` records what it was given."""
-
-    def __init__(self, config: Config, store: Store, *, ready: bool = True) -> None:
-        self.config = config
-        self.store = store
-        self.metrics = Metrics()
-        self.is_ready = ready
-        self.pushed: list[tuple[str, Any]] = []
-        self.health: dict[str, SourceHealth] = {}
-
-    @property
-    def ready(self) -> bool:
-        return self.is_ready
-
-    async def sources(self) -> Sequence[SourceView]:
-        return [
-            SourceView(config=s, lists_jobs=s.kind in ("zendesk", "terminal"),
-                       health=self.health.get(s.name))
-            for s in self.config.sources
-        ]
-
-    async def watch(self, source: str, job_id: str) -> bool:
-        self.config.source(source)
-        return await self.store.add_watch(source, job_id)
-
-    async def unwatch(self, source: str, job_id: str) -> bool:
-        self.config.source(source)
-        return await self.store.remove_watch(source, job_id)
-
-    async def push(self, source: str, payload: Any) -> Sequence[Event]:
-        self.config.source(source)
-        self.pushed.append((source, payload))
-        return [Event(id=event_id("pushed", len(self.pushed)), on=EventKind.APPEARED,
-                      source=source, at=datetime.now(UTC))]
-
-    async def retry_deliveries(self, delivery_id: str | None) -> int:
-        return await self.store.retry_deliveries(delivery_id, datetime.now(UTC))
-
-    async def drop_deliveries(self, delivery_id: str | None) -> int:
-        return await self.store.drop_deliveries(delivery_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,7 +172,27 @@ def _job(job_id: str, state: JobState, raw: str, now: datetime, **status: Any) -
     )
 
 
-async def seed(store: Store, now: datetime) -> Seeded:
+def mirror_in(zendesk: ZendeskSimulator) -> None:
+    """The seeded jobs as the Zendesk API shows them, so polling it changes nothing."""
+    zendesk.add_job("job-running", status="working", progress=40, total=100,
+                    message="importing users")
+    zendesk.add_job("job-failed", status="failed", progress=70, total=100,
+                    message="Printer on fire")
+
+
+def _notification(config: Config, event: Event) -> Notification:
+    """What the rule `job-failed` queues for the sink `pager` about `event`, rendered by the
+    real renderer so that the webhook sink can send it."""
+    rule, sink = config.rules[0], config.sinks[0]
+    assert event.job is not None
+    return Notification(
+        event_id=event.id, rule=rule.name, sink=sink.name, source=event.source,
+        job_id=event.job.id, payload=Renderer(config).render(rule, event, sink), on=event.on,
+        terminal=event.job.state.terminal, state=str(event.job.state),
+    )
+
+
+async def seed(store: Store, config: Config, now: datetime) -> Seeded:
     """Two zendesk jobs, their events, one dead and one pending delivery."""
     running = _job("job-running", JobState.RUNNING, "working", now, progress=40.0,
                    message="importing users")
@@ -185,14 +203,7 @@ async def seed(store: Store, now: datetime) -> Seeded:
     transition = Event(id=event_id("failed", "job-failed"), on=EventKind.TRANSITION, source="zd",
                        at=now - timedelta(minutes=1), job=failed.status,
                        from_state=JobState.RUNNING, to_state=JobState.FAILED)
-    notes = [
-        Notification(event_id=transition.id, rule="job-failed", sink="pager", source="zd",
-                     job_id="job-failed", payload={"text": "job-failed failed"},
-                     on=EventKind.TRANSITION, terminal=True),
-        Notification(event_id=appeared.id, rule="job-failed", sink="pager", source="zd",
-                     job_id="job-running", payload={"text": "job-running appeared"},
-                     on=EventKind.APPEARED),
-    ]
+    notes = [_notification(config, transition), _notification(config, appeared)]
     await store.commit_poll(PollCommit(
         source="zd", upserts=[running, failed], events=[appeared, transition],
         notifications=notes, at=now,
@@ -205,6 +216,18 @@ async def seed(store: Store, now: datetime) -> Seeded:
     await store.mark_retry(pending.id, "HTTP 503: unavailable", now + timedelta(minutes=5))
     return Seeded(dead_id=dead.id, pending_id=pending.id,
                   event_ids=[appeared.id, transition.id])
+
+
+async def seed_state(config: Config, up: Upstreams) -> Seeded:
+    """Seed the store before the bridge starts (it loads what is stored), and the Zendesk
+    simulator with the same jobs."""
+    mirror_in(up.zendesk)
+    store = open_store(config.bridge.state)
+    await store.open()
+    try:
+        return await seed(store, config, datetime.now(UTC))
+    finally:
+        await store.close()
 
 
 @asynccontextmanager
@@ -221,6 +244,25 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+class PollLog:
+    """A pipeline observer: lets a test wait for what polls and pushes commit in the
+    background (the scheduled first polls, the poll a watch starts)."""
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self._committed = asyncio.Event()
+
+    def __call__(self, outcome: PollOutcome) -> None:
+        self.sources.append(outcome.source)
+        self._committed.set()
+
+    async def wait_for(self, check: Callable[[], bool], within: float = 10.0) -> None:
+        async with asyncio.timeout(within):
+            while not check():
+                self._committed.clear()
+                await self._committed.wait()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reply:
     status: int
@@ -235,8 +277,14 @@ class Reply:
 class Harness:
     url: str
     http: aiohttp.ClientSession
-    runtime: FakeRuntime
+    bridge: Bridge
+    upstream: Upstreams
+    polls: PollLog
     seeded: Seeded | None
+
+    @property
+    def receiver(self) -> WebhookReceiver:
+        return self.upstream.receiver
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Reply:
         kwargs.setdefault("allow_redirects", False)
@@ -250,9 +298,45 @@ class Harness:
     async def post(self, path: str, **kwargs: Any) -> Reply:
         return await self.call("POST", path, **kwargs)
 
+    def health(self, source: str) -> SourceHealth:
+        health = self.bridge.pipeline.health(source)
+        assert health is not None, f"source {source} was never polled"
+        return health
+
+    async def fail_polls_of_imports(self, times: int) -> None:
+        """Point eSales at a wrong cluster (every request answers 404), watch an import so
+        the source has something to look up, and let `times` polls of it fail."""
+        self.upstream.esales.cluster_found = False
+        watched = await self.post("/v1/watches", json={"source": "imports", "id": ESALES_ID})
+        assert watched.status == 201, watched.text
+        # Watching polls the source once, in the background.
+        await self.polls.wait_for(lambda: not self.health("imports").up)
+        for _ in range(times - 1):
+            await self.poll("imports")
+        assert self.health("imports").failures == times
+
+    async def poll(self, source: str) -> PollOutcome:
+        """Poll a source now, as its schedule would."""
+        return await self.bridge.pipeline.poll(source)
+
+    async def events(self, source: str) -> list[Event]:
+        """The stored events of a source, newest first."""
+        return [event for _, event in await self.bridge.store.recent_events(source=source)]
+
     async def outbox_status(self, delivery_id: str) -> DeliveryStatus | None:
-        found = await self.runtime.store.get_delivery(delivery_id)
+        found = await self.bridge.store.get_delivery(delivery_id)
         return found.status if found else None
+
+    async def wait_until_delivered(self, delivery_id: str) -> None:
+        """Wait until the sink's receiver accepted the delivery and the outbox recorded it."""
+        await self.receiver.wait_for(lambda: delivery_id in self.receiver.delivered_ids())
+        # The workers record a sent row in the background, with nothing to wait on but the
+        # store itself.
+        async with asyncio.timeout(10):
+            for _ in itertools.count():
+                if await self.outbox_status(delivery_id) is DeliveryStatus.DELIVERED:
+                    return
+                await asyncio.sleep(0.02)
 
 
 def admin(token: str = ADMIN_TOKEN) -> dict[str, str]:
@@ -268,15 +352,23 @@ async def harness(
     with_rows: bool = True,
     ready: bool = True,
 ) -> AsyncIterator[Harness]:
-    """A FakeRuntime over a fresh SQLite store, optionally seeded, served on 127.0.0.1."""
-    config = make_config(tmp_path)
-    store = open_store(config.bridge.state)
-    await store.open()
-    try:
-        runtime = FakeRuntime(config, store, ready=ready)
-        seeded = await seed(store, datetime.now(UTC)) if with_rows else None
-        app = create_app(runtime, admin_token=admin_token, listen=listen)
-        async with serve(app) as url, aiohttp.ClientSession() as http:
-            yield Harness(url=url, http=http, runtime=runtime, seeded=seeded)
-    finally:
-        await store.close()
+    """A running `Bridge` over a fresh SQLite store, optionally seeded, served on 127.0.0.1.
+
+    Yields once the first poll of every polled source is committed, so a test sees a settled
+    state. `ready=False` stops the poll scheduler, as in a bridge that is not (or no longer)
+    polling."""
+    async with AsyncExitStack() as stack:
+        up = await stack.enter_async_context(upstreams())
+        config = make_config(tmp_path, up)
+        seeded = await seed_state(config, up) if with_rows else None
+        polls = PollLog()
+        bridge = await stack.enter_async_context(
+            Bridge(config, serve_http=False, observers=[polls], drain_timeout=1.0))
+        await polls.wait_for(lambda: set(POLLED) <= set(polls.sources))
+        if not ready:
+            bridge.scheduler.stop()
+        app = create_app(bridge, admin_token=admin_token, listen=listen)
+        url = await stack.enter_async_context(serve(app))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        yield Harness(url=url, http=http, bridge=bridge, upstream=up, polls=polls,
+                      seeded=seeded)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bridge.model import DeliveryStatus, JobState, JobStatus, SourceHealth, TrackedJob
-from bridge.store.base import PollCommit
+from bridge.model import DeliveryStatus
 from tests.server_support import harness
 
 pytestmark = pytest.mark.browser
@@ -53,13 +51,10 @@ async def test_dashboard_shows_sources_and_jobs_and_retries_a_dead_letter(
 ) -> None:
     async with harness(tmp_path) as h:
         assert h.seeded is not None
-        now = datetime.now(UTC)
-        h.runtime.health["zd"] = SourceHealth(source="zd", up=True, last_poll_at=now,
-                                              last_latency=0.184)
-        h.runtime.health["imports"] = SourceHealth(
-            source="imports", up=False, reason="HTTP 404: the cluster id is wrong", failures=2,
-            last_poll_at=now, last_latency=0.021,
-        )
+        dead_id = h.seeded.dead_id
+        await h.fail_polls_of_imports(2)
+        # The sink is still failing: the retried letter waits in pending for its next attempt.
+        h.receiver.script([], then=503)
         page = await browser.new_page(viewport={"width": 1440, "height": 1100})
         await page.goto(h.url + "/")
 
@@ -71,13 +66,14 @@ async def test_dashboard_shows_sources_and_jobs_and_retries_a_dead_letter(
             SCREENSHOT.parent.mkdir(exist_ok=True)
             await page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-        dead_row = page.locator(f'#outbox table.dead tr[data-delivery="{h.seeded.dead_id}"]')
+        dead_row = page.locator(f'#outbox table.dead tr[data-delivery="{dead_id}"]')
         await dead_row.get_by_role("button", name="Retry").click()
         await page.locator(
-            f'#outbox table.pending tr[data-delivery="{h.seeded.dead_id}"]'
+            f'#outbox table.pending tr[data-delivery="{dead_id}"]'
         ).wait_for()
         assert "Re-queued 1 delivery." in await page.locator(".banner.info").inner_text()
-        assert await h.outbox_status(h.seeded.dead_id) is DeliveryStatus.PENDING
+        await h.receiver.wait_for(lambda: dead_id in [r.webhook_id for r in h.receiver.requests])
+        assert await h.outbox_status(dead_id) is DeliveryStatus.PENDING
 
 
 async def test_dashboard_refreshes_itself_when_a_job_appears(
@@ -86,9 +82,6 @@ async def test_dashboard_refreshes_itself_when_a_job_appears(
     async with harness(tmp_path) as h:
         page = await browser.new_page()
         await page.goto(h.url + "/")
-        now = datetime.now(UTC)
-        job = TrackedJob(source="zd", first_seen=now, last_seen=now, moved_at=now,
-                         status=JobStatus(id="job-new", state=JobState.PENDING,
-                                          raw_state="queued"))
-        await h.runtime.store.commit_poll(PollCommit(source="zd", upserts=[job], at=now))
+        h.upstream.zendesk.add_job("job-new", status="queued")
+        await h.poll("zd")
         await page.locator('#jobs tr[data-job="zd/job-new"]').wait_for(timeout=10_000)

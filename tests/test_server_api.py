@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.metrics import Metrics
-from bridge.model import DeliveryStatus, JobState, JobStatus, TrackedJob
-from bridge.store.base import PollCommit
+from bridge.model import DeliveryStatus
 from tests.server_support import (
     ADMIN_TOKEN,
+    ESALES_ID,
     SECRETS,
     SOURCE_TOKEN,
     admin,
     harness,
 )
-
-ESALES_ID = "1234567890123456789"
-
 
 # --- probes and metrics ----------------------------------------------------------------------
 
@@ -165,7 +161,7 @@ async def test_watch_answers_201_when_new_and_200_when_already_tracked(tmp_path:
     async with harness(tmp_path, with_rows=False) as h:
         first = await h.post("/v1/watches", json={"source": "imports", "id": ESALES_ID})
         again = await h.post("/v1/watches", json={"source": "imports", "id": ESALES_ID})
-        watched = await h.runtime.store.list_watches("imports")
+        watched = await h.bridge.store.list_watches("imports")
     assert first.status == 201
     assert again.status == 200
     assert watched == [ESALES_ID]
@@ -205,7 +201,7 @@ async def test_unwatch_removes_a_watch_then_answers_404(tmp_path: Path) -> None:
         await h.post("/v1/watches", json={"source": "imports", "id": ESALES_ID})
         removed = await h.call("DELETE", f"/v1/watches/imports/{ESALES_ID}")
         again = await h.call("DELETE", f"/v1/watches/imports/{ESALES_ID}")
-        watched = await h.runtime.store.list_watches("imports")
+        watched = await h.bridge.store.list_watches("imports")
     assert removed.status == 200
     assert again.status == 404
     assert watched == []
@@ -214,14 +210,17 @@ async def test_unwatch_removes_a_watch_then_answers_404(tmp_path: Path) -> None:
 # --- outbox actions -----------------------------------------------------------------------------
 
 
-async def test_retry_requeues_a_dead_delivery(tmp_path: Path) -> None:
+async def test_retry_requeues_a_dead_delivery_which_the_sink_then_receives(
+    tmp_path: Path,
+) -> None:
     async with harness(tmp_path) as h:
         assert h.seeded is not None
+        before = await h.outbox_status(h.seeded.dead_id)
         reply = await h.post(f"/v1/outbox/{h.seeded.dead_id}/retry")
-        status = await h.outbox_status(h.seeded.dead_id)
+        await h.wait_until_delivered(h.seeded.dead_id)
+    assert before is DeliveryStatus.DEAD
     assert reply.status == 200
     assert reply.json() == {"retried": 1}
-    assert status is DeliveryStatus.PENDING
 
 
 async def test_retry_of_an_unknown_delivery_is_404(tmp_path: Path) -> None:
@@ -348,11 +347,8 @@ async def test_no_configured_secret_appears_in_any_response(tmp_path: Path) -> N
 async def test_a_secret_that_leaked_into_stored_data_is_masked(tmp_path: Path) -> None:
     # e.g. an upstream error message echoing our credential back into a job's message
     async with harness(tmp_path, with_rows=False) as h:
-        now = datetime.now(UTC)
-        job = TrackedJob(source="zd", first_seen=now, last_seen=now, moved_at=now,
-                         status=JobStatus(id="j", state=JobState.FAILED, raw_state="failed",
-                                          message=f"401 for token {SOURCE_TOKEN}"))
-        await h.runtime.store.commit_poll(PollCommit(source="zd", upserts=[job], at=now))
+        h.upstream.zendesk.add_job("j", status="failed", message=f"401 for token {SOURCE_TOKEN}")
+        await h.poll("zd")
         reply = await h.get("/v1/jobs")
     assert SOURCE_TOKEN not in reply.text
     assert reply.json()["jobs"][0]["message"] == "401 for token ***"

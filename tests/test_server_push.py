@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from bridge.model import EventKind, JobState
 from bridge.server.push import (
     ReplayGuard,
     SignatureError,
@@ -136,19 +137,28 @@ def test_replay_guard_stays_within_its_capacity() -> None:
 # --- the route ------------------------------------------------------------------------------
 
 
-async def test_signed_push_is_accepted_and_fed_to_the_runtime(tmp_path: Path) -> None:
+async def test_signed_push_is_accepted_and_fed_through_detection(tmp_path: Path) -> None:
     async with harness(tmp_path, with_rows=False) as h:
         reply = await h.post("/v1/events/hooks", data=BODY, headers=signed())
-        pushed = list(h.runtime.pushed)
+        stored = await h.events("hooks")
+        job = h.bridge.pipeline.jobs("hooks")["exp-7"]
     assert reply.status == 202
     assert reply.json()["events"] and reply.json()["events"][0].startswith("evt_")
-    assert pushed == [("hooks", json.loads(BODY))]
+    assert [e.id for e in stored] == reply.json()["events"]
+    assert stored[0].on is EventKind.APPEARED
+    assert (job.status.state, job.status.progress) == (JobState.RUNNING, 30)
 
 
 async def test_terminal_source_with_a_secret_accepts_pushes(tmp_path: Path) -> None:
     async with harness(tmp_path, with_rows=False) as h:
-        reply = await h.post("/v1/events/syncs", data=BODY, headers=signed(secret=TERMINAL_SECRET))
+        terminal = h.upstream.terminal
+        sync_id = terminal.add_sync(status="in_progress", progress=30)
+        body = json.dumps(terminal.webhook_event(sync_id)).encode()
+        reply = await h.post("/v1/events/syncs", data=body,
+                             headers=signed(body, secret=TERMINAL_SECRET))
+        tracked = set(h.bridge.pipeline.jobs("syncs"))
     assert reply.status == 202
+    assert tracked == {sync_id}
 
 
 async def test_push_needs_no_admin_token_but_its_signature(tmp_path: Path) -> None:
@@ -161,10 +171,12 @@ async def test_tampered_push_is_401_and_not_fed(tmp_path: Path) -> None:
     async with harness(tmp_path, with_rows=False) as h:
         reply = await h.post("/v1/events/hooks", data=BODY.replace(b"30", b"99"),
                              headers=signed())
-        pushed = list(h.runtime.pushed)
+        stored = await h.events("hooks")
+        tracked = dict(h.bridge.pipeline.jobs("hooks"))
     assert reply.status == 401
     assert "signature" in reply.json()["error"]
-    assert pushed == []
+    assert stored == []
+    assert tracked == {}
 
 
 async def test_expired_push_is_401(tmp_path: Path) -> None:
@@ -180,10 +192,27 @@ async def test_replayed_push_is_409(tmp_path: Path) -> None:
     async with harness(tmp_path, with_rows=False) as h:
         first = await h.post("/v1/events/hooks", data=BODY, headers=headers)
         replay = await h.post("/v1/events/hooks", data=BODY, headers=headers)
-        pushed = list(h.runtime.pushed)
+        stored = await h.events("hooks")
     assert first.status == 202
     assert replay.status == 409
-    assert len(pushed) == 1
+    assert [e.id for e in stored] == first.json()["events"]
+
+
+async def test_a_webhook_id_seen_before_is_not_fed_even_with_another_body(
+    tmp_path: Path,
+) -> None:
+    # An exact replay fed twice would change nothing; a new state under the old id would.
+    failed = json.dumps({"id": "exp-7", "status": "failed"}).encode()
+    async with harness(tmp_path, with_rows=False) as h:
+        first = await h.post("/v1/events/hooks", data=BODY, headers=signed(msg_id="msg_3"))
+        again = await h.post("/v1/events/hooks", data=failed,
+                             headers=signed(failed, msg_id="msg_3"))
+        stored = await h.events("hooks")
+        job = h.bridge.pipeline.jobs("hooks")["exp-7"]
+    assert first.status == 202
+    assert again.status == 409
+    assert [e.on for e in stored] == [EventKind.APPEARED]
+    assert job.status.state is JobState.RUNNING
 
 
 async def test_a_refused_body_does_not_use_up_its_webhook_id(tmp_path: Path) -> None:
@@ -219,7 +248,7 @@ async def test_a_push_nested_too_deeply_is_400_not_a_crash(tmp_path: Path) -> No
     body = b"[" * 100_000 + b"]" * 100_000
     async with harness(tmp_path, with_rows=False) as h:
         reply = await h.post("/v1/events/hooks", data=body, headers=signed(body))
-        pushed = list(h.runtime.pushed)
+        stored = await h.events("hooks")
     assert reply.status == 400
     assert "JSON" in reply.json()["error"]
-    assert pushed == []
+    assert stored == []
