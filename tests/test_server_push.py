@@ -12,14 +12,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from bridge.model import EventKind, JobState
-from bridge.server.push import (
-    ReplayGuard,
-    SignatureError,
-    SignatureProblem,
-    SignedMessage,
-    secret_key,
-    verify,
-)
+from bridge.server.push import ReplayGuard, secret_key
+from bridge.signing import SignatureError, SignatureProblem, SignedMessage, verify
 from tests.server_support import ADMIN_TOKEN, PUSH_SECRET, TERMINAL_SECRET, harness
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge.errors import SourceError, StoreError
 from bridge.model import DeliveryStatus, JobState
-from bridge.server.push import BadSecret, SignatureError, secret_key, verify
+from bridge.server.push import BadSecret, secret_key
 from bridge.server.state import ServerState, state_of
 from bridge.server.views import (
     delivery_json,
@@ -23,6 +23,7 @@ from bridge.server.views import (
     source_json,
     stats_json,
 )
+from bridge.signing import SignatureError, verify
 from bridge.sources.fetch import parse_json
 
 log = logging.getLogger(__name__)

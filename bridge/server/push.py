@@ -1,53 +1,20 @@
-"""Push input: verify Standard Webhooks signatures and remember ids to refuse replays.
+"""Push input: the source's key, and a memory of accepted ids to refuse replays.
 
 A pushed observation arrives as `POST /v1/events/{source}` with `webhook-id`,
 `webhook-timestamp` and `webhook-signature` (`v1,<base64 HMAC-SHA256 of id.timestamp.body>`,
 several space-separated signatures allowed, so a sender can rotate keys). The key is the
-source's `secret` (`whsec_<base64>`). A message is accepted once: its id is remembered until
+source's `secret` (`whsec_<base64>`), checked by `bridge.signing.verify`. A message is
+accepted once: its id is remembered until
 its timestamp leaves the tolerance window, after which the timestamp check refuses it anyway.
 """
 
 from __future__ import annotations
 
 import heapq
-import hmac
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from bridge.errors import BridgeError
-from bridge.signing import decode_secret, sign
-
-TOLERANCE = timedelta(minutes=5)
-
-
-class SignatureProblem(StrEnum):
-    MISSING_HEADERS = "missing_headers"
-    BAD_TIMESTAMP = "bad_timestamp"
-    TOO_OLD = "too_old"
-    TOO_NEW = "too_new"
-    NO_MATCH = "no_match"
-
-
-_EXPLAIN = {
-    SignatureProblem.MISSING_HEADERS:
-        "send webhook-id, webhook-timestamp and webhook-signature (Standard Webhooks)",
-    SignatureProblem.BAD_TIMESTAMP: "webhook-timestamp must be integer Unix seconds",
-    SignatureProblem.TOO_OLD: "webhook-timestamp is more than 5 minutes old; check the clock",
-    SignatureProblem.TOO_NEW:
-        "webhook-timestamp is more than 5 minutes in the future; check the clock",
-    SignatureProblem.NO_MATCH:
-        "no webhook-signature matches the body; sign id.timestamp.body with the source's secret",
-}
-
-
-class SignatureError(BridgeError):
-    """The push did not prove it came from the holder of the source's secret."""
-
-    def __init__(self, problem: SignatureProblem):
-        self.problem = problem
-        super().__init__(f"signature refused ({problem}): {_EXPLAIN[problem]}")
+from bridge.signing import TOLERANCE, SignedMessage, decode_secret
 
 
 class BadSecret(BridgeError):
@@ -60,51 +27,12 @@ class BadSecret(BridgeError):
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignedMessage:
-    id: str
-    timestamp: datetime
-
-
 def secret_key(secret: str, source: str) -> bytes:
     """The HMAC key of a `whsec_...` secret (the prefix is optional, as in the reference)."""
     try:
         return decode_secret(secret)
     except ValueError:
         raise BadSecret(source) from None
-
-
-def verify(
-    key: bytes,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    now: datetime,
-    tolerance: timedelta = TOLERANCE,
-) -> SignedMessage:
-    """Check the Standard Webhooks headers of `body`; raise SignatureError naming the problem."""
-    msg_id = headers.get("webhook-id", "").strip()
-    stamp = headers.get("webhook-timestamp", "").strip()
-    signatures = headers.get("webhook-signature", "").strip()
-    if not (msg_id and stamp and signatures):
-        raise SignatureError(SignatureProblem.MISSING_HEADERS)
-    if not stamp.isdigit():
-        raise SignatureError(SignatureProblem.BAD_TIMESTAMP)
-    seconds = int(stamp)
-    try:
-        at = datetime.fromtimestamp(seconds, now.tzinfo)
-    except (OverflowError, OSError, ValueError):
-        raise SignatureError(SignatureProblem.BAD_TIMESTAMP) from None
-    if at < now - tolerance:
-        raise SignatureError(SignatureProblem.TOO_OLD)
-    if at > now + tolerance:
-        raise SignatureError(SignatureProblem.TOO_NEW)
-    expected = sign(key, msg_id, seconds, body).encode()
-    for candidate in signatures.split():
-        # compare_digest on every candidate: the time taken says nothing about the key.
-        if candidate.startswith("v1,") and hmac.compare_digest(candidate.encode(), expected):
-            return SignedMessage(id=msg_id, timestamp=at)
-    raise SignatureError(SignatureProblem.NO_MATCH)
 
 
 class ReplayGuard:
