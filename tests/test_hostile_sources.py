@@ -37,7 +37,7 @@ from bridge.model import EventKind, JobState, JobStatus, PollResult
 from bridge.pipeline import PollOutcome
 from bridge.sources import build_source
 from bridge.sources.base import Source
-from bridge.sources.fetch import MAX_BODY_BYTES
+from bridge.sources.exchange import MAX_BODY_BYTES
 from tests.hostile_support import Answer, HostileServer, json_answer, redirect
 
 ESALES_ID = "1234567890123456789"

@@ -16,9 +16,11 @@ from bridge.errors import ConfigError, SourceUnavailable
 from bridge.model import JobState
 from bridge.simulators.base import Fault, Simulator, json_response
 from bridge.sources import build_source
-from bridge.sources.fetch import fetch_json, parse_retry_after, redact
+from bridge.sources.exchange import Fetcher, Request
 from bridge.sources.http import HttpJobs
 from bridge.sources.push import PushedJobs
+from bridge.sources.redaction import redact
+from bridge.sources.verdicts import parse_retry_after
 
 
 class JobsApi(Simulator):
@@ -175,14 +177,15 @@ def test_push_body_that_is_not_an_object_is_drift(session: aiohttp.ClientSession
         push.parse_push(["not an object"])
 
 
-# --- the shared fetch helper --------------------------------------------------------------
+# --- the shared exchange --------------------------------------------------------------
 
 
 async def test_body_over_the_size_cap_is_refused(api: JobsApi,
                                                  session: aiohttp.ClientSession) -> None:
     api.body = {"data": ["x" * 100] * 100}
     with pytest.raises(SourceUnavailable, match="larger than 1000 bytes"):
-        await fetch_json(session, f"{api.base_url}/jobs", time_limit=2, max_bytes=1000)
+        await Fetcher(session=session, time_limit=2, max_bytes=1000).fetch(
+            Request(url=f"{api.base_url}/jobs"))
 
 
 async def test_http_date_retry_after_becomes_seconds(api: JobsApi,
@@ -190,7 +193,7 @@ async def test_http_date_retry_after_becomes_seconds(api: JobsApi,
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
     api.fail_next(Fault.RATE_LIMITED, retry_after=when)
     with pytest.raises(SourceUnavailable) as caught:
-        await fetch_json(session, f"{api.base_url}/jobs", time_limit=2)
+        await Fetcher(session=session, time_limit=2).fetch(Request(url=f"{api.base_url}/jobs"))
     assert caught.value.retry_after is not None
     assert 100 < caught.value.retry_after <= 120
 
@@ -200,21 +203,22 @@ async def test_connection_refused_is_unavailable(session: aiohttp.ClientSession)
     url = f"{await api.start()}/jobs"
     await api.stop()
     with pytest.raises(SourceUnavailable, match="connection failed"):
-        await fetch_json(session, url, time_limit=2)
+        await Fetcher(session=session, time_limit=2).fetch(Request(url=url))
 
 
 async def test_html_error_page_with_5xx_is_unavailable(api: JobsApi,
                                                        session: aiohttp.ClientSession) -> None:
     api.fail_next(Fault.HTML_ERROR, status=502)
     with pytest.raises(SourceUnavailable, match="HTTP 502"):
-        await fetch_json(session, f"{api.base_url}/jobs", time_limit=2)
+        await Fetcher(session=session, time_limit=2).fetch(Request(url=f"{api.base_url}/jobs"))
 
 
 async def test_query_string_is_left_out_of_messages(api: JobsApi,
                                                     session: aiohttp.ClientSession) -> None:
     api.fail_next(Fault.SERVER_ERROR)
     with pytest.raises(SourceUnavailable) as caught:
-        await fetch_json(session, f"{api.base_url}/jobs?api_key=hunter22", time_limit=2)
+        url = f"{api.base_url}/jobs?api_key=hunter22"
+        await Fetcher(session=session, time_limit=2).fetch(Request(url=url))
     assert "hunter22" not in str(caught.value)
 
 

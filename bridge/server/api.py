@@ -24,7 +24,7 @@ from bridge.server.views import (
     stats_json,
 )
 from bridge.signing import SignatureError, verify
-from bridge.sources.fetch import parse_json
+from bridge.sources.shapes import parse_json
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from bridge.config.schema import (
     OAuth2Auth,
 )
 from bridge.errors import ConfigError
-from bridge.sources.fetch import describe_url, drift, expect_object, fetch_json
+from bridge.sources.exchange import Fetcher, Request, describe_url
+from bridge.sources.shapes import drift, expect_object
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +148,12 @@ class OAuth2ClientCredentials:
         if self.scope:
             form["scope"] = self.scope
         self.token_requests += 1
-        response = await fetch_json(
-            self.session, self.token_url, method="POST", data=form, time_limit=self.timeout,
+        fetcher = Fetcher(session=self.session, time_limit=self.timeout, hints=_TOKEN_HINTS)
+        request = Request(
+            method="POST", url=self.token_url, data=form,
             headers={"Authorization": self._client_auth(), "Accept": "application/json"},
-            hints=_TOKEN_HINTS, secrets=self.secrets,
         )
+        response = await fetcher.fetch(request, secrets=self.secrets)
         body = expect_object(response.body, "token response")
         token = body.get("access_token")
         if not isinstance(token, str) or not token:

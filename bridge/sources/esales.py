@@ -17,16 +17,10 @@ import aiohttp
 from bridge.config.schema import EsalesSource, SourceBase
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import StaticAuth
-from bridge.sources.fetch import (
-    SourceClient,
-    StateMapper,
-    drift,
-    expect_object,
-    for_each_id,
-    items_of,
-    optional_str,
-    require_str_or_int,
-)
+from bridge.sources.client import SourceClient
+from bridge.sources.fanout import for_each_id
+from bridge.sources.mapping import StateMapper
+from bridge.sources.shapes import drift, expect_object, items_of, optional_str, require_str_or_int
 
 NOT_FOUND = "NOT_FOUND"
 DEFAULT_STATES: dict[str, JobState] = {
@@ -52,7 +46,7 @@ class EsalesImports:
     def __init__(self, config: EsalesSource, session: aiohttp.ClientSession) -> None:
         self.config: SourceBase = config
         api_key = config.api_key.get_secret_value()
-        self.client = SourceClient(
+        self.client = SourceClient.for_source(
             config, session, auth=StaticAuth({"Api-Key": api_key}, (api_key,)), hints=_HINTS,
         )
         self.states = StateMapper(config.name, DEFAULT_STATES, config.states)

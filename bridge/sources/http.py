@@ -26,18 +26,11 @@ from jmespath.parser import ParsedResult
 from bridge.config.schema import HttpSource, PushSource, SourceBase
 from bridge.errors import ConfigError
 from bridge.model import JobState, JobStatus, PollResult
-from bridge.sources.auth import Clock, build_auth
-from bridge.sources.fetch import (
-    SourceClient,
-    StateMapper,
-    drift,
-    expect_list,
-    expect_object,
-    for_each_id,
-    items_of,
-    percent_value,
-    raw_text,
-)
+from bridge.sources.auth import Clock
+from bridge.sources.client import SourceClient
+from bridge.sources.fanout import for_each_id
+from bridge.sources.mapping import StateMapper, raw_text
+from bridge.sources.shapes import drift, expect_list, expect_object, items_of, percent_value
 
 # A raw value that already names a canonical state maps to it.
 CANONICAL_STATES: dict[str, JobState] = {state.value: state for state in JobState}
@@ -132,9 +125,7 @@ class HttpJobs:
         self.url = urljoin(config.base_url.rstrip("/") + "/", config.url) if config.base_url \
             else config.url
         self.lists_jobs = ID_PLACEHOLDER not in self.url
-        auth = build_auth(config.auth, session, timeout=config.timeout.total_seconds(),
-                          clock=clock)
-        self.client = SourceClient(config, session, auth=auth)
+        self.client = SourceClient.for_source(config, session, clock=clock)
         self.states = StateMapper(config.name, CANONICAL_STATES, config.states)
 
     @property

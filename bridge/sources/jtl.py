@@ -17,10 +17,10 @@ import aiohttp
 
 from bridge.config.schema import JtlSource, SourceBase
 from bridge.model import JobState, JobStatus, PollResult
-from bridge.sources.auth import Clock, build_auth
-from bridge.sources.fetch import (
-    SourceClient,
-    StateMapper,
+from bridge.sources.auth import Clock
+from bridge.sources.client import SourceClient
+from bridge.sources.mapping import StateMapper, raw_text
+from bridge.sources.shapes import (
     drift,
     expect_list,
     expect_object,
@@ -28,7 +28,6 @@ from bridge.sources.fetch import (
     optional_number,
     optional_str,
     percent_value,
-    raw_text,
     require_str_or_int,
 )
 
@@ -78,11 +77,9 @@ class JtlWorkers:
         if config.api_key is not None:
             headers["x-api-key"] = secrets_key = config.api_key.get_secret_value()
             secrets = (secrets_key,)
-        auth = build_auth(config.auth, session, default_token_url=DEFAULT_TOKEN_URL,
-                          timeout=config.timeout.total_seconds(), clock=clock)
-        self.client = SourceClient(
-            config, session, auth=auth, base_url=config.base_url or DEFAULT_BASE_URL,
-            headers=headers, hints=_HINTS, secrets=secrets,
+        self.client = SourceClient.for_source(
+            config, session, default_base_url=DEFAULT_BASE_URL, headers=headers, hints=_HINTS,
+            secrets=secrets, default_token_url=DEFAULT_TOKEN_URL, clock=clock,
         )
         self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
 

@@ -13,8 +13,9 @@ import aiohttp
 
 from bridge.config.schema import PushSource, SourceBase
 from bridge.model import JobStatus, PollResult
-from bridge.sources.fetch import StateMapper, items_of
 from bridge.sources.http import CANONICAL_STATES, Extractor
+from bridge.sources.mapping import StateMapper
+from bridge.sources.shapes import items_of
 
 
 class PushedJobs:

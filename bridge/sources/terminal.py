@@ -18,15 +18,15 @@ import aiohttp
 
 from bridge.config.schema import SourceBase, TerminalSource
 from bridge.model import JobState, JobStatus, PollResult
-from bridge.sources.auth import Clock, build_auth
-from bridge.sources.fetch import (
-    SourceClient,
-    StateMapper,
+from bridge.sources.auth import Clock
+from bridge.sources.client import SourceClient
+from bridge.sources.fanout import listed_plus_lookups
+from bridge.sources.mapping import StateMapper
+from bridge.sources.shapes import (
     drift,
     expect_list,
     expect_object,
     items_of,
-    listed_plus_lookups,
     optional_number,
     optional_str,
     percent_value,
@@ -60,12 +60,10 @@ class TerminalSyncs:
     ) -> None:
         self.config: SourceBase = config
         connection_token = config.connection_token.get_secret_value()
-        auth = build_auth(config.auth, session, timeout=config.timeout.total_seconds(),
-                          clock=clock)
-        self.client = SourceClient(
-            config, session, auth=auth, base_url=config.base_url or DEFAULT_BASE_URL,
+        self.client = SourceClient.for_source(
+            config, session, default_base_url=DEFAULT_BASE_URL,
             headers={"Connection-Token": connection_token}, hints=_HINTS,
-            secrets=(connection_token,),
+            secrets=(connection_token,), clock=clock,
         )
         self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
 

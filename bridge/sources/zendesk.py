@@ -18,20 +18,20 @@ import aiohttp
 
 from bridge.config.schema import SourceBase, ZendeskSource
 from bridge.model import JobState, JobStatus, PollResult
-from bridge.sources.auth import Clock, build_auth
-from bridge.sources.fetch import (
-    SourceClient,
-    StateMapper,
+from bridge.sources.auth import Clock
+from bridge.sources.client import SourceClient
+from bridge.sources.exchange import same_origin
+from bridge.sources.fanout import listed_plus_lookups
+from bridge.sources.mapping import StateMapper
+from bridge.sources.shapes import (
     drift,
     expect_list,
     expect_object,
     items_of,
-    listed_plus_lookups,
     optional_number,
     optional_str,
     percent_value,
     require_str_or_int,
-    same_origin,
 )
 
 DEFAULT_STATES: dict[str, JobState] = {
@@ -61,9 +61,7 @@ class ZendeskJobs:
         clock: Clock = time.monotonic,
     ) -> None:
         self.config: SourceBase = config
-        auth = build_auth(config.auth, session, timeout=config.timeout.total_seconds(),
-                          clock=clock)
-        self.client = SourceClient(config, session, auth=auth, hints=_HINTS)
+        self.client = SourceClient.for_source(config, session, hints=_HINTS, clock=clock)
         self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
         # Unfinished jobs seen earlier: looked up by id once they drop off the 100-job list,
         # so they are not taken for missing just because newer jobs pushed them out.
