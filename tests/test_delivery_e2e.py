@@ -271,7 +271,7 @@ async def test_slack_answering_429_gets_every_message_in_order_per_job_after_the
     finals = {"job-a": "failed", "job-b": "succeeded", "job-c": "cancelled"}
     for job_id in lifecycles:
         zendesk.add_job(job_id, status="queued")
-    async with FakeSlack(token=SLACK_TOKEN, channels={"#ops": "C0OPS"}) as slack:
+    async with FakeSlack(token=SLACK_TOKEN, channels={"#ops": "C0OPS"}, limits=None) as slack:
         config = in_process_config(tmp_path, zendesk, slack_sink(slack.api_url),
                                    transition_rule("ops-slack"))
         bridge = await running(config)

@@ -3,16 +3,21 @@
 `FakeSlack` is an aiohttp server on 127.0.0.1 that answers `auth.test`, `chat.postMessage`
 and `chat.update` the way Slack does (form or JSON bodies, a bearer token, `ok: false` with
 Slack's error codes), with scripted faults: 429 + Retry-After for the next N calls, and a
-hold that keeps answers waiting until released. It records every call and the current
-state of each channel (messages, edits, thread replies), so tests and `bridge demo` can
-show what people would see. Point slack_sdk at `fake.api_url`; post webhooks to
-`fake.webhook_url`. Independent of the pipeline: it imports nothing from bridge.
+hold that keeps answers waiting until released. It enforces Slack's documented rate limits
+(`SlackLimits`: `chat.postMessage` about one per second per channel with short bursts,
+`chat.update` Tier 3 per workspace token, incoming webhooks one per second), answering a
+call over its budget with 429 and an integer `Retry-After` as Slack does; `limits=None`
+turns them off. It records every call and the current state of each channel (messages,
+edits, thread replies), so tests and `bridge demo` can show what people would see. Point
+slack_sdk at `fake.api_url`; post webhooks to `fake.webhook_url`. Independent of the
+pipeline: it imports nothing from bridge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +61,39 @@ class _SlackError(Exception):
         super().__init__(code)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlackLimits:
+    """The budgets the fake enforces, from Slack's rate-limit docs (api.slack.com/apis/
+    rate-limits): "posting messages: 1 per second, short bursts >1 allowed" per channel;
+    `chat.update` is Tier 3, "50+ per minute, sporadic bursts are welcome", per method per
+    workspace (one token here); incoming webhooks 1 per second. Each is a token bucket: it
+    holds `*_burst` calls and refills at the rate."""
+
+    post_per_second: float = 1.0
+    post_burst: int = 5
+    update_per_minute: float = 50.0
+    update_burst: int = 20
+    webhook_per_second: float = 1.0
+    webhook_burst: int = 5
+
+
+@dataclass(slots=True)
+class _Bucket:
+    rate: float  # calls per second
+    capacity: float
+    tokens: float
+    at: float
+
+    def take(self, now: float) -> float:
+        """Spend one call; 0 if it fits, else the seconds until it would (nothing spent)."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
 @dataclass(slots=True)
 class _Script:
     rate_limited: int = 0
@@ -73,9 +111,11 @@ class FakeSlack:
         channels: Mapping[str, str] | None = None,
         strict_channels: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        limits: SlackLimits | None = SlackLimits(),
     ):
         """`channels` maps names ("#ops") to ids ("C0OPS"); with `strict_channels`, any
-        other channel answers `channel_not_found`, else a new id is made up for it."""
+        other channel answers `channel_not_found`, else a new id is made up for it.
+        `limits=None` turns rate limiting off (tests that send faster than Slack allows)."""
         self.token = token
         self._channels = dict(channels or {})
         self._strict = strict_channels
@@ -84,6 +124,8 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self._ts_seq = 0
         self._script = _Script()
+        self.limits = limits
+        self._buckets: dict[tuple[str, ...], _Bucket] = {}
         # Requests waiting behind `hold()`.
         self.held = 0
         self._changed = asyncio.Condition()
@@ -194,6 +236,11 @@ class FakeSlack:
                                      headers={"Retry-After": self._script.retry_after})
         try:
             self._authorize(request, body)
+            wait = self._over_budget(method, body, request)
+            if wait > 0:
+                await self._record(method, body, headers, 429, "ratelimited")
+                return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                         headers={"Retry-After": _whole_seconds(wait)})
             answer = self._dispatch(method, body)
         except _SlackError as exc:
             await self._record(method, body, headers, exc.status, exc.code)
@@ -213,6 +260,11 @@ class FakeSlack:
             await self._record("incoming-webhook", body or {}, headers, 429, "rate_limited")
             return web.Response(status=429, text="rate_limited",
                                 headers={"Retry-After": self._script.retry_after})
+        wait = self._webhook_over_budget(request.path)
+        if wait > 0:
+            await self._record("incoming-webhook", body or {}, headers, 429, "rate_limited")
+            return web.Response(status=429, text="rate_limited",
+                                headers={"Retry-After": _whole_seconds(wait)})
         if not isinstance(body, dict):
             await self._record("incoming-webhook", {}, headers, 400, "invalid_payload")
             return web.Response(status=400, text="invalid_payload")
@@ -237,10 +289,39 @@ class FakeSlack:
         finally:
             self.held -= 1
 
+    def _over_budget(self, method: str, body: Mapping[str, Any], request: web.Request) -> float:
+        """Seconds until `method` fits Slack's budget again; 0 spends one call of it."""
+        limits = self.limits
+        if limits is None:
+            return 0.0
+        token = _token(request, body) or ""
+        if method == "chat.postMessage":
+            # Per channel: a name and its id are one channel.
+            channel = str(body.get("channel"))
+            key: tuple[str, ...] = (token, method, self._channels.get(channel, channel))
+            return self._bucket(key, limits.post_per_second, limits.post_burst)
+        if method == "chat.update":
+            return self._bucket((token, method), limits.update_per_minute / 60,
+                                limits.update_burst)
+        return 0.0
+
+    def _webhook_over_budget(self, path: str) -> float:
+        limits = self.limits
+        if limits is None:
+            return 0.0
+        return self._bucket(("incoming-webhook", path), limits.webhook_per_second,
+                            limits.webhook_burst)
+
+    def _bucket(self, key: tuple[str, ...], rate: float, burst: int) -> float:
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(rate=rate, capacity=burst, tokens=burst,
+                                                  at=now)
+        return bucket.take(now)
+
     def _authorize(self, request: web.Request, body: Mapping[str, Any]) -> None:
-        auth = request.headers.get("Authorization", "")
-        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
-        token = token or body.get("token")
+        token = _token(request, body)
         if not token:
             raise _SlackError("not_authed")
         if token != self.token or not str(token).startswith("xox"):
@@ -326,6 +407,18 @@ class FakeSlack:
                                    error=error, at=self._clock()))
         async with self._changed:
             self._changed.notify_all()
+
+
+def _token(request: web.Request, body: Mapping[str, Any]) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
+    token = token or body.get("token")
+    return str(token) if token else None
+
+
+def _whole_seconds(wait: float) -> str:
+    """Slack's Retry-After is a whole number of seconds, at least 1."""
+    return str(max(1, math.ceil(wait)))
 
 
 async def _read_body(request: web.Request) -> dict[str, Any]:
