@@ -250,6 +250,38 @@ def event_id(*parts: object) -> str:
     return f"evt_{digest[:24]}"
 
 
+class Priority(StrEnum):
+    """How urgent a notification is: the outbox and each Slack channel send the most urgent
+    first. A rule may set it (`priority = "high"`); otherwise `Priority.of(event)`."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for the most urgent: the outbox's `priority` column, sorted ascending."""
+        return _RANKS[self]
+
+    @classmethod
+    def of(cls, event: Event) -> Priority:
+        """Failures and trouble first (failed, cancelled, stalled, vanished, source_down),
+        then outcomes (succeeded, source_up, blocked), then the noise (appeared, running,
+        progress)."""
+        if event.on in _URGENT_KINDS:
+            return cls.HIGH
+        state = event.job.state if event.job is not None else None
+        if state in (JobState.FAILED, JobState.CANCELLED):
+            return cls.HIGH
+        if event.on is EventKind.SOURCE_UP or state in (JobState.SUCCEEDED, JobState.BLOCKED):
+            return cls.NORMAL
+        return cls.LOW
+
+
+_RANKS = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+_URGENT_KINDS = frozenset({EventKind.STALLED, EventKind.VANISHED, EventKind.SOURCE_DOWN})
+
+
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
@@ -274,6 +306,8 @@ class Notification:
     # The job's canonical state after the event (None for source events); Slack's update mode
     # adds a threaded reply when it is failed or cancelled.
     state: str | None = None
+    # The rule's `priority`, else the event's (`Priority.of`): what is sent first.
+    priority: Priority = Priority.NORMAL
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data: how the outbox stores a notification (`payload` must be JSON)."""
@@ -287,6 +321,7 @@ class Notification:
             "on": str(self.on),
             "terminal": self.terminal,
             "state": self.state,
+            "priority": str(self.priority),
         }
 
     @classmethod
@@ -302,6 +337,8 @@ class Notification:
             on=EventKind(data["on"]),
             terminal=bool(data.get("terminal", False)),
             state=str(data["state"]) if data.get("state") is not None else None,
+            # Rows queued before priorities existed are normal.
+            priority=Priority(data.get("priority") or Priority.NORMAL),
         )
 
     @property

@@ -32,6 +32,7 @@ from bridge.model import (
     JobStatus,
     Notification,
     PollResult,
+    Priority,
     SourceHealth,
     TrackedJob,
     event_id,
@@ -331,6 +332,7 @@ class Pipeline:
                     on=event.on,
                     terminal=bool(job and job.state.terminal),
                     state=str(job.state) if job else None,
+                    priority=rule.priority or Priority.of(event),
                 )
             )
         return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from bridge.model import (
     JobState,
     JobStatus,
     Notification,
+    Priority,
     SourceHealth,
     TrackedJob,
 )
@@ -330,6 +332,37 @@ async def test_claim_due_returns_oldest_first_and_leases(store: Store) -> None:
     assert await store.claim_due(now + timedelta(seconds=59), limit=10, lease=LEASE) == []
     again = await store.claim_due(now + LEASE, limit=10, lease=LEASE)
     assert [d.notification.event_id for d in again] == ["evt_1", "evt_2"]
+
+
+def urgent(n: int, priority: Priority, job: str | None = None) -> Notification:
+    return replace(note(n), job_id=job or f"j{n}", priority=priority)
+
+
+async def test_claim_due_takes_the_most_urgent_rows_first(store: Store) -> None:
+    # Fifty starts, then a failure of another job: a small batch takes the failure first.
+    for n in range(50):
+        await queue(store, urgent(n, Priority.LOW), at=T0 + timedelta(milliseconds=n))
+    await queue(store, urgent(99, Priority.HIGH), at=T0 + timedelta(seconds=1))
+    claimed = await store.claim_due(T0 + timedelta(seconds=2), limit=3, lease=LEASE)
+    assert {d.notification.event_id for d in claimed} == {"evt_99", "evt_0", "evt_1"}
+    assert claimed[-1].notification.priority is Priority.HIGH  # returned oldest first
+
+
+async def test_an_urgent_row_pulls_its_jobs_earlier_rows_along_in_order(store: Store) -> None:
+    await queue(store, urgent(1, Priority.LOW, job="other"), at=T0)
+    await queue(store, urgent(2, Priority.LOW, job="j"), at=T0 + timedelta(seconds=1))
+    await queue(store, urgent(3, Priority.LOW, job="j"), at=T0 + timedelta(seconds=2))
+    await queue(store, urgent(4, Priority.HIGH, job="j"), at=T0 + timedelta(seconds=3))
+    now = T0 + timedelta(seconds=5)
+    first = await store.claim_due(now, limit=2, lease=LEASE)
+    # Job j is urgent: its rows come first and in order; the failure never overtakes them.
+    assert [d.notification.event_id for d in first] == ["evt_2", "evt_3"]
+    # While they are out, the job's failure waits for them (another job's row goes instead).
+    second = await store.claim_due(now, limit=2, lease=LEASE)
+    assert [d.notification.event_id for d in second] == ["evt_1"]
+    await store.mark_delivered_many([(d.id, now) for d in first])
+    third = await store.claim_due(now, limit=2, lease=LEASE)
+    assert [d.notification.event_id for d in third] == ["evt_4"]
 
 
 async def test_claim_due_respects_the_limit(store: Store) -> None:

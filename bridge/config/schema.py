@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from bridge.model import EventKind, JobState
+from bridge.model import EventKind, JobState, Priority
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -274,6 +274,8 @@ class Rule(Strict):
     throttle: Duration | None = None
     repeat: PositiveDuration | None = None
     continue_: bool = Field(default=False, alias="continue")
+    # Overrides the priority derived from the event (failures high, starts low).
+    priority: Priority | None = None
 
 
 class Expectation(Strict):

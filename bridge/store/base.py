@@ -110,8 +110,10 @@ class Store(Protocol):
     async def claim_due(
         self, now: datetime, limit: int, lease: timedelta, sink: str | None = None
     ) -> list[Delivery]:
-        """Pending deliveries due by `now` (of one sink, if given), oldest first, hidden from
-        other claimers for `lease` so two workers (or instances) never send the same row."""
+        """Pending deliveries due by `now` (of one sink, if given): the most urgent jobs
+        first (a job's rows in order), oldest first within one urgency; returned oldest
+        first, hidden from other claimers for `lease` so two workers (or instances) never
+        send the same row."""
 
     async def mark_delivered(self, delivery_id: str, at: datetime) -> None: ...
 

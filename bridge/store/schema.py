@@ -82,6 +82,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Claims look for an earlier pending row of the same job before taking a later one.
         "CREATE INDEX outbox_job ON outbox (sink, source, job_id, status)",
     ),
+    (
+        # Urgency (0 high, 1 normal, 2 low): claims take the most urgent due rows first.
+        "ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 1",
+        "CREATE INDEX outbox_due_priority ON outbox (status, next_attempt_us, priority)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -220,8 +220,8 @@ UPSERT_HEALTH = (
 INSERT_EVENT = "INSERT INTO events (id, source, kind, at_us, data) VALUES (?, ?, ?, ?, ?)"
 PRUNE_EVENTS = "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?"
 INSERT_OUTBOX = (
-    "INSERT INTO outbox (id, sink, source, job_id, status, created_us, next_attempt_us, data) "
-    "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO outbox (id, sink, source, job_id, status, created_us, next_attempt_us, "
+    "priority, data) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 PRUNE_DELIVERED = "DELETE FROM outbox WHERE status = 'delivered' AND finished_us < ?"
 UPSERT_MARK = (
@@ -286,7 +286,8 @@ def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[tuple[str, It
     yield (
         INSERT_OUTBOX,
         (
-            (n.delivery_id, n.sink, n.source, n.job_id, at_us, at_us, dumps(n.as_dict()))
+            (n.delivery_id, n.sink, n.source, n.job_id, at_us, at_us, n.priority.rank,
+             dumps(n.as_dict()))
             for n in commit.notifications
         ),
     )
@@ -328,15 +329,24 @@ SET_REF = (
 # goes back to an older state). Earlier rows that are due now come first in the same batch.
 # `blocked` reads only the waiting rows (through the status/next_attempt index), which stay
 # few, so a claim costs the same with a backlog of thousands.
+# The most urgent rows are claimed first, but a job's rows keep their order: every due row of
+# a job takes the urgency of its job's most urgent due row (`urgent`), so a failure pulls its
+# job's earlier "started" row along instead of overtaking it, and within one urgency the
+# oldest rows come first.
 CLAIM_DUE = (
     "UPDATE outbox SET next_attempt_us = ?, leased = 1 WHERE id IN ("
     "WITH blocked AS (SELECT sink, source, job_id, MIN(created_us) AS first_us FROM outbox "
     "WHERE status = 'pending' AND next_attempt_us > ? AND job_id IS NOT NULL{blocked_sink} "
+    "GROUP BY sink, source, job_id), "
+    "urgent AS (SELECT sink, source, job_id, MIN(priority) AS rank FROM outbox "
+    "WHERE status = 'pending' AND next_attempt_us <= ? AND job_id IS NOT NULL{blocked_sink} "
     "GROUP BY sink, source, job_id) "
     "SELECT o.id FROM outbox o LEFT JOIN blocked b ON b.sink = o.sink "
     "AND b.source = o.source AND b.job_id = o.job_id AND b.first_us <= o.created_us "
+    "LEFT JOIN urgent u ON u.sink = o.sink AND u.source = o.source AND u.job_id = o.job_id "
     "WHERE o.status = 'pending' AND o.next_attempt_us <= ?{sink} AND b.sink IS NULL "
-    "ORDER BY o.created_us, o.id LIMIT ?{lock}) RETURNING " + OUTBOX_COLS
+    "ORDER BY COALESCE(u.rank, o.priority), o.created_us, o.id LIMIT ?{lock}) "
+    "RETURNING " + OUTBOX_COLS
 )
 CLAIM_BLOCKED_SINK_FILTER = " AND sink = ?"
 CLAIM_SINK_FILTER = " AND o.sink = ?"

@@ -102,7 +102,7 @@ class SqlStore(ABC):
         )
         one_sink: tuple[object, ...] = (sink,) if by_sink else ()
         params = (sql.to_us(now + lease), sql.to_us(now), *one_sink, sql.to_us(now),
-                  *one_sink, limit)
+                  *one_sink, sql.to_us(now), *one_sink, limit)
         return sql.sort_claimed(await self._write_returning(query, params))
 
     async def mark_delivered(self, delivery_id: str, at: datetime) -> None:
