@@ -21,6 +21,7 @@ from bridge.config.schema import RetryPolicy
 from bridge.errors import DeliveryError, RetryableDelivery, StoreError
 from bridge.metrics import Metrics
 from bridge.model import Delivery
+from bridge.retry_after import DEFAULT_MAX_RETRY_AFTER, clamp
 from bridge.sinks.base import Sink
 from bridge.store.base import Store
 
@@ -53,11 +54,15 @@ def next_step(
     error: DeliveryError,
     now: datetime,
     jitter: float = 0.0,
+    max_retry_after: timedelta | None = None,
 ) -> Step:
     """What to do after a failed attempt: retry at a time, or dead-letter (and why).
 
     `delivery.attempts` counts the attempts before this one; `jitter` in [-1, 1] spreads
-    retries of many rows by up to 10% so they do not hit a recovering sink together.
+    retries of many rows by up to 10% so they do not hit a recovering sink together. The
+    receiver's Retry-After is honoured up to `max_retry_after` (the sink's setting): a wait
+    of `inf` or 1e20 s, whatever reported it, gives a bounded retry time or a dead letter,
+    never an exception that would leave the row claimed and unrecorded.
     """
     if not error.retryable:
         return Step(kind=StepKind.DEAD_PERMANENT)
@@ -65,12 +70,21 @@ def next_step(
     if attempts >= policy.attempts:
         return Step(kind=StepKind.DEAD_EXHAUSTED)
     schedule = policy.schedule
-    wait = schedule[min(attempts - 1, len(schedule) - 1)]
-    wait = wait * (1 + 0.1 * jitter)
-    if error.retry_after is not None:
-        wait = max(wait, timedelta(seconds=error.retry_after))
-    at = now + wait
-    if at - delivery.created_at > policy.max_age:
+    wait = schedule[min(attempts - 1, len(schedule) - 1)].total_seconds()
+    wait *= 1 + 0.1 * max(-1.0, min(1.0, jitter))
+    ceiling = (max_retry_after.total_seconds() if max_retry_after is not None
+               else DEFAULT_MAX_RETRY_AFTER)
+    asked = clamp(error.retry_after, ceiling)
+    if asked is not None:
+        wait = max(wait, asked)
+    # Seconds, not timedeltas, until the wait is known to fit: timedelta(seconds=1e20) and
+    # now + a century of schedule both raise OverflowError.
+    age = (now - delivery.created_at).total_seconds()
+    if age + wait > policy.max_age.total_seconds():
+        return Step(kind=StepKind.DEAD_EXHAUSTED)
+    try:
+        at = now + timedelta(seconds=wait)
+    except OverflowError:
         return Step(kind=StepKind.DEAD_EXHAUSTED)
     return Step(kind=StepKind.RETRY, at=at)
 
@@ -299,6 +313,7 @@ class DeliveryWorkers:
             error=error,
             now=now,
             jitter=random.uniform(-1, 1),
+            max_retry_after=self._sinks[sink_name].config.max_retry_after,
         )
         if step.kind is StepKind.RETRY:
             assert step.at is not None

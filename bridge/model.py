@@ -343,8 +343,13 @@ class Notification:
 
     @property
     def delivery_id(self) -> str:
-        """Stable per (event, sink): the Standard Webhooks `webhook-id` of every attempt."""
-        return "msg_" + hashlib.sha256(f"{self.event_id}\x1f{self.sink}".encode()).hexdigest()[:24]
+        """Stable per (event, rule, sink): the outbox row's key and the Standard Webhooks
+        `webhook-id` of every attempt. Two rules notifying one sink for one event are two
+        deliveries. Rows queued by the previous release were keyed per (event, sink); they
+        keep their stored id, so their retries still carry the id they were first sent with.
+        """
+        parts = f"{self.event_id}\x1f{self.rule}\x1f{self.sink}"
+        return "msg_" + hashlib.sha256(parts.encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,6 +31,7 @@ EMAIL = "ops@example.com"
 TOKEN = "zd-api-token-for-crash-tests"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SINK = "pager"
+RULE = "any-transition"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,7 +82,7 @@ def transition_rule(*sinks: str) -> str:
     notify = ", ".join(f'"{s}"' for s in sinks)
     return f"""
 [[rules]]
-name = "any-transition"
+name = "{RULE}"
 on = "transition"
 template = "transition.slack.j2"
 notify = [{notify}]
@@ -270,8 +271,8 @@ async def all_deliveries(store: Store) -> list[Delivery]:
     return await store.list_outbox(None, limit=100_000)
 
 
-def delivery_id(event: Event, sink: str = SINK) -> str:
-    return Notification(event_id=event.id, rule="", sink=sink, source=event.source,
+def delivery_id(event: Event, sink: str = SINK, rule: str = RULE) -> str:
+    return Notification(event_id=event.id, rule=rule, sink=sink, source=event.source,
                         job_id=None, payload={}, on=event.on).delivery_id
 
 

@@ -15,7 +15,7 @@ from bridge.errors import ConfigError, PermanentDelivery, RetryableDelivery
 from bridge.model import Delivery, EventKind, Notification
 from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
 from bridge.sinks import build_sink
-from bridge.sinks.retry import Verdict, classify, classify_slack, parse_retry_after, redact_url
+from bridge.sinks.retry import Verdict, classify, classify_slack, redact_url
 from bridge.sinks.webhook import WebhookNotifier
 
 SECRET = "whsec_" + base64.b64encode(b"webhook test key, not a real one").decode()
@@ -259,8 +259,6 @@ async def test_the_registry_builds_a_webhook_sink(session: aiohttp.ClientSession
 
 # --- the retry table, as data -----------------------------------------------------------
 
-NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-
 
 @pytest.mark.parametrize(
     ("status", "verdict"),
@@ -271,18 +269,6 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 )
 def test_status_table(status: int, verdict: Verdict) -> None:
     assert classify(status, {}).verdict is verdict
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [("120", 120.0), ("0.62", 0.62), ("0", 0.0), ("-3", 0.0),
-     ("Mon, 23 Nov 2026 10:00:30 GMT", 30.0), ("Mon, 23 Nov 2026 09:00:00 GMT", 0.0),
-     ("soon", None), ("", None), (None, None)],
-)
-def test_retry_after_is_read_as_seconds_fraction_or_http_date(
-    value: str | None, seconds: float | None
-) -> None:
-    assert parse_retry_after(value, now=lambda: NOW) == seconds
 
 
 def test_retry_after_is_read_only_when_the_status_is_retried() -> None:

@@ -20,7 +20,6 @@ from bridge.sources.exchange import Fetcher, Request
 from bridge.sources.http import HttpJobs
 from bridge.sources.push import PushedJobs
 from bridge.sources.redaction import redact
-from bridge.sources.verdicts import parse_retry_after
 
 
 class JobsApi(Simulator):
@@ -220,18 +219,6 @@ async def test_query_string_is_left_out_of_messages(api: JobsApi,
         url = f"{api.base_url}/jobs?api_key=hunter22"
         await Fetcher(session=session, time_limit=2).fetch(Request(url=url))
     assert "hunter22" not in str(caught.value)
-
-
-NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(("header", "seconds"), [
-    ("0.62", 0.62), ("30", 30.0), ("Mon, 23 Nov 2026 10:01:00 GMT", 60.0),
-    ("Mon, 23 Nov 2026 09:00:00 GMT", 0.0), ("soon", None), ("-5", None), (None, None),
-    ("", None), ("nan", None),
-])
-def test_retry_after_parsing(header: str | None, seconds: float | None) -> None:
-    assert parse_retry_after(header, NOW) == seconds
 
 
 def test_redact_replaces_every_secret() -> None:

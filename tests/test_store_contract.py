@@ -379,6 +379,16 @@ async def test_claim_due_for_one_sink_leaves_the_others(store: Store) -> None:
     assert [d.notification.event_id for d in rest] == ["evt_1", "evt_3"]
 
 
+async def test_rows_of_one_commit_are_claimed_in_the_order_they_were_made(store: Store) -> None:
+    # Ids are hashes: twenty rows in hash order would be out of order almost surely.
+    notes = [Notification(event_id=f"evt_{n}", rule="r", sink="slack", source="src",
+                          job_id="j1", payload={"text": str(n)}, on=EventKind.PROGRESS)
+             for n in range(20)]
+    await queue(store, *notes)
+    claimed = await store.claim_due(T0, limit=50, lease=LEASE)
+    assert [d.notification.event_id for d in claimed] == [n.event_id for n in notes]
+
+
 async def test_two_claimers_never_get_the_same_delivery(url: str) -> None:
     async with opened(url) as a, opened(url) as b:
         await queue(a, *(note(n) for n in range(20)))
@@ -460,7 +470,8 @@ async def test_outbox_stats_count_by_status_and_sink(store: Store) -> None:
     stats = await store.outbox_stats()
     assert (stats.pending, stats.dead, stats.delivered) == (2, 1, 1)
     assert stats.per_sink_pending == {"pager": 1, "slack": 1}
-    assert stats.oldest_pending == T0
+    # evt_3, the third row of its commit: rows of one commit are a microsecond apart.
+    assert stats.oldest_pending == T0 + timedelta(microseconds=2)
 
 
 async def test_list_outbox_filters_by_status_newest_first(store: Store) -> None:

@@ -228,6 +228,9 @@ class SinkBase(Strict):
     kind: str
     timeout: PositiveDuration = timedelta(seconds=10)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    # The longest Retry-After (or rate-limit reset) honoured; a receiver asking for more is
+    # retried after this. An extension of the contract.
+    max_retry_after: PositiveDuration = timedelta(hours=1)
 
 
 class SlackSink(SinkBase):

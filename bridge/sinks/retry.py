@@ -3,7 +3,8 @@
 Both sinks classify through this one table, like Alertmanager's `notify/util.go` Retrier:
 2xx is delivered; 408, 425, 429 and 5xx are passing failures (honouring `Retry-After`);
 every other status, 410 included, is permanent. Connection errors and timeouts are
-retryable. Slack answers `200 {"ok": false, "error": ...}`: its error codes have a table too.
+retryable. How long to wait is read by `bridge.retry_after`, the one reader sources use too.
+Slack answers `200 {"ok": false, "error": ...}`: its error codes have a table too.
 The module also owns the redaction of sink URLs in error text, since every failure message
 is built from here.
 """
@@ -13,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from bridge.errors import DeliveryError, PermanentDelivery, RetryableDelivery
+from bridge.retry_after import DEFAULT_MAX_RETRY_AFTER, retry_delay
 
 
 class Verdict(StrEnum):
@@ -106,44 +107,25 @@ def verdict_for_status(status: int) -> Verdict:
     return Verdict.PERMANENT
 
 
-def parse_retry_after(value: str | None, *, now: Clock = _utcnow) -> float | None:
-    """Seconds to wait from a `Retry-After` value: "120", "0.62" or an HTTP-date; None if
-    absent or unreadable. A date in the past means "now" (0)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now()).total_seconds())
-
-
 def classify(
-    status: int, headers: Mapping[str, str] | None = None, *, now: Clock = _utcnow
+    status: int, headers: Mapping[str, str] | None = None, *, now: Clock = _utcnow,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
 ) -> Outcome:
-    """The outcome of one HTTP answer, with `Retry-After` read when it is worth retrying."""
+    """The outcome of one HTTP answer, with `Retry-After` (or a rate-limit reset header)
+    read when it is worth retrying, clamped to [0, max_retry_after]."""
     verdict = verdict_for_status(status)
     retry_after = None
-    if verdict is Verdict.RETRY and headers is not None:
-        retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
+    if verdict is Verdict.RETRY:
+        retry_after = retry_delay(headers, now=now(), maximum=max_retry_after)
     return Outcome(verdict=verdict, reason=f"HTTP {status}", retry_after=retry_after)
 
 
 def classify_slack(
     error: str | None, status: int, headers: Mapping[str, str] | None = None, *,
-    now: Clock = _utcnow,
+    now: Clock = _utcnow, max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
 ) -> Outcome:
     """The outcome of a Slack answer: the HTTP status first (429, 5xx), then the error code."""
-    by_status = classify(status, headers, now=now)
+    by_status = classify(status, headers, now=now, max_retry_after=max_retry_after)
     if error is None:
         return by_status
     reason = f"Slack error {error} (HTTP {status})"
@@ -151,8 +133,8 @@ def classify_slack(
         return Outcome(verdict=Verdict.RETRY, reason=reason, retry_after=by_status.retry_after)
     verdict = SLACK_ERRORS.get(error, Verdict.PERMANENT)
     retry_after = None
-    if verdict is Verdict.RETRY and headers is not None:
-        retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
+    if verdict is Verdict.RETRY:
+        retry_after = retry_delay(headers, now=now(), maximum=max_retry_after)
     return Outcome(verdict=verdict, reason=reason, retry_after=retry_after)
 
 
@@ -194,11 +176,3 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
     for piece in sorted(pieces, key=len, reverse=True):
         text = text.replace(piece, "***")
     return text
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)

@@ -5,9 +5,10 @@ Slack allows about one message per second per channel and answers bursts with HT
 runs the queued operations in submission order and spaces the API calls `min_interval`
 apart. A 429 is waited out and the same call repeated, so nothing is dropped; only a wait
 longer than `max_wait` hands the delivery back to the outbox (RetryableDelivery) rather than
-holding its lease. While an edit of a message waits, a newer edit of the same message
-replaces it, and the replaced one counts as delivered; an operation marked `final` (a
-terminal state) is never replaced.
+holding its lease (a Retry-After of `inf` or 1e20 is clamped first and takes that path).
+While an edit of a message waits, a newer edit of the same message replaces it, and the
+replaced one counts as delivered; an operation marked `final` (a terminal state) is never
+replaced.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from bridge.errors import RetryableDelivery
+from bridge.retry_after import DEFAULT_MAX_RETRY_AFTER, clamp
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +60,14 @@ class ChannelSender:
         *,
         min_interval: float,
         max_wait: float = DEFAULT_MAX_WAIT,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
         self.channel = channel
         self._min_interval = min_interval
         self._max_wait = max_wait
+        self._max_retry_after = max_retry_after
         self._clock = clock
         self._sleep = sleep
         self._queue: deque[_Op] = deque()
@@ -111,7 +115,11 @@ class ChannelSender:
                 result = await fn()
             except RateLimited as exc:
                 self.rate_limited += 1
-                wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
+                # Clamped so that `inf` or 1e20 neither blocks the channel for good nor
+                # leaves `_next_at` unreachable: above `max_wait` it goes back to the outbox.
+                wait = clamp(exc.retry_after, self._max_retry_after)
+                if wait is None:
+                    wait = DEFAULT_RATE_LIMIT_WAIT
                 self._next_at = self._clock() + max(wait, self._min_interval)
                 log.warning("Slack rate-limited channel %s (%s); waiting %.2f s",
                             self.channel, exc, wait)

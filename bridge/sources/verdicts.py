@@ -4,14 +4,13 @@ asked for are classified here too."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from bridge.errors import SourceError, SourceMisconfigured, SourceUnavailable
+from bridge.retry_after import retry_delay
 from bridge.sources.redaction import redact
 from bridge.sources.shapes import parse_json
 
@@ -46,27 +45,6 @@ CLIENT_ERROR = Verdict(
 )
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta seconds (fractional allowed,
-    Terminal sends `0.62`) or an HTTP-date; None when absent or unreadable."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - now).total_seconds())
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return seconds
-
-
 def decode(raw: bytes, content_type: str, where: str, *, lenient: bool) -> Any:
     """The JSON body of a successful (or accepted) answer; `lenient` gives None instead of
     raising, for accepted error statuses that need not carry JSON."""
@@ -99,7 +77,7 @@ def status_error(
     hint = hints.get(status, verdict.hint)
     detail = server_detail(raw, secrets)
     said = f"; the API said {detail!r}" if detail else ""
-    retry_after = parse_retry_after(headers.get("Retry-After"), datetime.now(UTC))
+    retry_after = retry_delay(headers, now=datetime.now(UTC))
     wait = f"; Retry-After {retry_after:g}s" if retry_after is not None else ""
     message = f"{hint} (HTTP {status} {reason} from {where}{said}{wait})".replace(" )", ")")
     return verdict.error(message, retry_after=retry_after)
