@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import Enum
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import nodes, pass_context, pass_environment
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2 import pass_context, pass_environment
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
@@ -45,9 +44,9 @@ class Flavor(Enum):
         return self in (Flavor.SLACK, Flavor.BLOCKS)
 
 
-# The C string encoder behind json.dumps(ensure_ascii=False), without its per-call set-up.
-_encode_json_string: Callable[[str], str] = getattr(
-    json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+# One encoder, made once: json.dumps(ensure_ascii=False) would build one per call, and
+# `encode` of a lone str goes straight to the C string encoder.
+_encode_json_string: Callable[[str], str] = json.JSONEncoder(ensure_ascii=False).encode
 # Slack shows at most 3,000 characters in one Block Kit text field.
 MAX_JSON_VALUE = 2_900
 STATE_EMOJI = {
@@ -69,37 +68,8 @@ EVENT_EMOJI = {
 }
 
 
-_STR_FORMAT = frozenset({"format", "format_map"})
-
-
-class _FinalOutput(CodeGenerator):
-    """Output code for environments whose `finalize` escapes for the flavor.
-
-    With autoescape on, Jinja wraps every output in markupsafe's HTML `escape` (and escapes
-    constant strings with it at compile time). Our `finalize` already returns text final for
-    the flavor, so an output needs only `str`. Autoescape stays on for the rest of what it
-    does: macros and `{% set %}` blocks return Markup, so their output is not escaped twice.
-    (Overrides two private hooks of the pinned Jinja 3.1; tests cover both.)
-    """
-
-    def _output_child_to_const(self, node: nodes.Expr, frame: Frame,
-                               finalize: CodeGenerator._FinalizeInfo) -> str:
-        const = node.as_const(frame.eval_ctx)
-        if isinstance(node, nodes.TemplateData):
-            return str(const)
-        return str(finalize.const(const))  # type: ignore[misc]
-
-    def _output_child_pre(self, node: nodes.Expr, frame: Frame,
-                          finalize: CodeGenerator._FinalizeInfo) -> None:
-        self.write("str(")
-        if finalize.src is not None:
-            self.write(finalize.src)
-
-
 class BridgeEnvironment(ImmutableSandboxedEnvironment):
     """A sandboxed environment that knows the flavor it renders and the display timezone."""
-
-    code_generator_class = _FinalOutput
 
     def __init__(self, flavor: Flavor, timezone: tzinfo, **options: Any):
         self.flavor = flavor
@@ -108,28 +78,24 @@ class BridgeEnvironment(ImmutableSandboxedEnvironment):
         self.json = flavor.json
         self.escape = _ESCAPERS[flavor]
         self.escape_ready = _json_escape if flavor.json else _identity
-        self._safe: dict[tuple[type, str], bool] = {}
+        self._verdicts: dict[tuple[type, str], bool] = {}
         super().__init__(autoescape=True, finalize=_finalizer(flavor), **options)
 
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        # Fast path for attributes the sandbox has already judged safe on this type; str.format
-        # and format_map always take the sandbox's path, which wraps them.
-        if attribute not in _STR_FORMAT and self._safe.get((type(obj), attribute)):
-            try:
-                return getattr(obj, attribute)
-            except AttributeError:
-                pass
-        return super().getattr(obj, attribute)
-
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        # The sandbox's verdict depends only on the object's type and the attribute name, and
-        # computing it is most of the cost of a render: remember it.
+        # The sandbox's verdict depends only on the object's type and the attribute name
+        # (a leading underscore, an internal attribute of that type, a mutating method of a
+        # known mutable type) and computing it is a large part of a render: remember it.
+        # This is the documented hook; the sandbox's own getattr still makes every access.
         key = (type(obj), attr)
-        safe = self._safe.get(key)
+        safe = self._verdicts.get(key)
         if safe is None:
-            safe = super().is_safe_attribute(obj, attr, value)
-            self._safe[key] = safe
+            safe = self._verdicts[key] = super().is_safe_attribute(obj, attr, value)
         return safe
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        # Jinja layers a template's globals over the environment's with a ChainMap, which it
+        # flattens on every render. Ours are set before any template loads and never change.
+        return {**self.globals, **(d or {})}
 
 
 def slack_escape_text(text: str) -> str:
@@ -139,6 +105,8 @@ def slack_escape_text(text: str) -> str:
 
 def json_escape_text(text: str) -> str:
     """The inside of a JSON string literal for `text`."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text  # nothing to escape: no control character, quote or backslash
     return _encode_json_string(text)[1:-1]
 
 
@@ -163,19 +131,19 @@ def _identity(text: str) -> str:
     return text
 
 
-# The two escapers below run for every `{{ }}` of a JSON template, so the steps (mrkdwn escape,
-# cap at MAX_JSON_VALUE, JSON-string escape) are written out inline rather than as calls.
+# The two escapers below run for every `{{ }}` of a JSON template, so the first steps (mrkdwn
+# escape, cap at MAX_JSON_VALUE) are written out inline rather than as calls.
 def _blocks_escape(text: str) -> str:
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     if len(text) > MAX_JSON_VALUE:
         text = text[: MAX_JSON_VALUE - 1] + "…"
-    return _encode_json_string(text)[1:-1]
+    return json_escape_text(text)
 
 
 def _json_escape(text: str) -> str:
     if len(text) > MAX_JSON_VALUE:
         text = text[: MAX_JSON_VALUE - 1] + "…"
-    return _encode_json_string(text)[1:-1]
+    return json_escape_text(text)
 
 
 _ESCAPERS: dict[Flavor, Callable[[str], str]] = {
@@ -186,15 +154,27 @@ _ESCAPERS: dict[Flavor, Callable[[str], str]] = {
 }
 
 
-def _finalizer(flavor: Flavor) -> Callable[[Any], str]:
+class _Final(str):
+    """Text already escaped for the flavor. Autoescape passes every output through
+    markupsafe's HTML `escape`, which takes an object with `__html__` as safe (markupsafe's
+    documented protocol): this is Markup without Markup's constructor, once per `{{ }}`."""
+
+    __slots__ = ()
+    __html__ = str.__str__
+
+
+def _finalizer(flavor: Flavor) -> Callable[[Context, Any], str]:
     escape = _ESCAPERS[flavor]
 
-    def finalize(value: Any) -> str:
+    # `pass_context` makes Jinja run finalize at render time for constants too: at compile
+    # time it would HTML-escape a constant before finalize sees it.
+    @pass_context
+    def finalize(context: Context, value: Any) -> str:
         if type(value) is str:  # the common case first: no isinstance chain
-            return escape(value)
+            return _Final(escape(value))
         if isinstance(value, Markup):  # already final: a filter's markup, a macro's output
             return value
-        return escape(plain(value))
+        return _Final(escape(plain(value)))
 
     return finalize
 

@@ -153,29 +153,22 @@ class Templates:
                 template = self._envs[flavor].get_template(name)
             except Exception as exc:  # a template may fail to load in any way; say which
                 raise translate(exc, name, self.folder) from None
-            # Jinja keeps globals as a ChainMap and flattens it twice per render; the globals
-            # never change after start-up, so flatten once.
-            template.globals = dict(template.globals)
             self._compiled[key] = template
         return template
 
     def render(self, name: str, flavor: Flavor, context: Mapping[str, Any]) -> str:
         """Render with the output capped at MAX_OUTPUT characters."""
         template = self.get(name, flavor)
-        env = self._envs[flavor]
+        chunks = template.generate(context)
         try:
-            # Like Template.render, but the chunks are read with a cap (a loop may be endless).
-            chunks = template.root_render_func(
-                template.new_context({**template.globals, **context}, shared=True))
+            # Read the chunks with a cap rather than Template.render: a loop may be endless.
             text = "".join(islice(chunks, _CHUNKS))
             rest = next(chunks, None)
             if rest is not None:
                 text = _capped(text + rest, chunks)
-        except Exception:  # user templates can raise anything; never let it escape raw
-            try:
-                env.handle_exception()  # re-raises with the template's own lines in the trace
-            except Exception as exc:
-                raise translate(exc, name, self.folder) from None
+        except Exception as exc:  # user templates can raise anything; never let it escape raw
+            # generate() re-raised it with the template's own lines in the traceback.
+            raise translate(exc, name, self.folder) from None
         text = text.strip()
         if len(text) <= MAX_OUTPUT:
             return text
@@ -368,9 +361,10 @@ def compile_when(expression: str) -> Predicate:
 
     def predicate(context: Mapping[str, Any]) -> Any:
         result = compiled(context)
-        # StrictUndefined raises on truth tests; make a bare undefined name fail here too.
+        # A bare undefined name (or a refused attribute) must fail here, not later as a truth
+        # test somewhere else: StrictUndefined raises its error on bool().
         if isinstance(result, jinja2.Undefined):
-            result._fail_with_undefined_error()
+            bool(result)
         return result
 
     return predicate
