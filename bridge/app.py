@@ -36,7 +36,7 @@ from bridge.scheduler import PollScheduler
 from bridge.server.runtime import SourceView
 from bridge.sinks import build_sink
 from bridge.sinks.base import Sink
-from bridge.sources import build_source
+from bridge.sources import build_source, source_kind
 from bridge.sources.base import Source
 from bridge.store import open_store
 from bridge.store.base import Store
@@ -141,7 +141,8 @@ class Bridge:
         self.pipeline.observers.extend(self._observers)
         self.workers.start()
         self._stack.push_async_callback(self._drain)
-        polled = {n: s.config.interval for n, s in self._sources.items() if s.config.kind != "push"}
+        polled = {n: s.config.interval for n, s in self._sources.items()
+                  if source_kind(s.config).capabilities.polled}
         self.scheduler = PollScheduler(polled, self._poll, clock=self.clock)
         self.scheduler.start()
         if self._serve_http:
@@ -194,7 +195,8 @@ class Bridge:
 
     async def sources(self) -> list[SourceView]:
         return [
-            SourceView(config=s.config, lists_jobs=s.lists_jobs,
+            SourceView(config=s.config, capabilities=source_kind(s.config).capabilities,
+                       lists_jobs=s.lists_jobs,
                        health=self.pipeline.health(name))
             for name, s in self._sources.items()
         ]

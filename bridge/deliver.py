@@ -22,6 +22,7 @@ from bridge.errors import DeliveryError, RetryableDelivery, StoreError
 from bridge.metrics import Metrics
 from bridge.model import Delivery
 from bridge.retry_after import DEFAULT_MAX_RETRY_AFTER, clamp
+from bridge.sinks import sink_capabilities
 from bridge.sinks.base import Sink
 from bridge.store.base import Store
 
@@ -166,6 +167,7 @@ class DeliveryWorkers:
         # Whether a sink's last claim found nothing claimable: drain waits for all of them.
         self._idle: dict[str, bool] = dict.fromkeys(sinks, False)
         self._recorder = _Recorder(store, metrics)
+        self._capabilities = {name: sink_capabilities(sink.config) for name, sink in sinks.items()}
         # The earliest retry this worker scheduled: it wakes for it rather than polling the
         # store every IDLE_WAIT (retry schedules may be shorter than that).
         self._next_retry: dict[str, datetime | None] = dict.fromkeys(sinks)
@@ -232,13 +234,13 @@ class DeliveryWorkers:
                 self._busy[sink_name] = False
 
     async def _send(self, sink_name: str, claimed: list[Delivery]) -> None:
-        """Send one claimed batch."""
-        config = self._sinks[sink_name].config
-        if config.kind == "slack":
-            # Slack's per-channel sender keeps order itself (it queues synchronously in
-            # `send`), and only sees edits it can coalesce if they arrive together.
+        """Send one claimed batch, as the sink's capabilities say."""
+        capabilities = self._capabilities[sink_name]
+        if capabilities.orders_itself:
+            # The sink queues each row in order as `send` is called, and only sees edits it
+            # can coalesce if they arrive together: hand it the whole batch at once.
             steps = await asyncio.gather(*(self._deliver(sink_name, d) for d in claimed))
-            if getattr(config, "mode", None) == "update":
+            if capabilities.edits_in_place:
                 self._supersede(sink_name, claimed, steps)
             return
         # Order matters per job, not across jobs: send each job's rows in order, different
@@ -253,9 +255,10 @@ class DeliveryWorkers:
     def _supersede(
         self, sink_name: str, claimed: list[Delivery], steps: list[Step | None]
     ) -> None:
-        """In `update` mode a failed edit that a later edit of the same message overtook is
-        stale: retrying it would put the message back to an older state. Like a coalesced
-        edit, it counts as delivered (a terminal one is kept: it also posts a reply)."""
+        """For a sink that edits in place (Slack `update` mode) a failed edit that a later
+        edit of the same message overtook is stale: retrying it would put the message back
+        to an older state. Like a coalesced edit, it counts as delivered (a terminal one is
+        kept: it also posts a reply)."""
         delivered_after: set[tuple[str, str | None]] = set()
         for delivery, step in reversed(list(zip(claimed, steps, strict=True))):
             n = delivery.notification

@@ -31,11 +31,10 @@ from hypothesis import strategies as st
 from bridge.app import Bridge
 from bridge.cli import main
 from bridge.config import Config, parse_config
-from bridge.config.schema import SOURCE_KINDS
 from bridge.errors import SourceError, SourceMisconfigured, SourceUnavailable
 from bridge.model import EventKind, JobState, JobStatus, PollResult
 from bridge.pipeline import PollOutcome
-from bridge.sources import build_source
+from bridge.sources import SOURCE_KINDS, build_source
 from bridge.sources.base import Source
 from bridge.sources.exchange import MAX_BODY_BYTES
 from tests.hostile_support import Answer, HostileServer, json_answer, redirect
@@ -97,7 +96,7 @@ def source_config(kind: str, base_url: str, **extra: Any) -> dict[str, Any]:
 
 def make_source(kind: str, session: aiohttp.ClientSession, base_url: str, **extra: Any
                 ) -> Source:
-    config = SOURCE_KINDS[kind].model_validate(source_config(kind, base_url, **extra))
+    config = SOURCE_KINDS[kind].model.model_validate(source_config(kind, base_url, **extra))
     return build_source(config, session)
 
 
@@ -603,7 +602,7 @@ notify = ["hook"]
 {extra_rules}
 """
     config = parse_config(text, str(tmp_path / "rules.toml"), {})
-    sources = [SOURCE_KINDS[t["kind"]].model_validate({k: v for k, v in t.items()
+    sources = [SOURCE_KINDS[t["kind"]].model.model_validate({k: v for k, v in t.items()
                                                        if v is not None}) for t in tables]
     return config.model_copy(update={"sources": sources})
 

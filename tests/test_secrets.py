@@ -32,12 +32,11 @@ from pydantic import BaseModel
 from bridge.app import Bridge
 from bridge.cli import main
 from bridge.config import Config, parse_config
-from bridge.config.schema import SINK_KINDS, SOURCE_KINDS
 from bridge.errors import DeliveryError, SourceError
 from bridge.logs import setup_logging
 from bridge.model import Delivery, Event, EventKind, Notification
-from bridge.sinks import build_sink
-from bridge.sources import build_source
+from bridge.sinks import SINK_KINDS, build_sink
+from bridge.sources import SOURCE_KINDS, build_source
 from bridge.store import open_store
 from bridge.store.base import Store
 from tests.hostile_support import Answer, HostileServer, json_answer, redirect, refused_url
@@ -190,7 +189,7 @@ SOURCE_TABLES: dict[str, SourceTable] = {
 
 def source_model(variant: str, base: str, **extra: Any) -> Any:
     table = {"name": variant, "timeout": "2s", **SOURCE_TABLES[variant](base), **extra}
-    return SOURCE_KINDS[table["kind"]].model_validate(table)
+    return SOURCE_KINDS[table["kind"]].model.model_validate(table)
 
 
 ECHO_JSON = b'{"error": "refused: {echo}", "message": "{echo}", "ok": false}'
@@ -299,7 +298,7 @@ def sink_model(variant: str, base: str) -> Any:
                           "min_interval": "0s"},
     }
     table = {"name": variant, "timeout": "300ms", **tables[variant]}
-    return SINK_KINDS[table["kind"]].model_validate(table)
+    return SINK_KINDS[table["kind"]].model.model_validate(table)
 
 
 SINK_FAILURES: dict[str, Callable[[Servers], Answer]] = {

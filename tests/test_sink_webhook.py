@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
 from bridge.config.schema import WebhookSink
-from bridge.errors import ConfigError, PermanentDelivery, RetryableDelivery
+from bridge.errors import PermanentDelivery, RetryableDelivery
 from bridge.model import Delivery, EventKind, Notification
 from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
 from bridge.sinks import build_sink
@@ -241,12 +242,15 @@ async def test_no_secret_or_credentialed_url_appears_in_any_error(
         assert "127.0.0.1" in message
 
 
-def test_a_secret_that_is_not_base64_is_a_config_error_without_the_secret() -> None:
-    config = WebhookSink.model_validate({"name": "pager", "kind": "webhook",
-                                         "url": "http://127.0.0.1:9/", "secret": "whsec_*bad*"})
-    with pytest.raises(ConfigError, match="base64") as caught:
-        WebhookNotifier(config, None)  # type: ignore[arg-type]
-    assert "*bad*" not in str(caught.value)
+def test_a_secret_that_is_not_base64_is_refused_by_the_model_without_the_secret() -> None:
+    # The kind's model validates its own fields once; the sink never sees a bad secret.
+    with pytest.raises(ValidationError) as caught:
+        WebhookSink.model_validate({"name": "pager", "kind": "webhook",
+                                    "url": "http://127.0.0.1:9/", "secret": "whsec_*bad*"})
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("secret",)
+    assert "base64" in error["msg"]
+    assert "*bad*" not in error["msg"]
 
 
 async def test_the_registry_builds_a_webhook_sink(session: aiohttp.ClientSession) -> None:

@@ -12,15 +12,14 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
+from functools import cache
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, Union, get_args
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError
 
 from bridge.config.locate import LineIndex, format_path
 from bridge.config.schema import (
-    SINK_KINDS,
-    SOURCE_KINDS,
     BasicAuth,
     BearerAuth,
     BridgeSettings,
@@ -30,16 +29,25 @@ from bridge.config.schema import (
     Rule,
     RuleTest,
     SinkBase,
-    SlackSink,
     SourceBase,
 )
 from bridge.errors import ConfigError, ConfigErrors
-from bridge.signing import decode_secret
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TOP_LEVEL = ("bridge", "sources", "sinks", "rules", "tests")
-_NEEDS_BASE_URL = {"esales": "https://{cluster-id}.api.esales.apptus.cloud",
-                   "zendesk": "https://{subdomain}.zendesk.com"}
+
+
+def kind_models() -> tuple[dict[str, type[SourceBase]], dict[str, type[SinkBase]]]:
+    """The config model of every registered source and sink kind, in registry order.
+
+    Read from the registries each time (a kind registered later is known at once). Imported
+    here, not at the top: the registries import the kinds' implementations, which import
+    this package's schema."""
+    from bridge.sinks import SINK_KINDS
+    from bridge.sources import SOURCE_KINDS
+
+    return ({k: e.model for k, e in SOURCE_KINDS.items()},
+            {k: e.model for k, e in SINK_KINDS.items()})
 
 
 def default_config_path() -> Path:
@@ -70,16 +78,23 @@ class _Collector:
 
 def _secret_keys() -> frozenset[str]:
     """The keys whose values are secrets (`SecretStr` fields) in any table of the schema."""
-    models: list[type[BaseModel]] = [*SOURCE_KINDS.values(), *SINK_KINDS.values(),
+    sources, sinks = kind_models()
+    models: list[type[BaseModel]] = [*sources.values(), *sinks.values(),
                                      BasicAuth, BearerAuth, HeaderAuth, OAuth2Auth,
                                      BridgeSettings]
     return frozenset(
         field.alias or name for model in models for name, field in model.model_fields.items()
-        if SecretStr in (field.annotation, *get_args(field.annotation))
+        if SecretStr in (field.annotation, *_flat_args(field.annotation))
     )
 
 
-_SECRET_KEYS = _secret_keys()
+def _flat_args(annotation: Any) -> tuple[Any, ...]:
+    # `SigningSecret | None` is Optional[Annotated[SecretStr, ...]]: look through both.
+    found: list[Any] = []
+    for arg in get_args(annotation):
+        found.append(arg)
+        found.extend(get_args(arg))
+    return tuple(found)
 # Shorter values would mask ordinary words all over the messages.
 _MIN_SECRET_LEN = 4
 
@@ -88,11 +103,12 @@ def secrets_in(data: Any) -> list[str]:
     """Every secret value in raw config data, longest first: validation messages quote input
     (a secret pasted into `timeout` would be echoed back), so they are redacted with these."""
     found: set[str] = set()
+    keys = _secret_keys()
 
     def walk(value: Any) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                if key in _SECRET_KEYS and isinstance(item, str):
+                if key in keys and isinstance(item, str):
                     found.add(item)
                 walk(item)
         elif isinstance(value, list):
@@ -127,17 +143,21 @@ def interpolate(data: Any, env: Mapping[str, str], on_missing: Callable[[str, st
     return data
 
 
-def _validate(model: type[BaseModel], data: Any, prefix: str, out: _Collector,
-              tag: str | None = None) -> Any:
+def _validate(model: type[BaseModel], data: Any, prefix: str, out: _Collector) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
-            loc = tuple(p for p in error["loc"] if p not in {tag, "basic", "bearer", "header",
-                                                            "oauth2", "none"} or p == "type")
-            path = ".".join(filter(None, [prefix, format_path(loc)])).replace(".[", "[")
-            out.add(path, _message(error, model, loc))
+            _report(error, model, error["loc"], prefix, out)
         return None
+
+
+def _report(error: Any, model: type[BaseModel], loc: tuple[Any, ...], prefix: str,
+            out: _Collector) -> None:
+    loc = tuple(p for p in loc if p not in {"basic", "bearer", "header", "oauth2", "none"}
+                or p == "type")
+    path = ".".join(filter(None, [prefix, format_path(loc)])).replace(".[", "[")
+    out.add(path, _message(error, model, loc))
 
 
 def _message(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
@@ -169,28 +189,49 @@ def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return []
 
 
-def _validate_kinds(items: Any, section: str, registry: Mapping[str, type[Any]],
+@cache
+def _union(models: tuple[type[BaseModel], ...]) -> TypeAdapter[Any]:
+    """A discriminated union on `kind` over the registered models of one section."""
+    if len(models) == 1:
+        return TypeAdapter(models[0])
+    union: Any = Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007
+    return TypeAdapter(union)
+
+
+def _validate_kinds(items: Any, section: str, registry: Mapping[str, type[BaseModel]],
                     out: _Collector) -> list[Any]:
     if items is None:
         return []
     if not isinstance(items, list):
         out.add(section, f"expected an array of tables: [[{section}]]")
         return []
+    union = _union(tuple(registry.values()))
+    known = ", ".join(registry)
     valid = []
     for i, item in enumerate(items):
         where = f"{section}[{i}]"
-        kind = item.get("kind") if isinstance(item, dict) else None
-        if kind is None:
-            out.add(f"{where}.kind", f"missing required key; one of {', '.join(registry)}")
-            continue
-        if kind not in registry:
-            out.add(f"{where}.kind", f"unknown {section[:-1]} kind {kind!r}"
-                    f"{did_you_mean(str(kind), list(registry))} (known: {', '.join(registry)})")
-            continue
-        value = _validate(registry[kind], item, where, out, tag=kind)
-        if value is not None:
-            valid.append(value)
+        try:
+            valid.append(union.validate_python(item))
+        except ValidationError as exc:
+            for error in exc.errors():
+                _report_kind_error(error, section, registry, where, out, known)
     return valid
+
+
+def _report_kind_error(error: Any, section: str, registry: Mapping[str, type[BaseModel]],
+                       where: str, out: _Collector, known: str) -> None:
+    kind, loc = error["type"], tuple(error["loc"])
+    if kind in {"union_tag_not_found", "model_attributes_type", "model_type"}:
+        out.add(f"{where}.kind", f"missing required key; one of {known}")
+    elif kind == "union_tag_invalid":
+        tag = str(error["ctx"]["tag"])
+        out.add(f"{where}.kind", f"unknown {section[:-1]} kind {tag!r}"
+                f"{did_you_mean(tag, list(registry))} (known: {known})")
+    elif len(registry) == 1:
+        _report(error, next(iter(registry.values())), loc, where, out)
+    else:
+        # The union's errors start with the tag that chose the model.
+        _report(error, registry[str(loc[0])], loc[1:], where, out)
 
 
 def _validate_list(items: Any, section: str, model: type[BaseModel], out: _Collector) -> list[Any]:
@@ -219,18 +260,6 @@ def _cross_check(data: dict[str, Any], sources: list[SourceBase], sinks: list[Si
     _check_unique(sources, "sources", data.get("sources") or [], out)
     _check_unique(sinks, "sinks", data.get("sinks") or [], out)
     _check_unique(rules, "rules", data.get("rules") or [], out)
-    raw_sources = data.get("sources") or []
-    for source in sources:
-        i = next(i for i, r in enumerate(raw_sources) if r.get("name") == source.name)
-        if source.kind in _NEEDS_BASE_URL and not source.base_url:
-            out.add(f"sources[{i}]", f"missing required key 'base_url' for kind {source.kind!r}"
-                    f" (like {_NEEDS_BASE_URL[source.kind]!r})")
-    raw_sinks = data.get("sinks") or []
-    for sink in sinks:
-        i = next(i for i, r in enumerate(raw_sinks) if r.get("name") == sink.name)
-        if isinstance(sink, SlackSink):
-            _check_slack(sink, f"sinks[{i}]", out)
-    _check_signing_secrets([*sources, *sinks], data, out)
     sink_names = [s.name for s in sinks]
     source_names = [s.name for s in sources]
     raw_rules = data.get("rules") or []
@@ -250,35 +279,6 @@ def _cross_check(data: dict[str, Any], sources: list[SourceBase], sinks: list[Si
             if expect.sink not in sink_names:
                 out.add(f"tests[{i}].expect[{j}].sink",
                         f"unknown sink {expect.sink!r}{did_you_mean(expect.sink, sink_names)}")
-
-
-def _check_signing_secrets(tables: list[SourceBase | SinkBase], data: dict[str, Any],
-                           out: _Collector) -> None:
-    """A Standard Webhooks `secret` (push and terminal sources, webhook sinks) must decode
-    now rather than on the first push or delivery; the message never repeats it."""
-    for table in tables:
-        secret = getattr(table, "secret", None)
-        if not isinstance(secret, SecretStr):
-            continue
-        section = "sources" if isinstance(table, SourceBase) else "sinks"
-        raw = data.get(section) or []
-        i = next(i for i, r in enumerate(raw) if r.get("name") == table.name)
-        try:
-            decode_secret(secret.get_secret_value())
-        except ValueError as exc:
-            out.add(f"{section}[{i}].secret",
-                    f"{exc}; make one with: python -c \"import base64, os; "
-                    f"print('whsec_' + base64.b64encode(os.urandom(24)).decode())\"")
-
-
-def _check_slack(sink: SlackSink, where: str, out: _Collector) -> None:
-    if sink.token is None and sink.webhook_url is None:
-        out.add(where, "a slack sink needs 'token' (Web API) or 'webhook_url' (incoming webhook)")
-    if sink.token is not None and not sink.channel:
-        out.add(where, "a slack sink with 'token' needs 'channel'")
-    if sink.token is None and sink.webhook_url is not None and sink.mode != "post":
-        out.add(f"{where}.mode", f"mode {sink.mode!r} needs a 'token': an incoming webhook"
-                " can only post")
 
 
 def _resolve_paths(settings: BridgeSettings, base: Path) -> BridgeSettings:
@@ -313,8 +313,9 @@ def parse_config(text: str, file: str, env: Mapping[str, str] | None = None) -> 
         path, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)"))
     out.secrets = secrets_in(data)
     settings = _validate(BridgeSettings, data.get("bridge", {}), "bridge", out)
-    sources = _validate_kinds(data.get("sources"), "sources", SOURCE_KINDS, out)
-    sinks = _validate_kinds(data.get("sinks"), "sinks", SINK_KINDS, out)
+    source_models, sink_models = kind_models()
+    sources = _validate_kinds(data.get("sources"), "sources", source_models, out)
+    sinks = _validate_kinds(data.get("sinks"), "sinks", sink_models, out)
     rules = _validate_list(data.get("rules"), "rules", Rule, out)
     tests = _validate_list(data.get("tests"), "tests", RuleTest, out)
     _cross_check(data, sources, sinks, rules, tests, out)

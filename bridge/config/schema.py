@@ -1,8 +1,11 @@
 """The shape of rules.toml (contract section 2), validated strictly with pydantic.
 
-Every model forbids unknown keys and is frozen. Source and sink kinds each have their own
-model, listed in the explicit `SOURCE_KINDS` / `SINK_KINDS` registries; the loader picks the
-model by `kind` so errors point at the right fields.
+Every model forbids unknown keys and is frozen. Each source and sink kind has its own model
+(a `SourceBase` / `SinkBase` subclass with `kind: Literal[...]`) that validates its own
+fields, rules between them included, once. The kinds themselves are listed, each with its
+model, factory and capabilities, in the registries `bridge.sources.SOURCE_KINDS` and
+`bridge.sinks.SINK_KINDS`; the loader validates each table as a discriminated union on
+`kind` built from them.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from bridge.model import EventKind, JobState, Priority
+from bridge.signing import decode_secret
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -66,6 +72,21 @@ def _positive(value: timedelta) -> timedelta:
 
 
 PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+
+
+def _signing_secret(value: SecretStr) -> SecretStr:
+    # Decoded now rather than on the first push or delivery; the message never repeats it.
+    try:
+        decode_secret(value.get_secret_value())
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc}; make one with: python -c \"import base64, os; "
+            f"print('whsec_' + base64.b64encode(os.urandom(24)).decode())\"") from None
+    return value
+
+
+# A Standard Webhooks signing secret: `whsec_` followed by base64 key bytes.
+SigningSecret = Annotated[SecretStr, AfterValidator(_signing_secret)]
 
 
 class Strict(BaseModel):
@@ -137,6 +158,16 @@ class SourceBase(Strict):
             return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         return value
 
+    def push_secret(self) -> SecretStr | None:
+        """The secret that signs pushes to `POST /v1/events/{source}`; None when unset (or
+        the kind has no such setting, see `SourceCapabilities.accepts_push`)."""
+        return None
+
+    def _require_base_url(self, like: str) -> None:
+        if not self.base_url:
+            raise ValueError(f"missing required key 'base_url' for kind {self.kind!r}"
+                             f" (like {like!r})")
+
 
 class JtlSource(SourceBase):
     kind: Literal["jtl"]
@@ -150,7 +181,10 @@ class TerminalSource(SourceBase):
     kind: Literal["terminal"]
     connection_token: SecretStr
     # Terminal's webhook signing secret, for syncs pushed to POST /v1/events/{source}.
-    secret: SecretStr | None = None
+    secret: SigningSecret | None = None
+
+    def push_secret(self) -> SecretStr | None:
+        return self.secret
 
 
 class EsalesSource(SourceBase):
@@ -159,9 +193,19 @@ class EsalesSource(SourceBase):
     # An import not found yet may just have been started: wait this long before `vanished`.
     vanish_after: Duration = timedelta(minutes=2)
 
+    @model_validator(mode="after")
+    def _has_base_url(self) -> EsalesSource:
+        self._require_base_url("https://{cluster-id}.api.esales.apptus.cloud")
+        return self
+
 
 class ZendeskSource(SourceBase):
     kind: Literal["zendesk"]
+
+    @model_validator(mode="after")
+    def _has_base_url(self) -> ZendeskSource:
+        self._require_base_url("https://{subdomain}.zendesk.com")
+        return self
 
 
 class HttpSource(SourceBase):
@@ -178,21 +222,14 @@ class HttpSource(SourceBase):
 
 class PushSource(SourceBase):
     kind: Literal["push"]
-    secret: SecretStr | None = None
+    secret: SigningSecret | None = None
     id: str = "id"
     state: str = "status"
     progress: str | None = None
     message: str | None = None
 
-
-SOURCE_KINDS: dict[str, type[SourceBase]] = {
-    "jtl": JtlSource,
-    "terminal": TerminalSource,
-    "esales": EsalesSource,
-    "zendesk": ZendeskSource,
-    "http": HttpSource,
-    "push": PushSource,
-}
+    def push_secret(self) -> SecretStr | None:
+        return self.secret
 
 
 # --- sinks ------------------------------------------------------------------------------
@@ -243,16 +280,30 @@ class SlackSink(SinkBase):
     # Slack allows about one message per second per channel.
     min_interval: Duration = timedelta(seconds=1)
 
+    @field_validator("mode")
+    @classmethod
+    def _mode_needs_a_token(cls, mode: str, info: ValidationInfo) -> str:
+        if (mode != "post" and info.data.get("token") is None
+                and info.data.get("webhook_url") is not None):
+            raise ValueError(f"mode {mode!r} needs a 'token': an incoming webhook can only post")
+        return mode
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackSink:
+        if self.token is None and self.webhook_url is None:
+            raise ValueError(
+                "a slack sink needs 'token' (Web API) or 'webhook_url' (incoming webhook)")
+        if self.token is not None and not self.channel:
+            raise ValueError("a slack sink with 'token' needs 'channel'")
+        return self
+
 
 class WebhookSink(SinkBase):
     kind: Literal["webhook"]
     url: SecretStr
-    secret: SecretStr | None = None
+    secret: SigningSecret | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
-
-
-SINK_KINDS: dict[str, type[SinkBase]] = {"slack": SlackSink, "webhook": WebhookSink}
 
 
 # --- rules and tests ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from bridge.server.views import (
     stats_json,
 )
 from bridge.signing import SignatureError, verify
+from bridge.sources import SOURCE_KINDS, source_kind
 from bridge.sources.shapes import parse_json
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,14 @@ def _push_key(state: ServerState, name: str) -> bytes:
         config = state.runtime.config.source(name)
     except KeyError:
         raise web.HTTPNotFound(text=f"no source named {name!r} in the config") from None
-    secret = getattr(config, "secret", None)
+    kind = source_kind(config)
+    if not kind.capabilities.accepts_push:
+        takers = ", ".join(k for k, e in SOURCE_KINDS.items() if e.capabilities.accepts_push)
+        raise web.HTTPForbidden(
+            text=f"source {name!r} is a {config.kind} source, which takes no pushes "
+            f"(kinds that do: {takers}); push to a source of one of those kinds"
+        )
+    secret = config.push_secret()
     if secret is None:
         raise web.HTTPForbidden(
             text=f"source {name!r} has no `secret`, so it refuses pushes: set "

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from bridge.config.schema import Config, SourceBase
 from bridge.metrics import Metrics
 from bridge.model import Event, SourceHealth
+from bridge.sources.base import SourceCapabilities
 from bridge.store.base import Store
 
 
@@ -17,6 +18,7 @@ class SourceView:
     """A source as the dashboard and /v1 API show it (never its secrets)."""
 
     config: SourceBase
+    capabilities: SourceCapabilities
     lists_jobs: bool
     health: SourceHealth | None
 

@@ -71,13 +71,14 @@ def health_json(health: SourceHealth | None) -> dict[str, Any] | None:
 
 
 def accepts_push(view: SourceView) -> bool:
-    """Whether the source has a `secret` to verify pushes with (push and terminal kinds)."""
-    return getattr(view.config, "secret", None) is not None
+    """Whether the source takes pushes now: its kind does, and it has a `secret` to verify
+    them with."""
+    return view.capabilities.accepts_push and view.config.push_secret() is not None
 
 
 def source_json(view: SourceView) -> dict[str, Any]:
     config = view.config
-    polled = config.kind != "push"
+    polled = view.capabilities.polled
     return {
         "name": config.name,
         "kind": config.kind,

@@ -1,16 +1,22 @@
-"""The interface every sink kind implements.
+"""The interface every sink kind implements, and the shape of its registry entry.
 
 A sink sends one queued notification. It signals the outcome by raising: nothing on
 success, `RetryableDelivery` (try again later, honouring `retry_after`) or
-`PermanentDelivery` (dead-letter now). The outbox worker owns retries and bookkeeping.
+`PermanentDelivery` (dead-letter now). The outbox worker owns retries and bookkeeping; it
+asks a sink's `SinkCapabilities`, never its kind, how to hand it a batch.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+import aiohttp
 
 from bridge.config.schema import SinkBase
 from bridge.model import Delivery
+from bridge.store.base import Store
 
 
 class Sink(Protocol):
@@ -24,3 +30,38 @@ class Sink(Protocol):
 
     async def aclose(self) -> None:
         """Stop background senders (per-channel queues); pending work stays in the outbox."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SinkCapabilities:
+    """How the delivery worker treats a sink. The default is a plain request per row."""
+
+    # The sink queues each `send` in order itself, synchronously, and merges queued edits
+    # of one message: the worker hands it a whole batch at once (so edits arrive together)
+    # instead of sending each job's rows one after another.
+    orders_itself: bool = False
+    # Each job has one message that later notifications edit: an earlier edit that failed
+    # after a later one went through is stale, and counts as delivered (superseded) rather
+    # than being retried over the newer state. Terminal notifications are never superseded.
+    # Only matters with `orders_itself`: otherwise a failed row holds its job's later rows
+    # back, so no later edit can overtake it.
+    edits_in_place: bool = False
+
+
+ConfigT = TypeVar("ConfigT", bound=SinkBase)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SinkKind(Generic[ConfigT]):
+    """One entry of `bridge.sinks.SINK_KINDS`: the kind's config model, the factory that
+    builds a sink from a validated table (on the shared session, with the state store for
+    sinks that remember messages), and its capabilities, fixed or read from the table."""
+
+    model: type[ConfigT]
+    factory: Callable[[ConfigT, aiohttp.ClientSession, Store], Sink]
+    capabilities: SinkCapabilities | Callable[[ConfigT], SinkCapabilities] = SinkCapabilities()
+
+    def capabilities_of(self, config: ConfigT) -> SinkCapabilities:
+        if isinstance(self.capabilities, SinkCapabilities):
+            return self.capabilities
+        return self.capabilities(config)

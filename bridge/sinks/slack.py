@@ -23,8 +23,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bridge.config.schema import SinkBase, SlackSink
-from bridge.errors import ConfigError, PermanentDelivery, RetryableDelivery, StoreError
+from bridge.errors import PermanentDelivery, RetryableDelivery, StoreError
 from bridge.model import Delivery, JobState, Notification
+from bridge.sinks.base import SinkCapabilities
 from bridge.sinks.retry import Verdict, classify_exception, classify_slack, redact_url, scrub
 from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, RateLimited
 from bridge.store.base import MessageRef, Store
@@ -240,23 +241,18 @@ class SlackNotifier:
 
 
 def _clients(config: SlackSink, session: aiohttp.ClientSession) -> _Clients:
+    # `SlackSink` validated the combination (token + channel, or an incoming webhook that
+    # only posts): nothing to check again here.
     timeout = max(1, int(config.timeout.total_seconds()))
     if config.token is not None:
-        if not config.channel:
-            raise ConfigError(f"slack sink {config.name!r} with 'token' needs 'channel'",
-                              path="channel")
         token = config.token.get_secret_value()
         web = AsyncWebClient(token=token, base_url=config.base_url, session=session,
                              timeout=timeout, retry_handlers=[])
         return _Clients(web=web, secrets=(token,))
-    if config.webhook_url is not None:
-        if config.mode != "post":
-            raise ConfigError(f"slack sink {config.name!r}: mode {config.mode!r} needs 'token'; "
-                              "an incoming webhook can only post", path="mode")
-        url = config.webhook_url.get_secret_value()
-        webhook = AsyncWebhookClient(url, session=session, timeout=timeout, retry_handlers=[])
-        return _Clients(webhook=webhook, secrets=(url,))
-    raise ConfigError(f"slack sink {config.name!r} needs 'token' or 'webhook_url'", path="token")
+    assert config.webhook_url is not None
+    url = config.webhook_url.get_secret_value()
+    webhook = AsyncWebhookClient(url, session=session, timeout=timeout, retry_handlers=[])
+    return _Clients(webhook=webhook, secrets=(url,))
 
 
 def _message(delivery: Delivery) -> SlackMessage:
@@ -280,7 +276,7 @@ def _details(response: Any) -> tuple[int, Mapping[str, str], str | None]:
     return int(status), headers, str(error) if error is not None else None
 
 
-def build(config: SinkBase, session: aiohttp.ClientSession, store: Store) -> SlackNotifier:
-    if not isinstance(config, SlackSink):
-        raise ConfigError(f"sink {config.name!r} is not a slack sink", path="kind")
-    return SlackNotifier(config, session, store)
+def capabilities(config: SlackSink) -> SinkCapabilities:
+    """The channel sender keeps order and coalesces edits itself; `update` mode edits one
+    message per job in place."""
+    return SinkCapabilities(orders_itself=True, edits_in_place=config.mode == "update")

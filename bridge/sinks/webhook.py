@@ -16,10 +16,11 @@ from dataclasses import replace
 import aiohttp
 
 from bridge.config.schema import SinkBase, WebhookSink
-from bridge.errors import ConfigError, PermanentDelivery
+from bridge.errors import PermanentDelivery
 from bridge.model import Delivery
 from bridge.signing import decode_secret, signed_headers
 from bridge.sinks.retry import Verdict, classify, classify_exception, redact_url, scrub
+from bridge.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,7 @@ class WebhookNotifier:
         if config.secret is not None:
             secret = config.secret.get_secret_value()
             self._secrets += (secret,)
-            try:
-                self._key = decode_secret(secret)
-            except ValueError as exc:
-                raise ConfigError(f"sink {config.name!r}: {exc}", path="secret") from None
+            self._key = decode_secret(secret)  # `WebhookSink` checked that it decodes
         self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
 
     @property
@@ -106,7 +104,6 @@ async def _snippet(response: aiohttp.ClientResponse) -> str:
     return text[:_BODY_SNIPPET] + ("…" if len(text) > _BODY_SNIPPET else "")
 
 
-def build(config: SinkBase, session: aiohttp.ClientSession) -> WebhookNotifier:
-    if not isinstance(config, WebhookSink):
-        raise ConfigError(f"sink {config.name!r} is not a webhook sink", path="kind")
+def build(config: WebhookSink, session: aiohttp.ClientSession, store: Store) -> WebhookNotifier:
+    del store  # webhooks remember nothing between notifications
     return WebhookNotifier(config, session)

@@ -8,8 +8,11 @@ A poll that fails raises `SourceUnavailable` (retry with backoff) or `SourceMisc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import aiohttp
 
 from bridge.config.schema import SourceBase
 from bridge.model import JobState, JobStatus, PollResult
@@ -44,3 +47,27 @@ def map_state(raw: object, defaults: Mapping[str, JobState],
     if key in overrides:
         return overrides[key]
     return defaults.get(key, JobState.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceCapabilities:
+    """What a source kind does, declared once in its registry entry; the rest of bridge
+    asks these instead of comparing kind names."""
+
+    # Polled on `interval` by the scheduler (False: it only receives pushes).
+    polled: bool = True
+    # Takes `POST /v1/events/{source}` signed with its `secret` (`SourceBase.push_secret`).
+    accepts_push: bool = False
+
+
+ConfigT = TypeVar("ConfigT", bound=SourceBase)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceKind(Generic[ConfigT]):
+    """One entry of `bridge.sources.SOURCE_KINDS`: a kind's config model, the factory that
+    turns a validated table into a ready `Source`, and what the kind can do."""
+
+    model: type[ConfigT]
+    factory: Callable[[ConfigT, aiohttp.ClientSession], Source]
+    capabilities: SourceCapabilities = SourceCapabilities()
