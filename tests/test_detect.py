@@ -493,7 +493,8 @@ def test_settings_come_from_the_source_config() -> None:
     from bridge.config.schema import EsalesSource
 
     source = EsalesSource.model_validate(
-        {"name": "e", "kind": "esales", "api_key": "k", "stall_after": "5m", "progress_step": 10}
+        {"name": "e", "kind": "esales", "api_key": "k", "stall_after": "5m", "progress_step": 10,
+         "base_url": "https://c1.api.esales.apptus.cloud"}
     )
     settings = DetectSettings.from_source(source)
     assert settings.stall_after == minutes(5)
