@@ -11,16 +11,16 @@ import json
 import time
 from collections import ChainMap
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from bridge.config import parse_config
 from bridge.config.schema import SinkBase
 from bridge.model import Event, EventKind, JobState, JobStatus
 from bridge.render import Renderer, compile_when
+from bridge.resources import bundled_templates
 from bridge.rules import Outcome, RuleBook, mark_for
 from bridge.store.base import RuleMark
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = bundled_templates()
 CONFIG = f"""
 [bridge]
 templates = {json.dumps(str(TEMPLATES))}

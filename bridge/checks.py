@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +26,7 @@ from bridge.errors import ConfigError, TemplateError
 from bridge.filters import Flavor
 from bridge.model import Event, EventKind, JobState, JobStatus
 from bridge.render import Renderer, RenderError, Templates, blocks_text, compile_when
+from bridge.resources import find_template
 from bridge.rules import Outcome, RuleBook, event_context
 
 # The fixed clock of `bridge test` and of sample events, so outputs never depend on today.
@@ -137,8 +139,11 @@ def check(config: Config, out: TextIO) -> int:
     problems = _Problems(config)
     folder = config.bridge.templates
     templates = Templates(folder)
-    if not os.path.isdir(folder):
-        problems.add("bridge.templates", f"templates folder {folder} does not exist")
+    bundled, missing = _template_origins(config)
+    if missing and not os.path.isdir(folder):
+        problems.add("bridge.templates", f"templates folder {folder} does not exist, and "
+                     f"bridge bundles no {', '.join(missing)}: create the folder with "
+                     f"{'it' if len(missing) == 1 else 'them'}")
     _check_timezone(config, problems)
     names = templates.names()
     _check_unused_templates(config, templates, names, problems)
@@ -159,7 +164,27 @@ def check(config: Config, out: TextIO) -> int:
         return 1
     out.write(f"ok: {len(config.sources)} sources, {len(config.sinks)} sinks, "
               f"{len(config.rules)} rules, {len(names)} templates\n")
+    if bundled:
+        out.write(f"bundled templates used (not in {folder}): {', '.join(bundled)}\n")
     return 0
+
+
+def _template_origins(config: Config) -> tuple[list[str], list[str]]:
+    """The templates the config names that come from the package, and those found nowhere."""
+    bundled: list[str] = []
+    missing: list[str] = []
+    for name in _used_templates(config):
+        path = find_template(config.bridge.templates, name)
+        if path is None:
+            missing.append(name)
+        elif path != Path(config.bridge.templates) / name:
+            bundled.append(name)
+    return sorted(bundled), sorted(missing)
+
+
+def _used_templates(config: Config) -> set[str]:
+    used = {r.template for r in config.rules}
+    return used | {s.body for s in config.sinks if isinstance(s, WebhookSink) and s.body}
 
 
 def _reason(exc: BaseException) -> str:
@@ -177,8 +202,7 @@ def _check_timezone(config: Config, problems: _Problems) -> None:
 def _check_unused_templates(config: Config, templates: Templates, names: Iterable[str],
                             problems: _Problems) -> None:
     """Syntax errors in templates no rule names (the rules report their own)."""
-    used = {r.template for r in config.rules}
-    used |= {s.body for s in config.sinks if isinstance(s, WebhookSink) and s.body}
+    used = _used_templates(config)
     for name in names:
         if name in used:
             continue

@@ -1,8 +1,9 @@
 """`bridge demo`: the whole pipeline against built-in simulators, no credentials needed.
 
 Starts simulators of the four seed APIs, a fake Slack and a webhook receiver on 127.0.0.1,
-points the bundled rules.toml at them through `${DEMO_*}` variables, and prints every event
-and every rendered notification as it happens. The dashboard shows the same live.
+points the bundled config (`bridge/demo.toml`, package data) at them through `${DEMO_*}`
+variables passed to the loader (never through os.environ), and prints every event and every
+rendered notification as it happens. The dashboard shows the same live.
 """
 
 from __future__ import annotations
@@ -15,15 +16,12 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any, TextIO
 
 from bridge.config import load_config
 from bridge.model import Event, EventKind, Notification
 from bridge.pipeline import PollOutcome
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_CONFIG = PROJECT_ROOT / "rules.toml"
+from bridge.resources import demo_config
 
 _COLOURS = {
     "succeeded": "32", "failed": "31", "cancelled": "35", "running": "36", "pending": "33",
@@ -159,16 +157,18 @@ async def run_demo(
         # dead letter on the dashboard and in `bridge outbox`, ready to be retried.
         receiver.script([410])
         state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bridge-demo-"))
-        os.environ.update(world.env())
-        os.environ.update({
+        # Only the simulators' addresses: the bundled config gives every other variable a
+        # default, and the user's own environment neither leaks in nor gets changed.
+        env = {
+            **world.env(),
             "DEMO_SLACK_URL": slack.api_url,
             "DEMO_SLACK_TOKEN": DEMO_SLACK_TOKEN,
             "DEMO_SLACK_MIN_INTERVAL": "50ms",
             "DEMO_WEBHOOK_URL": receiver.url,
             "DEMO_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
             "DEMO_ESALES_IDS": ",".join(world.esales_ids()),
-        })
-        config = load_config(BUNDLED_CONFIG)
+        }
+        config = load_config(stack.enter_context(demo_config()), env=env)
         settings = config.bridge.model_copy(
             update={"state": f"sqlite:///{state_dir}/state.db", "listen": listen}
         )

@@ -37,6 +37,7 @@ from bridge.config.schema import Config, Rule, SinkBase, SlackSink, WebhookSink
 from bridge.errors import TemplateError
 from bridge.filters import FILTERS, BridgeEnvironment, Flavor
 from bridge.model import Event
+from bridge.resources import template_loader
 from bridge.rules import Predicate, event_context
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def _environment(flavor: Flavor, timezone: tzinfo, folder: str | None) -> Bridge
     env = BridgeEnvironment(
         flavor,
         timezone,
-        loader=FileSystemLoader(folder) if folder else None,
+        loader=template_loader(folder) if folder else None,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -113,7 +114,8 @@ def translate(exc: Exception, name: str, folder: str = "") -> RenderError:
         return exc
     if isinstance(exc, jinja2.TemplateNotFound):
         missing = str(exc.name or name)
-        return RenderError(f"no such template {missing!r} in {folder or 'the templates folder'}",
+        return RenderError(f"no such template {missing!r} in {folder or 'the templates folder'}"
+                           " nor among the bundled ones",
                            template=name if missing != name else missing)
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return RenderError(f"syntax error: {exc.message}", template=exc.name or name,
@@ -142,8 +144,8 @@ class Templates:
         """Every template file (`*.j2`) in the folder, sorted."""
         if not os.path.isdir(self.folder):
             return []
-        return [n for n in self._envs[Flavor.TEXT].list_templates(extensions=["j2"])
-                if not any(part.startswith(".") for part in Path(n).parts)]
+        return [n for n in FileSystemLoader(self.folder).list_templates() if n.endswith(".j2")
+                and not any(part.startswith(".") for part in Path(n).parts)]
 
     def get(self, name: str, flavor: Flavor) -> jinja2.Template:
         key = (name, flavor)

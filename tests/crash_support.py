@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.model import Delivery, DeliveryStatus, Event, EventKind, Notification
+from bridge.resources import bundled_templates
 from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.store import open_store
@@ -32,7 +33,7 @@ TOKEN = "zd-api-token-for-crash-tests"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SINK = "pager"
 RULE = "any-transition"
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = bundled_templates()
 REPO = Path(__file__).resolve().parent.parent
 
 # Zendesk raw status -> canonical state (contract section 3).

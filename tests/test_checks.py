@@ -14,6 +14,7 @@ from bridge.checks import check, render_event, run_tests
 from bridge.cli import main as cli_main
 from bridge.config import load_config
 from bridge.config.schema import Config
+from bridge.resources import bundled_templates
 
 HEAD = """\
 [bridge]
@@ -175,6 +176,36 @@ def test_check_reports_a_missing_templates_folder(write: Write, tmp_path: Path) 
     assert "bridge.templates: templates folder" in out
 
 
+def test_check_accepts_a_missing_templates_folder_when_the_rules_use_bundled_templates(
+        write: Write, tmp_path: Path) -> None:
+    config = write(HEAD + FAILED_RULE.replace("failed.slack.j2", "transition.slack.j2"))
+    shutil.rmtree(tmp_path / "templates")
+    code, out = run(check, config)
+    assert (code, out) == (0, "ok: 1 sources, 2 sinks, 1 rules, 0 templates\n"
+                              f"bundled templates used (not in {tmp_path / 'templates'}): "
+                              "transition.slack.j2\n")
+
+
+def test_a_template_in_the_folder_overrides_the_bundled_one_of_that_name(
+        write: Write, tmp_path: Path) -> None:
+    rules = (FAILED_RULE.replace("failed.slack.j2", "transition.slack.j2")
+             + FAILED_RULE.replace("job-failed", "job-stalled").replace(
+                 'on = "transition"\nto = ["failed", "cancelled"]', 'on = "stalled"').replace(
+                 "failed.slack.j2", "stalled.slack.j2"))
+    config = write(HEAD + rules, **{"transition.slack.j2": "OURS {{ job.id }}"})
+    code, out = run(check, config)
+    assert code == 0, out
+    assert out.endswith(f"bundled templates used (not in {tmp_path / 'templates'}): "
+                        "stalled.slack.j2\n")
+    event = {"on": "transition", "source": "zendesk", "from": "running", "to": "failed",
+             "job": {"id": "8b72", "state": "failed"}}
+    code, out = run(lambda c, o: render_event(c, "job-failed", event, o), config)
+    assert code == 0, out
+    assert "OURS 8b72" in out
+    bundled = (bundled_templates() / "transition.slack.j2").read_text(encoding="utf-8")
+    assert "OURS" not in bundled
+
+
 def test_check_reports_an_unknown_timezone(write: Write) -> None:
     toml = HEAD.replace('templates = "templates"',
                         'templates = "templates"\ntimezone = "Mars/Olympus"')
@@ -195,7 +226,7 @@ def test_check_exits_1_for_an_unknown_sink(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_check_passes_on_the_projects_default_templates(write: Write, tmp_path: Path) -> None:
-    defaults = Path(__file__).resolve().parent.parent / "templates"
+    defaults = bundled_templates()
     rules = "".join(
         f'\n[[rules]]\nname = "{kind}-{flavor}"\non = "{kind}"\ntemplate = "{kind}.{flavor}.j2"\n'
         f'notify = ["ops-slack", "pager"]\ncontinue = true\n'

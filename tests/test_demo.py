@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import signal
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bridge.demo import run_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -114,3 +117,16 @@ async def test_dashboard_during_the_demo_shows_sources_jobs_and_retries_a_dead_l
             assert await dead_rows.count() == 0
         finally:
             await browser.close()
+
+
+@pytest.mark.timeout(60)
+async def test_demo_in_process_leaves_the_environment_as_it_found_it() -> None:
+    """The simulators' addresses reach the config loader, never os.environ."""
+    before = dict(os.environ)
+    out = io.StringIO()
+    assert await run_demo(listen="127.0.0.1:0", tick=0.5, duration=3, out=out) == 0
+    printed = out.getvalue()
+    assert dict(os.environ) == before
+    assert not [name for name in os.environ if name.startswith("DEMO_")]
+    assert any(EVENT_LINE.match(line) for line in printed.splitlines()), printed
+    assert "stopped cleanly" in printed

@@ -1,4 +1,4 @@
-"""The files a new user meets first (bundled rules.toml, README example) keep working."""
+"""The files a new user meets first (bundled demo config, README example) keep working."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from pathlib import Path
 
 from bridge.checks import check, render_event, run_tests
 from bridge.config import load_config
+from bridge.resources import demo_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bundled_config_passes_check_and_its_own_tests() -> None:
-    config = load_config(ROOT / "rules.toml", env={})
+    with demo_config() as path:
+        config = load_config(path, env={})
     out = io.StringIO()
     assert check(config, out) == 0, out.getvalue()
     assert run_tests(config, out) == 0, out.getvalue()

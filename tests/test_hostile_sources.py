@@ -34,13 +34,14 @@ from bridge.config import Config, parse_config
 from bridge.errors import SourceError, SourceMisconfigured, SourceUnavailable
 from bridge.model import EventKind, JobState, JobStatus, PollResult
 from bridge.pipeline import PollOutcome
+from bridge.resources import bundled_templates
 from bridge.sources import SOURCE_KINDS, build_source
 from bridge.sources.base import Source
 from bridge.sources.exchange import MAX_BODY_BYTES
 from tests.hostile_support import Answer, HostileServer, json_answer, redirect
 
 ESALES_ID = "1234567890123456789"
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = bundled_templates()
 EXAMPLES = 200
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

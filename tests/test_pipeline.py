@@ -19,6 +19,7 @@ from bridge.app import Bridge
 from bridge.config import Config, parse_config
 from bridge.model import Event, EventKind
 from bridge.pipeline import PollOutcome
+from bridge.resources import bundled_templates
 from bridge.simulators.base import Fault
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
@@ -26,7 +27,7 @@ from bridge.simulators.zendesk import ZendeskSimulator
 EMAIL = "ops@example.com"
 TOKEN = "zd-api-token-for-tests"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = bundled_templates()
 
 
 def make_config(tmp_path: Path, zendesk: ZendeskSimulator, hook_url: str) -> Config:

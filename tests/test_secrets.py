@@ -35,6 +35,7 @@ from bridge.config import Config, parse_config
 from bridge.errors import DeliveryError, SourceError
 from bridge.logs import setup_logging
 from bridge.model import Delivery, Event, EventKind, Notification
+from bridge.resources import bundled_templates
 from bridge.sinks import SINK_KINDS, build_sink
 from bridge.sources import SOURCE_KINDS, build_source
 from bridge.store import open_store
@@ -479,7 +480,7 @@ def test_check_output_for_a_config_with_a_runtime_store_error_shows_no_secret(
 
 # --- events, reasons and the outbox of a running bridge --------------------------------------
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = bundled_templates()
 
 
 def running_config(tmp_path: Path, servers: Servers, hook: str) -> Config:

@@ -19,8 +19,9 @@ from bridge.config import parse_config
 from bridge.config.schema import Config, Rule
 from bridge.model import Event, EventKind, JobState, JobStatus
 from bridge.render import Renderer
+from bridge.resources import bundled_templates
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = bundled_templates()
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("BRIDGE_UPDATE_GOLDEN") == "1"
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
