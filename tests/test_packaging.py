@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# All a wheel is built from; the Dockerfile's build stage copies the same (test_deploy_files).
+BUILD_INPUTS = ("pyproject.toml", "README.md", "bridge")
 EVENT_LINE = re.compile(r"^\d\d:\d\d:\d\d (\w+)\s+(\w+)\s", re.MULTILINE)
 FIND_INSTALLED = (
     "import bridge, bridge.resources as r\n"
@@ -50,10 +52,12 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    shutil.copytree(REPO / "bridge", source / "bridge",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.db*"))
+    for name in BUILD_INPUTS:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, source / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.db*"))
+        else:
+            shutil.copy(REPO / name, source / name)
     out = tmp_path_factory.mktemp("wheel")
     ok(run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", out,
             source], cwd=out, timeout=180))
