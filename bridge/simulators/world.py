@@ -1,8 +1,8 @@
 """The demo world: all four seed-API simulators running and ticking together.
 
     async with DemoWorld(seed=7, tick_interval=2.0) as world:
-        os.environ.update(world.env())   # what the bundled demo rules.toml reads
-        ...                               # run bridge against it
+        config = load_config(path, env=world.env())   # what bridge/demo.toml reads
+        ...                                             # run bridge against it
 
 `env()` gives these variables (the simulators accept exactly these credentials):
 
