@@ -1,7 +1,8 @@
 """Standard Webhooks signing and verification (https://www.standardwebhooks.com), our own code.
 
 Outgoing webhooks are signed here; the push input (`POST /v1/events/{source}`) and the test
-webhook receiver verify with `verify`. A secret is `whsec_` followed by base64 key bytes;
+webhook receiver verify with `verify` (the `webhook-*` headers, or the same under Svix's
+`svix-*` names). A secret is `whsec_` followed by base64 key bytes;
 the signature is `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, several separated by
 spaces when keys rotate. Tests check this module against the independent `standardwebhooks` package.
 """
@@ -66,7 +67,8 @@ class SignatureProblem(StrEnum):
 
 _EXPLAIN = {
     SignatureProblem.MISSING_HEADERS:
-        "send webhook-id, webhook-timestamp and webhook-signature (Standard Webhooks)",
+        "send webhook-id, webhook-timestamp and webhook-signature (Standard Webhooks; "
+        "Svix's svix-id, svix-timestamp and svix-signature are accepted too)",
     SignatureProblem.BAD_TIMESTAMP: "webhook-timestamp must be integer Unix seconds",
     SignatureProblem.TOO_OLD: "webhook-timestamp is more than 5 minutes old; check the clock",
     SignatureProblem.TOO_NEW:
@@ -99,10 +101,7 @@ def verify(
     tolerance: timedelta = TOLERANCE,
 ) -> SignedMessage:
     """Check the Standard Webhooks headers of `body`; raise SignatureError naming the problem."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    msg_id = lowered.get("webhook-id", "").strip()
-    stamp = lowered.get("webhook-timestamp", "").strip()
-    signatures = lowered.get("webhook-signature", "").strip()
+    msg_id, stamp, signatures = _signature_headers(headers)
     if not (msg_id and stamp and signatures):
         raise SignatureError(SignatureProblem.MISSING_HEADERS)
     if not stamp.isdigit():
@@ -124,3 +123,19 @@ def verify(
     raise SignatureError(SignatureProblem.NO_MATCH)
 
 
+# Svix (which signs Terminal's webhooks) uses the Standard Webhooks scheme under its own
+# header names; a sender uses one set or the other, never a mix.
+_HEADER_SETS = (
+    ("webhook-id", "webhook-timestamp", "webhook-signature"),
+    ("svix-id", "svix-timestamp", "svix-signature"),
+)
+
+
+def _signature_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
+    """(id, timestamp, signatures) from the first header set present, in any casing."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for names in _HEADER_SETS:
+        found = tuple(lowered.get(name, "").strip() for name in names)
+        if any(found):
+            return found[0], found[1], found[2]
+    return "", "", ""
