@@ -112,11 +112,18 @@ def detect(
             and old.message == obs.message
             and old.url == obs.url
             and old.failed_items == obs.failed_items
+            and old.run_key == obs.run_key
+            and old.due_at == obs.due_at
             and prev.missing_since is None
             and not prev.vanished
         ):
-            if obs.state is running and not prev.stalled and prev.moved_at <= stall_cutoff:
-                run.stalled(prev)
+            if prev.stalled:
+                continue
+            if obs.state is running:
+                if prev.moved_at <= stall_cutoff:
+                    run.stalled(prev)
+            elif obs.due_at is not None and obs.due_at <= stall_cutoff:
+                run.stalled(prev, reason=run.overdue_reason(obs.due_at))
             continue
         run.changed(prev, obs)
     # Every known job observed (the usual list poll): none can be missing or be removed.
@@ -142,17 +149,23 @@ def finished_ids(ids: Iterable[str], jobs: Mapping[str, TrackedJob]) -> list[str
 
 
 def source_failed(
-    *, source: str, health: SourceHealth | None, reason: str, now: datetime
+    *, source: str, health: SourceHealth | None, reason: str, now: datetime, down_after: int = 1
 ) -> tuple[SourceHealth, tuple[Event, ...]]:
-    """A poll failed: the source goes down (`source_down` on the first failure only)."""
+    """A poll failed. The source goes down (`source_down`, once) when this is the
+    `down_after`-th failed poll in a row; before that it stays up with the failure counted,
+    so one hiccup of a vendor's API pages nobody."""
     if health is not None and not health.up:
         return replace(health, reason=reason, failures=health.failures + 1, last_poll_at=now), ()
+    failures = (health.failures if health else 0) + 1
+    if failures < down_after:
+        base = health or SourceHealth(source=source, since=now)
+        return replace(base, reason=reason, failures=failures, last_poll_at=now), ()
     down = SourceHealth(
         source=source,
         up=False,
         since=now,
         reason=reason,
-        failures=1,
+        failures=failures,
         last_poll_at=now,
         last_latency=health.last_latency if health else None,
     )
@@ -175,7 +188,9 @@ def source_succeeded(
     if health is None:
         return SourceHealth(source=source, since=now, last_poll_at=now, last_latency=latency), ()
     if health.up:
-        return replace(health, last_poll_at=now, last_latency=latency), ()
+        # A success ends a run of failures that stayed below `down_after`.
+        return replace(health, last_poll_at=now, last_latency=latency, failures=0,
+                       reason=None), ()
     up = SourceHealth(source=source, since=now, last_poll_at=now, last_latency=latency)
     down_since = health.since.isoformat() if health.since else ""
     event = Event(
@@ -246,12 +261,21 @@ class _Pass:
         """Something about a known job differs from the stored record."""
         old = prev.status
         now = self.now
+        # A job that finished again with another run key (JTL's LastSync) ran between two
+        # polls: a new run, reported even when its state looks the same as before.
+        rerun = (
+            old.state.terminal
+            and obs.state.terminal
+            and old.run_key is not None
+            and obs.run_key is not None
+            and obs.run_key != old.run_key
+        )
         # A recurring job (JTL, Terminal retries) leaving a terminal state starts a new run.
-        new_run = old.state.terminal and not obs.state.terminal
+        new_run = (old.state.terminal and not obs.state.terminal) or rerun
         run = old.run + 1 if new_run else old.run
         status = obs if obs.run == run else replace(obs, run=run)
         state_changed = obs.state != old.state
-        moved = state_changed or obs.progress != old.progress
+        moved = state_changed or rerun or obs.progress != old.progress
         started_at = None if new_run else prev.started_at
         if started_at is None and obs.state is _RUNNING:
             started_at = now
@@ -266,24 +290,39 @@ class _Pass:
             last_seen=now,
             started_at=started_at,
             moved_at=now if moved else prev.moved_at,
-            stalled=False if moved else prev.stalled,
+            # A rescheduled run (another due time) may be overdue again later.
+            stalled=False if moved or obs.due_at != old.due_at else prev.stalled,
             finished_at=finished_at,
             version=prev.version + 1,
         )
-        if state_changed:
-            self._emit(EventKind.TRANSITION, job, prev, from_state=old.state, to_state=status.state)
+        if state_changed or rerun:
+            reason = (f"ran again between two polls (last run {old.run_key} -> {obs.run_key})"
+                      if rerun else None)
+            self._emit(EventKind.TRANSITION, job, prev, from_state=old.state,
+                       to_state=status.state, reason=reason)
         base = None if new_run else old.progress
         if not status.state.terminal and _crossed(base, status.progress, self.settings):
             self._emit(EventKind.PROGRESS, job, prev, extra=status.progress)
-        if status.state is _RUNNING and not job.stalled and job.moved_at <= self.stall_cutoff:
-            job = replace(job, stalled=True)
-            self._emit(EventKind.STALLED, job, prev, reason=self._stall_reason(job))
+        if not job.stalled:
+            if status.state is _RUNNING and job.moved_at <= self.stall_cutoff:
+                job = replace(job, stalled=True)
+                self._emit(EventKind.STALLED, job, prev, reason=self._stall_reason(job))
+            elif (status.state is not _RUNNING and status.due_at is not None
+                  and status.due_at <= self.stall_cutoff):
+                job = replace(job, stalled=True)
+                self._emit(EventKind.STALLED, job, prev,
+                           reason=self.overdue_reason(status.due_at))
         self.upserts.append(job)
 
-    def stalled(self, prev: TrackedJob) -> None:
+    def stalled(self, prev: TrackedJob, *, reason: str | None = None) -> None:
         job = replace(prev, stalled=True, last_seen=self.now, version=prev.version + 1)
-        self._emit(EventKind.STALLED, job, prev, reason=self._stall_reason(job))
+        self._emit(EventKind.STALLED, job, prev, reason=reason or self._stall_reason(job))
         self.upserts.append(job)
+
+    def overdue_reason(self, due_at: datetime) -> str:
+        late = self.now - due_at
+        return (f"the next run did not start: it was due at {due_at.isoformat()} "
+                f"({late} ago; stall_after is {self.settings.stall_after})")
 
     def missing(self, job_id: str, prev: TrackedJob | None, reason: str) -> None:
         """The API no longer knows the job: `vanished` once, after the grace period."""
@@ -376,7 +415,9 @@ def _missing(
     gone = {job_id: _NOT_FOUND for job_id in poll.missing if job_id not in observed}
     if poll.complete:
         for job_id in unobserved:
-            gone.setdefault(job_id, _NOT_LISTED)
+            # A job whose lookup failed this poll is not known to be gone.
+            if job_id not in poll.unknown:
+                gone.setdefault(job_id, _NOT_LISTED)
     return sorted(gone.items())
 
 

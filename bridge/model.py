@@ -62,9 +62,15 @@ class JobStatus:
     fields: Mapping[str, Any] = field(default_factory=dict)
     failed_items: int | None = None
     run: int = 1
+    # What identifies the job's latest run at the API (JTL's `LastSync`): when it changes
+    # while the job looks finished, the job ran again between two polls.
+    run_key: str | None = None
+    # When the API says the next run is due (JTL's `NextSync`); overdue and not running
+    # means the run did not start.
+    due_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "state": str(self.state),
             "raw_state": self.raw_state,
@@ -75,6 +81,12 @@ class JobStatus:
             "failed_items": self.failed_items,
             "run": self.run,
         }
+        # Only when set: most sources have neither, and their records stay as they were.
+        if self.run_key is not None:
+            data["run_key"] = self.run_key
+        if self.due_at is not None:
+            data["due_at"] = self.due_at.isoformat()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobStatus:
@@ -90,6 +102,8 @@ class JobStatus:
             fields=dict(data.get("fields") or {}),
             failed_items=int(failed) if failed is not None else None,
             run=int(data.get("run", 1)),
+            run_key=str(data["run_key"]) if data.get("run_key") is not None else None,
+            due_at=_from_iso(data.get("due_at")),
         )
 
 
@@ -377,3 +391,5 @@ class PollResult:
     observations: Sequence[JobStatus]
     complete: bool = False
     missing: frozenset[str] = frozenset()
+    # Ids whose lookup failed this poll (a 500 on one of them): neither changed nor missing.
+    unknown: frozenset[str] = frozenset()

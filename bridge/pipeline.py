@@ -24,7 +24,7 @@ from bridge.detect import (
     source_failed,
     source_succeeded,
 )
-from bridge.errors import SourceError, SourceUnavailable, TemplateError
+from bridge.errors import SourceError, SourceMisconfigured, SourceUnavailable, TemplateError
 from bridge.metrics import Metrics
 from bridge.model import (
     Event,
@@ -185,9 +185,16 @@ class Pipeline:
     async def _commit_failure(self, name: str, exc: SourceError) -> PollOutcome:
         state = self._state[name]
         now = self._clock()
-        health, events = source_failed(source=name, health=state.health, reason=str(exc), now=now)
-        self._metrics.source_up.labels(name).set(0)
-        if len(events) or state.health is None or state.health.up:
+        # Hysteresis is for passing failures; a refused configuration will not heal itself.
+        down_after = 1 if isinstance(exc, SourceMisconfigured) else \
+            self._sources[name].config.down_after
+        health, events = source_failed(source=name, health=state.health, reason=str(exc),
+                                       now=now, down_after=down_after)
+        self._metrics.source_up.labels(name).set(1 if health.up else 0)
+        if health.up:
+            log.warning("source %s: poll failed (%d of %d before it counts as down): %s",
+                        name, health.failures, down_after, exc)
+        elif len(events) or state.health is None or state.health.up:
             log.warning("source %s is down: %s", name, exc)
         else:
             log.debug("source %s still down: %s", name, exc)

@@ -641,6 +641,10 @@ async def test_a_malformed_answer_marks_only_its_source_down_with_a_readable_rea
         servers[kind].answer = MALFORMED[kind]
         for name in servers:
             await bridge.pipeline.poll(name)
+        # down_after = 3 (the default): the third failed poll in a row marks it down, once.
+        await bridge.pipeline.poll(kind)
+        assert recorder.events(kind) == []
+        await bridge.pipeline.poll(kind)
         await bridge.pipeline.poll(kind)
         assert recorder.events(kind) == [(EventKind.SOURCE_DOWN, None)]
         down = next(e for o in recorder.outcomes for e in o.events if o.source == kind)

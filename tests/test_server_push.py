@@ -155,6 +155,40 @@ async def test_terminal_source_with_a_secret_accepts_pushes(tmp_path: Path) -> N
     assert tracked == {sync_id}
 
 
+def svix_signed(body: bytes, *, secret: str, msg_id: str = "msg_svix_1") -> dict[str, str]:
+    """The headers Svix sends (Terminal's webhooks): the reference signature under `svix-*`."""
+    when = datetime.now(UTC)
+    return {
+        "svix-id": msg_id,
+        "svix-timestamp": str(int(when.timestamp())),
+        "svix-signature": Webhook(secret).sign(msg_id, when, body.decode()),
+        "Content-Type": "application/json",
+    }
+
+
+def test_verify_accepts_svix_header_names() -> None:
+    headers = signed(at=NOW)
+    renamed = {k.replace("webhook-", "svix-"): v for k, v in headers.items()}
+    assert verify(KEY, renamed, BODY, now=NOW).id == "msg_1"
+
+
+def test_verify_refuses_a_svix_signature_over_another_body() -> None:
+    headers = {k.replace("webhook-", "svix-"): v for k, v in signed(at=NOW).items()}
+    assert _problem(headers, BODY.replace(b"30", b"31")) is SignatureProblem.NO_MATCH
+
+
+async def test_a_svix_signed_terminal_webhook_from_the_docs_is_accepted(tmp_path: Path) -> None:
+    # Terminal's own example event (tests/fixtures/vendors/SOURCES.md), signed as Svix does.
+    body = (Path(__file__).parent / "fixtures/vendors/terminal_sync_completed_event.json"
+            ).read_bytes()
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/events/syncs", data=body,
+                             headers=svix_signed(body, secret=TERMINAL_SECRET))
+        jobs = h.bridge.pipeline.jobs("syncs")
+    assert reply.status == 202
+    assert jobs["sync_01GV12VR4DJP70GD1ZBK0SDWFH"].status.state is JobState.SUCCEEDED
+
+
 async def test_push_needs_no_admin_token_but_its_signature(tmp_path: Path) -> None:
     async with harness(tmp_path, admin_token=ADMIN_TOKEN, with_rows=False) as h:
         reply = await h.post("/v1/events/hooks", data=BODY, headers=signed())

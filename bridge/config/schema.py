@@ -145,6 +145,8 @@ class SourceBase(Strict):
     # Terminal jobs are kept this long after they finish, then forgotten.
     retain: PositiveDuration = timedelta(hours=24)
     progress_step: float = Field(default=25.0, gt=0, le=100)
+    # Consecutive failed polls before `source_down` (1: the first failure).
+    down_after: int = Field(default=3, ge=1, le=1000)
     ids: list[str] = Field(default_factory=list)
     auth: Auth | None = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -190,6 +192,8 @@ class TerminalSource(SourceBase):
 class EsalesSource(SourceBase):
     kind: Literal["esales"]
     api_key: SecretStr
+    # The admin API version in the path (`/api/admin/{api_version}/import/status`).
+    api_version: str = Field(default="v3", pattern=r"^v[0-9]+$")
     # An import not found yet may just have been started: wait this long before `vanished`.
     vanish_after: Duration = timedelta(minutes=2)
 
