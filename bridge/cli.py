@@ -81,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--all", action="store_true", help="act on every dead delivery")
     outbox.add_argument("--status", choices=["pending", "dead", "delivered"], default=None)
     outbox.add_argument("--json", action="store_true", help="machine-readable output")
+
+    schema = sub.add_parser("schema", help="the webhook event catalog, or one type's JSON Schema")
+    schema.add_argument("type", nargs="?", help="an event type, e.g. job.transition")
+    schema.add_argument("--markdown", action="store_true",
+                        help="print docs/webhooks.md (the catalog with examples) instead")
+
+    notify = sub.add_parser("notify-test", help="send sample notifications to one sink now")
+    _config_arg(notify)
+    notify.add_argument("sink", help="a sink of the config")
+    notify.add_argument("--all-types", action="store_true",
+                        help="one sample of every event type (default: one job.transition)")
     return parser
 
 
@@ -291,6 +302,30 @@ def _short_age(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from bridge.webhooks import catalog
+
+    if args.markdown:
+        from bridge.webhooks.docs import markdown
+
+        sys.stdout.write(markdown())
+        return 0
+    if args.type:
+        print(json.dumps(catalog.json_schema(args.type), indent=2, ensure_ascii=False))
+        return 0
+    width = max(len(entry.name) for entry in catalog.ENTRIES)
+    for entry in catalog.ENTRIES:
+        print(f"{entry.name:<{width}}  {entry.summary}")
+    return 0
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    from bridge.notify_test import notify_test
+
+    return asyncio.run(notify_test(config, args.sink, all_types=args.all_types, out=sys.stdout))
+
+
 COMMANDS = {
     "run": cmd_run,
     "demo": cmd_demo,
@@ -299,6 +334,8 @@ COMMANDS = {
     "render": cmd_render,
     "watch": cmd_watch,
     "outbox": cmd_outbox,
+    "schema": cmd_schema,
+    "notify-test": cmd_notify_test,
 }
 
 

@@ -39,6 +39,7 @@ from bridge.filters import FILTERS, BridgeEnvironment, Flavor
 from bridge.model import Event
 from bridge.resources import template_loader
 from bridge.rules import Predicate, event_context
+from bridge.webhooks import catalog
 
 log = logging.getLogger(__name__)
 
@@ -231,21 +232,8 @@ def _utc_stamp(moment: datetime) -> str:
 
 
 def envelope(event: Event, rule: str, text: str) -> dict[str, Any]:
-    """The default webhook body (contract section 6)."""
-    return {
-        "type": f"job.{event.on}",
-        "timestamp": _utc_stamp(event.at),
-        "data": {
-            "event_id": event.id,
-            "rule": rule,
-            "source": event.source,
-            "from": str(event.from_state) if event.from_state else None,
-            "to": str(event.to_state) if event.to_state else None,
-            "text": text,
-            "job": event.job.as_dict() if event.job else None,
-            "reason": event.reason,
-        },
-    }
+    """The default webhook body (contract section 6), built through its published model."""
+    return catalog.build(event, rule, text, _utc_stamp(event.at))
 
 
 def _dump(data: Any) -> str:

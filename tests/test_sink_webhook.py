@@ -11,16 +11,19 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
+from bridge.checks import sample_event
 from bridge.config.schema import WebhookSink
 from bridge.errors import PermanentDelivery, RetryableDelivery
 from bridge.model import Delivery, EventKind, Notification
+from bridge.render import envelope
 from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
 from bridge.sinks import build_sink
 from bridge.sinks.retry import Verdict, classify, classify_slack, redact_url
 from bridge.sinks.webhook import WebhookNotifier
 
 SECRET = "whsec_" + base64.b64encode(b"webhook test key, not a real one").decode()
-BODY = json.dumps({"type": "job.transition", "data": {"job": {"id": "8b72", "state": "failed"}}})
+# A real default body: every one the receiver records is checked against its schema.
+BODY = json.dumps(envelope(sample_event(EventKind.TRANSITION), "job-failed", "8b72 failed"))
 
 ReceiverFactory = Callable[..., Awaitable[WebhookReceiver]]
 

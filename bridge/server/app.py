@@ -3,6 +3,7 @@
     GET  /                              dashboard          GET  /ui/live   its live part
     GET  /healthz  /readyz  /metrics    probes, Prometheus
     GET  /v1/jobs /v1/events /v1/outbox /v1/sources        JSON views
+    GET  /v1/schema  /v1/schema/{type}                     webhook event catalog, schemas
     POST /v1/watches   DELETE /v1/watches/{source}/{id}    track a job id   (admin)
     POST /v1/outbox/{id}/retry|drop   POST /v1/outbox/retry                 (admin)
     POST /v1/events/{source}                               push input (signature)
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from bridge.errors import StoreError
 from bridge.logs import Redactor, installed_filter, secret_values
-from bridge.server import api, dashboard
+from bridge.server import api, dashboard, schema
 from bridge.server.auth import AdminAuth, Handler
 from bridge.server.push import ReplayGuard
 from bridge.server.runtime import Runtime
@@ -92,6 +93,8 @@ def _add_routes(app: web.Application) -> None:
     r.add_get("/v1/events", api.list_events)
     r.add_get("/v1/outbox", api.list_outbox)
     r.add_get("/v1/sources", api.list_sources)
+    r.add_get("/v1/schema", schema.list_schemas)
+    r.add_get("/v1/schema/{type}", schema.get_schema)
     r.add_post("/v1/watches", api.add_watch)
     r.add_delete("/v1/watches/{source}/{id}", api.remove_watch)
     r.add_post("/v1/outbox/retry", api.retry_all)

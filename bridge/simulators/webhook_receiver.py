@@ -6,7 +6,10 @@ then 200; or 410 for good), and can be stopped and started again on the same por
 receiver that crashes and comes back. With a `secret` it verifies Standard Webhooks
 signatures with the independent `standardwebhooks` package (a test dependency; without it
 installed, as in a bare `bridge demo`, with bridge's own verifier) and answers 401 to a bad
-one. Independent of the pipeline.
+one. With a `check` (or the class-wide `default_check`, which the test suite sets to
+validate default bodies against their published JSON Schema) it passes every recorded
+request to it and keeps what it raises in `problems`, never changing the answer.
+Independent of the pipeline.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
 Verifier = Callable[[bytes, Mapping[str, str]], None]
+Check = Callable[["ReceivedRequest"], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,9 +59,15 @@ class ReceivedRequest:
 class WebhookReceiver:
     """`async with WebhookReceiver() as hook:` serves on `hook.url` until the block ends."""
 
-    def __init__(self, *, secret: str | None = None, path: str = "/hook"):
+    # The check of receivers made without one (tests/conftest.py: the schema check).
+    default_check: ClassVar[Check | None] = None
+
+    def __init__(self, *, secret: str | None = None, path: str = "/hook",
+                 check: Check | None = None):
         self.path = path
         self.requests: list[ReceivedRequest] = []
+        self.problems: list[str] = []
+        self._check = check if check is not None else WebhookReceiver.default_check
         self._script: deque[Reply] = deque()
         self._default = Reply()
         self._verify = _verifier(secret) if secret is not None else None
@@ -119,8 +129,14 @@ class WebhookReceiver:
             except Exception:  # whatever the verifier raises, the answer is 401
                 verified = False
                 reply = Reply(status=401, body="invalid signature")
-        self.requests.append(ReceivedRequest(
-            path=request.path, headers=headers, body=body, status=reply.status, verified=verified))
+        received = ReceivedRequest(
+            path=request.path, headers=headers, body=body, status=reply.status, verified=verified)
+        self.requests.append(received)
+        if self._check is not None:
+            try:
+                self._check(received)
+            except Exception as exc:  # a check may fail in any way; the answer stays scripted
+                self.problems.append(f"{received.webhook_id or request.path}: {exc}")
         async with self._changed:
             self._changed.notify_all()
         if reply.delay > 0:

@@ -1,0 +1,228 @@
+"""The default webhook body (contract section 6) as typed models: one per event type.
+
+Every default body bridge sends is built by `build` through the model of its type, and the
+JSON Schemas that `bridge schema`, `GET /v1/schema` and `docs/webhooks.md` publish are
+generated from the same models, so the body and its schema cannot drift apart. A body that
+does not fit its model is an `EnvelopeError` (a TemplateError: the pipeline logs it and
+counts a render error, as for a broken template) rather than a body that breaks consumers.
+
+`data.schema_version` names the shape: any change to the keys or meaning of the body bumps
+it, and each schema describes exactly one version (`additionalProperties: false`).
+
+A new event type is one entry in `ENTRIES` (and, when its data differs, one data model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.json_schema import GenerateJsonSchema
+
+from bridge.errors import BridgeError, TemplateError
+from bridge.model import Event, EventKind, JobState
+
+SCHEMA_VERSION = "1"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+class EnvelopeError(TemplateError):
+    """An event whose default body would not match its published schema."""
+
+
+class UnknownEventType(BridgeError):
+    """A `bridge schema TYPE` (or `/v1/schema/TYPE`) naming no type of the catalog."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Timestamp = Annotated[str, Field(
+    pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$",
+    json_schema_extra={"format": "date-time"},
+    description="when the event happened: UTC, ISO 8601, whole seconds",
+)]
+
+
+class Job(_Strict):
+    """The job as this poll saw it."""
+
+    id: str = Field(description="the job's id at its source")
+    state: JobState = Field(description="canonical state (contract section 3)")
+    raw_state: str = Field(description="the state as the source's API spells it")
+    progress: float | None = Field(
+        description="percent done, 0 to 100; null when the API reports none")
+    message: str | None = Field(description="the API's message about the job (an error, a note)")
+    url: str | None = Field(description="a link to the job, when the source knows one")
+    fields: dict[str, Any] = Field(description="the raw item the API returned for the job")
+    failed_items: int | None = Field(
+        description="items the job reported as failed; null when the API reports none")
+    run: int = Field(ge=1, description="which run of a recurring job this is (1, 2, ...)")
+
+
+class Data(_Strict):
+    """What happened; the keys every type has (null where a type has no value)."""
+
+    event_id: str = Field(description="the event's id: stable, the same on every retry")
+    rule: str = Field(description="the rule that matched the event")
+    source: str = Field(description="the configured source's name")
+    from_: JobState | None = Field(
+        alias="from", description="the state before a transition; null for other types")
+    to: JobState | None = Field(
+        description="the state after a transition; on a `repeat` reminder, the state the job "
+                    "is still in; null otherwise")
+    text: str = Field(description="the rule's template rendered as plain text")
+    job: Job | None = Field(description="the job; null for source events")
+    reason: str | None = Field(
+        description="why: a stall or vanish reason, why a source is or was down, a reminder")
+    schema_version: Literal["1"] = Field(
+        description="the version of this body's shape; bumped by any change to its keys or "
+                    "their meaning")
+
+
+class TransitionData(Data):
+    """A job changed canonical state."""
+
+    from_: JobState | None = Field(
+        alias="from", description="the state before; null only on a `repeat` reminder")
+    to: JobState = Field(description="the state after (the job's state now)")
+    job: Job = Field(description="the job, in its new state")
+
+
+class JobData(Data):
+    """Something happened to a job; its state did not change."""
+
+    from_: None = Field(alias="from", description="always null (transitions only)")
+    job: Job = Field(description="the job")
+
+
+class SourceData(Data):
+    """A source's health changed."""
+
+    from_: None = Field(alias="from", description="always null (transitions only)")
+    to: None = Field(description="always null (transitions only)")
+    job: None = Field(description="always null: a source event is about no one job")
+
+
+class SourceDownData(SourceData):
+    """A source's polls fail."""
+
+    reason: str = Field(description="why the source's polls fail (the last error)")
+
+
+class SourceUpData(SourceData):
+    """A source that was down answers again."""
+
+    reason: str | None = Field(description="why the source was down")
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """One entry of the catalog: a `type` value, what it means, and the model of its body."""
+
+    name: str
+    # The `on` of the events sent with this type (a rule's `on`).
+    on: str
+    summary: str
+    model: type[BaseModel]
+
+
+def _entry(on: EventKind | str, summary: str, data: type[Data]) -> EventType:
+    name = f"job.{on}"
+    # A Literal of a runtime value: the `type` constant of this model's schema.
+    const = cast(Any, Literal)[name]
+    model = create_model(
+        "".join(part.title() for part in str(on).split("_")) + "Webhook",
+        __base__=_Strict,
+        __doc__=f"The default webhook body of a `{name}` event: {summary}.",
+        type=(const, Field(description="`job.` and the event's kind (a rule's `on`)")),
+        timestamp=(Timestamp, ...),
+        data=(data, ...),
+    )
+    return EventType(name=name, on=str(on), summary=summary, model=model)
+
+
+ENTRIES: tuple[EventType, ...] = (
+    _entry(EventKind.APPEARED, "a job is seen for the first time, in whatever state it is in",
+           JobData),
+    _entry(EventKind.TRANSITION, "a job changed canonical state (from -> to)", TransitionData),
+    _entry(EventKind.PROGRESS, "a job's progress crossed a `progress_step` boundary (25% by "
+           "default)", JobData),
+    _entry(EventKind.STALLED, "a running job's progress has not moved for `stall_after`",
+           JobData),
+    _entry(EventKind.VANISHED, "a job went missing (404, or absent from a full list) before it "
+           "finished", JobData),
+    _entry(EventKind.SOURCE_DOWN, "a source's polls fail (after `down_after` failures); no job "
+           "changes while it is down", SourceDownData),
+    _entry(EventKind.SOURCE_UP, "a source that was down answers again", SourceUpData),
+)
+CATALOG: Mapping[str, EventType] = {entry.name: entry for entry in ENTRIES}
+_BY_ON: Mapping[str, EventType] = {entry.on: entry for entry in ENTRIES}
+
+
+def lookup(name: str) -> EventType:
+    """The type named `job.transition` (or just `transition`); UnknownEventType otherwise."""
+    entry = CATALOG.get(name) or _BY_ON.get(name)
+    if entry is None:
+        known = ", ".join(CATALOG)
+        raise UnknownEventType(f"no event type {name!r}; the types are: {known} "
+                               "(`bridge schema` lists them)")
+    return entry
+
+
+def build(event: Event, rule: str, text: str, timestamp: str) -> dict[str, Any]:
+    """The default body of `event` for `rule`, built through its type's model.
+
+    Raises EnvelopeError when the event does not fit (an event file given to `bridge render`
+    or `bridge test` can describe impossible events; the pipeline never makes one).
+    """
+    entry = _BY_ON.get(str(event.on))
+    if entry is None:
+        raise EnvelopeError(f"event kind {event.on!r} has no entry in the webhook catalog "
+                            "(bridge.webhooks.catalog.ENTRIES)")
+    job = event.job
+    raw = {
+        "type": entry.name,
+        "timestamp": timestamp,
+        "data": {
+            "event_id": event.id,
+            "rule": rule,
+            "source": event.source,
+            "from": event.from_state,
+            "to": event.to_state,
+            "text": text,
+            "job": job.as_dict() if job is not None else None,
+            "reason": event.reason,
+            "schema_version": SCHEMA_VERSION,
+        },
+    }
+    try:
+        body = entry.model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
+        raise EnvelopeError(f"the {entry.name} body of event {event.id} does not match its "
+                            f"schema ({problems}); see `bridge schema {entry.name}`") from None
+    return body.model_dump(mode="json", by_alias=True)
+
+
+class _Generator(GenerateJsonSchema):
+    # Property titles ("Event Id") only repeat the key; descriptions say what it means.
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def json_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the default body of type `name`."""
+    entry = lookup(name)
+    schema = entry.model.model_json_schema(by_alias=True, schema_generator=_Generator)
+    return {"$schema": DIALECT, **schema}
+
+
+def listing() -> list[dict[str, str]]:
+    """The catalog as data: each type with its summary and where its schema is served."""
+    return [{"type": entry.name, "on": entry.on, "summary": entry.summary,
+             "schema": f"/v1/schema/{entry.name}"} for entry in ENTRIES]

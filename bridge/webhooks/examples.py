@@ -1,0 +1,100 @@
+"""Real examples of every webhook type: sample events through the real renderer and signer.
+
+`render_examples` renders `bridge.checks.sample_event` of each type with a rule whose
+template is the shipped `<on>.slack.j2`, for one sink, into the `Notification` the pipeline
+would queue; `signed_request` signs one the way the webhook sink does. The catalog's examples
+(`bridge schema`, docs/webhooks.md) and `bridge notify-test` are both made here.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.checks import FIXED_NOW, sample_event
+from bridge.config.schema import BridgeSettings, Config, Rule, SinkBase, WebhookSink
+from bridge.errors import TemplateError
+from bridge.model import Event, EventKind, Notification
+from bridge.render import Renderer
+from bridge.signing import decode_secret, signed_headers
+from bridge.webhooks.catalog import ENTRIES, EventType
+
+# Documented in docs/webhooks.md so a reader can check the example signature: never use it.
+EXAMPLE_SECRET = "whsec_" + base64.b64encode(b"bridge example key: do not use!!").decode()
+EXAMPLE_SINK = "my-webhook"
+EXAMPLE_RULE = "example"
+EXAMPLE_SOURCE = "zendesk"
+# The templates shipped with bridge (each event kind has a plain-text `<on>.slack.j2`).
+BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+
+
+def example_sink(url: str = "https://receiver.example.com/bridge") -> WebhookSink:
+    return WebhookSink.model_validate(
+        {"name": EXAMPLE_SINK, "kind": "webhook", "url": url, "secret": EXAMPLE_SECRET})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Example:
+    """One type's sample event and what the pipeline would queue for it (or why not)."""
+
+    entry: EventType
+    event: Event
+    notification: Notification | None = None
+    error: str | None = None
+
+    @property
+    def body(self) -> str:
+        """The webhook body as sent (a JSON string); empty for a Slack sink or an error."""
+        body = self.notification.payload.get("body") if self.notification else None
+        return body if isinstance(body, str) else ""
+
+
+def render_examples(
+    sink: SinkBase,
+    *,
+    templates: str | Path = BUNDLED_TEMPLATES,
+    rule: str = EXAMPLE_RULE,
+    source: str = EXAMPLE_SOURCE,
+    types: Iterable[EventType] = ENTRIES,
+) -> list[Example]:
+    """A sample of each type rendered for `sink` by the real renderer, in catalog order."""
+    wanted = list(types)
+    rules = {entry.name: Rule.model_validate({
+        "name": rule, "on": entry.on, "template": f"{entry.on}.slack.j2", "notify": [sink.name],
+    }) for entry in wanted}
+    config = Config(bridge=BridgeSettings(templates=str(templates)), sinks=[sink],
+                    rules=list(rules.values()))
+    renderer = Renderer(config, strict=False)
+    examples = []
+    for entry in wanted:
+        event = sample_event(EventKind(entry.on), source=source)
+        try:
+            payload = renderer.render(rules[entry.name], event, sink)
+        except TemplateError as exc:
+            examples.append(Example(entry=entry, event=event, error=str(exc)))
+            continue
+        job = event.job
+        examples.append(Example(entry=entry, event=event, notification=Notification(
+            event_id=event.id, rule=rule, sink=sink.name, source=event.source,
+            job_id=job.id if job else None, payload=payload, on=event.on,
+            terminal=bool(job and job.state.terminal), state=str(job.state) if job else None,
+        )))
+    return examples
+
+
+def signed_request(
+    example: Example, secret: str = EXAMPLE_SECRET, timestamp: int | None = None
+) -> tuple[dict[str, str], str]:
+    """The headers and body the webhook sink sends for `example` (at `timestamp`)."""
+    if example.notification is None:
+        raise ValueError(f"no example of {example.entry.name}: {example.error}")
+    stamp = int(FIXED_NOW.timestamp()) if timestamp is None else timestamp
+    body = example.body
+    headers = {
+        "content-type": "application/json",
+        **signed_headers(decode_secret(secret), example.notification.delivery_id, stamp,
+                         body.encode()),
+    }
+    return headers, body
