@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bridge.config.schema import RetryPolicy
+from bridge.config.schema import RetryPolicy, SinkBase
 from bridge.signing import TOLERANCE
 from bridge.sinks.retry import STATUS_VERDICTS, Verdict
 from bridge.webhooks.catalog import SCHEMA_VERSION, Data, Job, json_schema
@@ -245,7 +245,9 @@ def _delivery() -> str:
     return f"""## Answers, retries and idempotency
 
 - **2xx** is delivered. **{retried}, 5xx**, connection errors and timeouts (the sink's
-  `timeout`, 10 s by default) are retried, never sooner than a `Retry-After` you send. Every
+  `timeout`, {_short(_default("timeout"))} by default) are retried, never sooner than a
+  `Retry-After` you send (up to the sink's `max_retry_after`,
+  {_short(_default("max_retry_after"))} by default). Every
   other status ({permanent} included: "stop sending") dead-letters the message at once;
   redirects are not followed, so a 3xx does too.
 - **Retry schedule** (the default; a sink can set its own `retry`): the waits after each
@@ -262,6 +264,13 @@ def _delivery() -> str:
   awaits its retry.
 - Answer quickly (well within the timeout) and do slow work after answering.
 """
+
+
+def _default(name: str) -> timedelta:
+    value = SinkBase.model_fields[name].default
+    if not isinstance(value, timedelta):
+        raise TypeError(f"SinkBase.{name} has no duration default")
+    return value
 
 
 def _tools() -> str:
