@@ -1,7 +1,8 @@
 """`bridge notify-test SINK [--all-types]`: send sample notifications to one sink, now.
 
 One sample event (`job.transition`), or with `--all-types` one of every type of the webhook
-catalog, is rendered by the real renderer (`bridge.webhooks.examples`) and sent by the sink's
+catalog, is rendered by the real renderer (`bridge.webhooks.examples`) with the templates
+`<on>.slack.j2` (the config's folder first, then the bundled ones) and sent by the sink's
 real sender from the sink registry: a webhook is signed as usual, a Slack sink posts (or, in
 `update` mode, edits one message). It prints, per type, the HTTP status the sink answered
 and whether that counts as delivered. Nothing goes through the outbox or the state store: a
@@ -24,13 +25,13 @@ from typing import TextIO
 
 import aiohttp
 
-from bridge.config.schema import Config, SinkBase, WebhookSink
+from bridge.config.schema import Config, SinkBase
 from bridge.errors import BridgeError, DeliveryError
 from bridge.model import Delivery
 from bridge.sinks import build_sink
 from bridge.store import open_store
 from bridge.webhooks.catalog import CATALOG, ENTRIES
-from bridge.webhooks.examples import BUNDLED_TEMPLATES, Example, render_examples
+from bridge.webhooks.examples import Example, render_examples
 
 RULE = "notify-test"
 # Without --all-types: the type most receivers act on.
@@ -65,12 +66,10 @@ def plan(config: Config, sink_name: str, *, all_types: bool) -> tuple[SinkBase, 
         raise UnknownSink(f"no sink {sink_name!r} in {config.path or 'the config'} "
                           f"(sinks: {names})") from None
     types = list(ENTRIES) if all_types else [CATALOG[DEFAULT_TYPE]]
-    # A `body` template lives with the config's templates; the default body needs only the
-    # shipped ones, whatever the config's folder holds.
-    custom = isinstance(sink, WebhookSink) and sink.body is not None
-    templates = config.bridge.templates if custom else BUNDLED_TEMPLATES
+    # The config's folder first, then the bundled templates: a `body` template and the
+    # user's own `<on>.slack.j2` are used as the pipeline would use them.
     source = config.sources[0].name if config.sources else "example"
-    return sink, render_examples(sink, templates=templates, rule=RULE, source=source,
+    return sink, render_examples(sink, templates=config.bridge.templates, rule=RULE, source=source,
                                  types=types)
 
 

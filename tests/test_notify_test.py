@@ -18,7 +18,6 @@ from bridge.notify_test import notify_test
 from bridge.simulators.slack import FakeSlack
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.webhooks import catalog
-from bridge.webhooks.examples import BUNDLED_TEMPLATES
 from tests.schema_check import SchemaCheck
 
 SECRET = "whsec_" + base64.b64encode(b"notify-test key for tests only!!").decode()
@@ -29,7 +28,7 @@ def config_text(tmp_path: Path, hook_url: str, *, extra: str = "") -> str:
     return f"""
 [bridge]
 state = "sqlite:///{tmp_path / 'state.db'}"
-templates = "{BUNDLED_TEMPLATES}"
+templates = "{tmp_path / 'templates'}"
 
 [[sources]]
 name = "zd"

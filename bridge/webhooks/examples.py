@@ -1,9 +1,10 @@
 """Real examples of every webhook type: sample events through the real renderer and signer.
 
 `render_examples` renders `bridge.checks.sample_event` of each type with a rule whose
-template is the shipped `<on>.slack.j2`, for one sink, into the `Notification` the pipeline
-would queue; `signed_request` signs one the way the webhook sink does. The catalog's examples
-(`bridge schema`, docs/webhooks.md) and `bridge notify-test` are both made here.
+template is `<on>.slack.j2` (shipped with bridge), for one sink, into the `Notification` the
+pipeline would queue; `signed_request` signs one the way the webhook sink does. The
+catalog's examples (`bridge schema`, docs/webhooks.md) and `bridge notify-test` are both
+made here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bridge.config.schema import BridgeSettings, Config, Rule, SinkBase, Webhook
 from bridge.errors import TemplateError
 from bridge.model import Event, EventKind, Notification
 from bridge.render import Renderer
+from bridge.resources import bundled_templates
 from bridge.signing import decode_secret, signed_headers
 from bridge.webhooks.catalog import ENTRIES, EventType
 
@@ -26,8 +28,6 @@ EXAMPLE_SECRET = "whsec_" + base64.b64encode(b"bridge example key: do not use!!"
 EXAMPLE_SINK = "my-webhook"
 EXAMPLE_RULE = "example"
 EXAMPLE_SOURCE = "zendesk"
-# The templates shipped with bridge (each event kind has a plain-text `<on>.slack.j2`).
-BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 
 
 def example_sink(url: str = "https://receiver.example.com/bridge") -> WebhookSink:
@@ -54,17 +54,22 @@ class Example:
 def render_examples(
     sink: SinkBase,
     *,
-    templates: str | Path = BUNDLED_TEMPLATES,
+    templates: str | Path | None = None,
     rule: str = EXAMPLE_RULE,
     source: str = EXAMPLE_SOURCE,
     types: Iterable[EventType] = ENTRIES,
 ) -> list[Example]:
-    """A sample of each type rendered for `sink` by the real renderer, in catalog order."""
+    """A sample of each type rendered for `sink` by the real renderer, in catalog order.
+
+    Templates come from `templates` and, for any name it lacks, from the bundled ones (as
+    in the pipeline); without a folder, from the bundled templates only.
+    """
     wanted = list(types)
     rules = {entry.name: Rule.model_validate({
         "name": rule, "on": entry.on, "template": f"{entry.on}.slack.j2", "notify": [sink.name],
     }) for entry in wanted}
-    config = Config(bridge=BridgeSettings(templates=str(templates)), sinks=[sink],
+    folder = bundled_templates() if templates is None else templates
+    config = Config(bridge=BridgeSettings(templates=str(folder)), sinks=[sink],
                     rules=list(rules.values()))
     renderer = Renderer(config, strict=False)
     examples = []
