@@ -43,6 +43,12 @@ _DEFAULT_STATE = {
 
 # --- sample events --------------------------------------------------------------------------
 
+# What detection gives as `reason` (bridge.detect); other job events have none.
+_SAMPLE_REASONS = {
+    EventKind.STALLED: "no progress for 15m",
+    EventKind.VANISHED: "the job is no longer in the source's job list",
+}
+
 
 def sample_event(kind: EventKind, *, source: str = "example", rule: Rule | None = None) -> Event:
     """A realistic event of `kind`, shaped to pass the rule's `from` / `to` filters."""
@@ -50,7 +56,8 @@ def sample_event(kind: EventKind, *, source: str = "example", rule: Rule | None 
         down = kind is EventKind.SOURCE_DOWN
         return Event(
             id=f"evt_sample_{kind}", on=kind, source=source, at=FIXED_NOW,
-            reason="HTTP 503 Service Unavailable from GET /api/v2/job_statuses" if down else None,
+            # source_up carries why the source was down, as detection sets it.
+            reason="HTTP 503 Service Unavailable from GET /api/v2/job_statuses",
             duration=None if down else timedelta(minutes=7),
         )
     state = rule.to[0] if rule and rule.to else _DEFAULT_STATE[kind]
@@ -67,7 +74,7 @@ def sample_event(kind: EventKind, *, source: str = "example", rule: Rule | None 
         to_state=state if kind is EventKind.TRANSITION else None,
         first_seen=FIXED_NOW - timedelta(minutes=25),
         duration=timedelta(minutes=23, seconds=12),
-        reason="no progress for 15m" if kind is EventKind.STALLED else None,
+        reason=_SAMPLE_REASONS.get(kind),
     )
 
 
