@@ -1,6 +1,10 @@
 """Domain values that flow through the pipeline: job states, observations, events, deliveries.
 
 Everything here is a frozen value with no I/O, so every stage can be tested with plain tables.
+Their JSON form (the state store's rows, the API, `--event` files) comes from one codec,
+pydantic over the dataclasses' own field types: `to_data` / `to_json` / `from_data` /
+`from_json` (the `as_dict` / `from_dict` methods are those, plus the defaults a hand-written
+event file may leave out).
 """
 
 from __future__ import annotations
@@ -10,7 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, TypeVar, cast
+
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+
+T = TypeVar("T")
 
 
 class JobState(StrEnum):
@@ -30,6 +38,10 @@ class JobState(StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+# Written only when set: most sources have neither, and their records stay as they were.
+_OMIT_NONE = Field(exclude_if=lambda value: value is None)
+# Decoded through the enum itself, so a bad value reads "'x' is not a valid JobState".
+State = Annotated[JobState, BeforeValidator(JobState)]
 
 
 class EventKind(StrEnum):
@@ -53,8 +65,11 @@ class JobStatus:
     leave it at 1 and detection sets it.
     """
 
+    # An id may be written as a number in a hand-written event file.
+    __pydantic_config__ = ConfigDict(coerce_numbers_to_str=True)
+
     id: str
-    state: JobState
+    state: State
     raw_state: str
     progress: float | None = None
     message: str | None = None
@@ -64,47 +79,17 @@ class JobStatus:
     run: int = 1
     # What identifies the job's latest run at the API (JTL's `LastSync`): when it changes
     # while the job looks finished, the job ran again between two polls.
-    run_key: str | None = None
+    run_key: Annotated[str | None, _OMIT_NONE] = None
     # When the API says the next run is due (JTL's `NextSync`); overdue and not running
     # means the run did not start.
-    due_at: datetime | None = None
+    due_at: Annotated[datetime | None, _OMIT_NONE] = None
 
     def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "state": str(self.state),
-            "raw_state": self.raw_state,
-            "progress": self.progress,
-            "message": self.message,
-            "url": self.url,
-            "fields": dict(self.fields),
-            "failed_items": self.failed_items,
-            "run": self.run,
-        }
-        # Only when set: most sources have neither, and their records stay as they were.
-        if self.run_key is not None:
-            data["run_key"] = self.run_key
-        if self.due_at is not None:
-            data["due_at"] = self.due_at.isoformat()
-        return data
+        return to_data(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobStatus:
-        progress = data.get("progress")
-        failed = data.get("failed_items")
-        return cls(
-            id=str(data["id"]),
-            state=JobState(data.get("state", "unknown")),
-            raw_state=str(data.get("raw_state", data.get("state", ""))),
-            progress=float(progress) if progress is not None else None,
-            message=data.get("message"),
-            url=data.get("url"),
-            fields=dict(data.get("fields") or {}),
-            failed_items=int(failed) if failed is not None else None,
-            run=int(data.get("run", 1)),
-            run_key=str(data["run_key"]) if data.get("run_key") is not None else None,
-            due_at=_from_iso(data.get("due_at")),
-        )
+        return from_data(cls, job_data(data))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,45 +128,11 @@ class TrackedJob:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data (the state store's and the API's shape); timestamps in ISO 8601."""
-        return {
-            "source": self.source,
-            "status": self.status.as_dict(),
-            "first_seen": self.first_seen.isoformat(),
-            "last_seen": self.last_seen.isoformat(),
-            "started_at": _iso(self.started_at),
-            "moved_at": self.moved_at.isoformat(),
-            "stalled": self.stalled,
-            "missing_since": _iso(self.missing_since),
-            "vanished": self.vanished,
-            "finished_at": _iso(self.finished_at),
-            "version": self.version,
-            "seen": self.seen,
-        }
+        return to_data(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackedJob:
-        return cls(
-            source=str(data["source"]),
-            status=JobStatus.from_dict(data["status"]),
-            first_seen=datetime.fromisoformat(data["first_seen"]),
-            last_seen=datetime.fromisoformat(data["last_seen"]),
-            started_at=_from_iso(data.get("started_at")),
-            moved_at=datetime.fromisoformat(data["moved_at"]),
-            stalled=bool(data.get("stalled", False)),
-            missing_since=_from_iso(data.get("missing_since")),
-            vanished=bool(data.get("vanished", False)),
-            finished_at=_from_iso(data.get("finished_at")),
-            version=int(data.get("version", 0)),
-            seen=bool(data.get("seen", True)),
-        )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
-def _from_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+        return from_data(cls, data)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,14 +152,17 @@ class SourceHealth:
 class Event:
     """One thing that happened, as rules and templates see it (contract section 4)."""
 
+    # `from` and `to` in JSON; a duration in seconds.
+    __pydantic_config__ = ConfigDict(ser_json_timedelta="float", serialize_by_alias=True)
+
     id: str
-    on: EventKind
+    on: Annotated[EventKind, BeforeValidator(EventKind)]
     source: str
     at: datetime
     job: JobStatus | None = None
     previous: JobStatus | None = None
-    from_state: JobState | None = None
-    to_state: JobState | None = None
+    from_state: Annotated[State | None, Field(alias="from")] = None
+    to_state: Annotated[State | None, Field(alias="to")] = None
     first_seen: datetime | None = None
     duration: timedelta | None = None
     # Why a source went down (source_down) or a job is considered stalled/vanished.
@@ -218,44 +172,41 @@ class Event:
 
     def as_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data: the shape of `bridge render --event` files and the API."""
-        return {
-            "id": self.id,
-            "on": str(self.on),
-            "source": self.source,
-            "at": self.at.isoformat(),
-            "job": self.job.as_dict() if self.job else None,
-            "previous": self.previous.as_dict() if self.previous else None,
-            "from": str(self.from_state) if self.from_state else None,
-            "to": str(self.to_state) if self.to_state else None,
-            "first_seen": self.first_seen.isoformat() if self.first_seen else None,
-            "duration": self.duration.total_seconds() if self.duration is not None else None,
-            "reason": self.reason,
-            "repeat_of": self.repeat_of,
-        }
+        return to_data(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Event:
-        job = JobStatus.from_dict(data["job"]) if data.get("job") else None
-        previous = JobStatus.from_dict(data["previous"]) if data.get("previous") else None
-        duration = data.get("duration")
-        first_seen = data.get("first_seen")
-        at = datetime.fromisoformat(data["at"]) if data.get("at") else datetime.now().astimezone()
-        on = EventKind(data["on"])
-        source = str(data.get("source", ""))
-        return cls(
-            id=str(data.get("id") or event_id(source, on, job.id if job else "", at.isoformat())),
-            on=on,
-            source=source,
-            at=at,
-            job=job,
-            previous=previous,
-            from_state=JobState(data["from"]) if data.get("from") else None,
-            to_state=JobState(data["to"]) if data.get("to") else None,
-            first_seen=datetime.fromisoformat(first_seen) if first_seen else None,
-            duration=timedelta(seconds=float(duration)) if duration is not None else None,
-            reason=data.get("reason"),
-            repeat_of=data.get("repeat_of"),
-        )
+        """An event from its JSON form. A hand-written one may leave out `id` (made from its
+        facts), `at` (now), `source`, and a job's `state` and `raw_state`; empty is absent."""
+        filled = {key: value for key, value in data.items()
+                  if value not in ("", {}) or key not in _EMPTY_IS_ABSENT}
+        if "on" not in filled:
+            raise DataError("missing 'on' (transition, progress, stalled, ...)")
+        at = filled.get("at") or datetime.now().astimezone()
+        if isinstance(at, str):
+            at = datetime.fromisoformat(at)
+        source = filled.setdefault("source", "")
+        for key in ("job", "previous"):
+            if isinstance(filled.get(key), Mapping):
+                filled[key] = job_data(filled[key])
+        job = filled.get("job")
+        if "id" not in filled:
+            job_id = job.get("id", "") if isinstance(job, Mapping) else ""
+            filled["id"] = event_id(source, filled["on"], job_id, at.isoformat())
+        return from_data(cls, {**filled, "at": at})
+
+
+_EMPTY_IS_ABSENT = frozenset({"id", "at", "job", "previous", "from", "to", "first_seen"})
+
+
+def job_data(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A job's JSON form with what a hand-written one may leave out: `state` is unknown,
+    `raw_state` the state, no `fields`."""
+    if "raw_state" in data and data.get("state") and data.get("fields") is not None:
+        return data  # complete, as stored
+    state = data.get("state") or "unknown"
+    return {**data, "state": state, "raw_state": data.get("raw_state", data.get("state", "")),
+            "fields": data.get("fields") or {}}
 
 
 def event_id(*parts: object) -> str:
@@ -325,35 +276,12 @@ class Notification:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data: how the outbox stores a notification (`payload` must be JSON)."""
-        return {
-            "event_id": self.event_id,
-            "rule": self.rule,
-            "sink": self.sink,
-            "source": self.source,
-            "job_id": self.job_id,
-            "payload": dict(self.payload),
-            "on": str(self.on),
-            "terminal": self.terminal,
-            "state": self.state,
-            "priority": str(self.priority),
-        }
+        return to_data(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Notification:
-        job_id = data.get("job_id")
-        return cls(
-            event_id=str(data["event_id"]),
-            rule=str(data["rule"]),
-            sink=str(data["sink"]),
-            source=str(data["source"]),
-            job_id=str(job_id) if job_id is not None else None,
-            payload=dict(data.get("payload") or {}),
-            on=EventKind(data["on"]),
-            terminal=bool(data.get("terminal", False)),
-            state=str(data["state"]) if data.get("state") is not None else None,
-            # Rows queued before priorities existed are normal.
-            priority=Priority(data.get("priority") or Priority.NORMAL),
-        )
+        # Rows queued before priorities existed are normal.
+        return from_data(cls, {**data, "priority": data.get("priority") or Priority.NORMAL})
 
     @property
     def delivery_id(self) -> str:
@@ -393,3 +321,58 @@ class PollResult:
     missing: frozenset[str] = frozenset()
     # Ids whose lookup failed this poll (a 500 on one of them): neither changed nor missing.
     unknown: frozenset[str] = frozenset()
+
+
+# --- the codec ------------------------------------------------------------------------------
+
+
+class DataError(ValueError):
+    """JSON that does not make a domain value: says what is wrong and where."""
+
+
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type[T]) -> TypeAdapter[T]:
+    # Built on first use: pydantic resolves the string annotations once every class exists.
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return cast(TypeAdapter[T], adapter)
+
+
+def to_data(value: Any) -> dict[str, Any]:
+    """A domain value as JSON-ready data, field by field as its dataclass declares them."""
+    return cast(dict[str, Any], _adapter(type(value)).dump_python(value, mode="json"))
+
+
+def to_json(value: Any) -> str:
+    """`to_data` written as compact JSON text (UTF-8, not ASCII-escaped)."""
+    return _adapter(type(value)).dump_json(value).decode()
+
+
+def from_data(cls: type[T], data: Any) -> T:
+    """A domain value from JSON-ready data; DataError (a ValueError) names the bad field."""
+    try:
+        return _adapter(cls).validate_python(data)
+    except ValidationError as exc:
+        raise DataError(_readable(exc)) from None
+
+
+def from_json(cls: type[T], text: str | bytes) -> T:
+    """A domain value from JSON text (see `from_data`)."""
+    try:
+        return _adapter(cls).validate_json(text)
+    except ValidationError as exc:
+        raise DataError(_readable(exc)) from None
+
+
+def _readable(exc: ValidationError) -> str:
+    """The first problem of a validation error, as one line: what, then where."""
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "missing":
+        return f"missing {where!r}"
+    cause = (error.get("ctx") or {}).get("error")
+    reason = str(cause) if cause is not None else error["msg"]
+    return f"{reason} (at {where})" if where else reason

@@ -21,6 +21,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -31,10 +33,8 @@ from bridge.signing import decode_secret
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_ISO = re.compile(
-    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
-    r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
-)
+# ISO 8601 durations ("PT30S", "P1DT2H", "PT1.5H", "P1W") are pydantic's to parse.
+_ISO = TypeAdapter(timedelta)
 
 
 def parse_duration(value: object) -> timedelta:
@@ -48,15 +48,12 @@ def parse_duration(value: object) -> timedelta:
     short = _SHORT.match(value)
     if short:
         return timedelta(seconds=float(short.group(1)) * _UNITS[short.group(2)])
-    iso = _ISO.match(value.strip().upper())
-    if iso and any(iso.groupdict().values()):
-        parts = {k: float(v) for k, v in iso.groupdict().items() if v}
-        return timedelta(
-            days=parts.get("d", 0),
-            hours=parts.get("h", 0),
-            minutes=parts.get("m", 0),
-            seconds=parts.get("s", 0),
-        )
+    iso = value.strip().upper()
+    if iso.startswith("P"):  # not "-P...": a negative duration is a mistake here
+        try:
+            return _ISO.validate_python(iso)
+        except ValidationError:
+            pass
     raise ValueError(
         f'expected a duration like "500ms", "30s", "5m", "1h" or "PT30S", got {value!r}'
     )

@@ -2,7 +2,8 @@
 
 Queries use `?` placeholders; the PostgreSQL backend rewrites them to `%s` (no query here
 contains a literal `?` or `%`). Values are stored as JSON text through the domain values'
-own `as_dict` / `from_dict`; the columns beside the JSON are the ones queries filter on.
+one codec (`bridge.model`: `as_dict` / `from_dict`, `to_json` / `from_json`); the columns
+beside the JSON are the ones queries filter on.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from typing import Any
 
 from bridge.errors import StoreError
 from bridge.model import (
+    DataError,
     Delivery,
     DeliveryStatus,
     Event,
-    JobStatus,
     Notification,
     SourceHealth,
     TrackedJob,
+    from_data,
+    from_json,
+    to_json,
 )
 from bridge.store.base import OutboxStats, PollCommit, RuleMark
 
@@ -54,30 +58,16 @@ def dumps(data: Any) -> str:
 
 
 def health_json(health: SourceHealth) -> str:
-    return dumps(
-        {
-            "source": health.source,
-            "up": health.up,
-            "since": _iso(health.since),
-            "reason": health.reason,
-            "failures": health.failures,
-            "last_poll_at": _iso(health.last_poll_at),
-            "last_latency": health.last_latency,
-        }
-    )
+    return to_json(health)
 
 
 def health_from(text: str) -> SourceHealth:
-    data = json.loads(text)
-    return SourceHealth(
-        source=data["source"],
-        up=data["up"],
-        since=_dt(data.get("since")),
-        reason=data.get("reason"),
-        failures=data.get("failures", 0),
-        last_poll_at=_dt(data.get("last_poll_at")),
-        last_latency=data.get("last_latency"),
-    )
+    return from_json(SourceHealth, text)
+
+
+# A job's timestamps, as stored; jobs_from shares equal ones between jobs.
+_JOB_TIMES = ("first_seen", "last_seen", "started_at", "moved_at", "missing_since",
+              "finished_at")
 
 
 def jobs_from(texts: Sequence[str]) -> list[TrackedJob]:
@@ -91,40 +81,26 @@ def jobs_from(texts: Sequence[str]) -> list[TrackedJob]:
     jobs = []
     for data in decoded:
         _share_strings(data, shared)
-        jobs.append(_job_from(data, times))
+        _share_times(data, times)
+        try:
+            jobs.append(from_data(TrackedJob, data))
+        except DataError as exc:
+            job_id = (data.get("status") or {}).get("id")
+            raise StoreError(f"stored job {job_id!r} is corrupt: {exc}") from None
     return jobs
 
 
-def _job_from(data: dict[str, Any], times: dict[str, datetime]) -> TrackedJob:
-    """`TrackedJob.from_dict`, with equal timestamps shared: jobs seen in one poll carry the
-    same moments, and 100,000 jobs x 4 datetime objects is memory worth keeping."""
-
-    def moment(key: str) -> datetime | None:
+def _share_times(data: dict[str, Any], times: dict[str, datetime]) -> None:
+    """Parse the timestamps before the codec does, one object per distinct moment: jobs seen
+    in one poll carry the same ones, and 100,000 jobs x 4 datetimes is memory worth keeping
+    (the codec keeps a datetime it is given as it is)."""
+    for key in _JOB_TIMES:
         text = data.get(key)
-        if not text:
-            return None
-        found = times.get(text)
-        if found is None:
-            found = times[text] = datetime.fromisoformat(text)
-        return found
-
-    first_seen, last_seen, moved_at = moment("first_seen"), moment("last_seen"), moment("moved_at")
-    if first_seen is None or last_seen is None or moved_at is None:
-        raise StoreError(f"stored job {data['status'].get('id')!r} has no timestamps: corrupt row")
-    return TrackedJob(
-        source=data["source"],
-        status=JobStatus.from_dict(data["status"]),
-        first_seen=first_seen,
-        last_seen=last_seen,
-        started_at=moment("started_at"),
-        moved_at=moved_at,
-        stalled=bool(data.get("stalled", False)),
-        missing_since=moment("missing_since"),
-        vanished=bool(data.get("vanished", False)),
-        finished_at=moment("finished_at"),
-        version=int(data.get("version", 0)),
-        seen=bool(data.get("seen", True)),
-    )
+        if isinstance(text, str):
+            found = times.get(text)
+            if found is None:
+                found = times[text] = datetime.fromisoformat(text)
+            data[key] = found
 
 
 def _share_strings(data: dict[str, Any], shared: dict[str, str]) -> None:
@@ -190,14 +166,6 @@ def stats_from(by_status: Iterable[Row], by_sink: Iterable[Row]) -> OutboxStats:
         oldest_pending=oldest,
         per_sink_pending={sink: int(count) for sink, count in by_sink},
     )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
-def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 # --- jobs, health, events -----------------------------------------------------------------
@@ -273,13 +241,13 @@ def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[tuple[str, It
     yield DELETE_JOB_REFS, removed
     yield (
         UPSERT_JOB,
-        ((source, j.id, str(j.status.state), at_us, dumps(j.as_dict())) for j in commit.upserts),
+        ((source, j.id, str(j.status.state), at_us, to_json(j)) for j in commit.upserts),
     )
     if commit.health is not None:
         yield UPSERT_HEALTH, [(source, health_json(commit.health))]
     yield (
         INSERT_EVENT,
-        ((e.id, e.source, str(e.on), to_us(e.at), dumps(e.as_dict())) for e in commit.events),
+        ((e.id, e.source, str(e.on), to_us(e.at), to_json(e)) for e in commit.events),
     )
     if commit.events:
         yield PRUNE_EVENTS, [(keep_events,)]
