@@ -16,14 +16,14 @@ import random
 import signal
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.model import Delivery, DeliveryStatus, Event, EventKind, Notification
 from bridge.resources import bundled_templates
-from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
+from bridge.simulators.webhook_receiver import ReceivedRequest, Reply, WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.store import open_store
 from bridge.store.base import Store
@@ -338,6 +338,27 @@ def check_every_transition_delivered_once_per_id(
     return len(delivered) - len(set(delivered))
 
 
+def check_repeats_come_from_the_kill(
+    requests: list[ReceivedRequest], cut: int
+) -> tuple[int, int]:
+    """At-least-once, and no more: `requests[:cut]` reached the receiver from the bridge
+    that was killed, the rest from its successor. Each bridge delivers an event at most
+    once; an event is delivered twice only when the killed bridge delivered it and died
+    before recording that. Returns (deliveries before the kill, repeats)."""
+    before = _accepted(requests[:cut])
+    after = _accepted(requests[cut:])
+    for name, part in (("the killed bridge", before), ("its successor", after)):
+        doubled = {event_id: n for event_id, n in part.items() if n > 1}
+        assert not doubled, f"{name} delivered events more than once: {doubled}"
+    repeats = set(before) & set(after)
+    return sum(before.values()), len(repeats)
+
+
+def _accepted(requests: list[ReceivedRequest]) -> Counter[str]:
+    return Counter(json.loads(r.body)["data"]["event_id"] for r in requests
+                   if 200 <= r.status < 300)
+
+
 # --- one crash iteration -----------------------------------------------------------------
 
 
@@ -346,6 +367,8 @@ class CrashReport:
     kill_at: float
     receiver_up_before_kill: bool
     transitions: int
+    # 2xx answers the receiver gave the killed bridge; repeats can only come from these.
+    delivered_before_kill: int
     repeats: int
     seconds: float
 
@@ -379,6 +402,10 @@ async def crash_iteration(directory: Path, seed: int) -> CrashReport:
             await asyncio.sleep(max(0.0, kill_at - (time.monotonic() - started)))
             first.kill()
             assert await first.wait() == -signal.SIGKILL
+            # Let requests the killed bridge had sent finish arriving: every request from
+            # here on comes from its successor.
+            await asyncio.sleep(0.2)
+            cut = len(receiver.requests)
             await second.start()
             await second.wait_for_log("bridge running")
             if not up_before_kill:
@@ -397,9 +424,14 @@ async def crash_iteration(directory: Path, seed: int) -> CrashReport:
         deliveries = await all_deliveries(store)
     check_events_follow_the_truth(events, dict(driver.history))
     repeats = check_every_transition_delivered_once_per_id(events, deliveries, receiver)
+    delivered_before, repeats_after_kill = check_repeats_come_from_the_kill(
+        receiver.requests, cut)
+    assert repeats == repeats_after_kill, (repeats, repeats_after_kill)
+    if not up_before_kill:
+        assert delivered_before == 0 and repeats == 0, (delivered_before, repeats)
     return CrashReport(kill_at=kill_at, receiver_up_before_kill=up_before_kill,
-                       transitions=len(deliveries), repeats=repeats,
-                       seconds=time.monotonic() - started)
+                       transitions=len(deliveries), delivered_before_kill=delivered_before,
+                       repeats=repeats, seconds=time.monotonic() - started)
 
 
 async def _wait_until_settled(config: Path, driver: JobDriver, bridge: BridgeProcess) -> None:

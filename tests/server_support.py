@@ -192,8 +192,13 @@ def _notification(config: Config, event: Event) -> Notification:
     )
 
 
+# The seeded deliveries were queued this long before the test starts: ages are asserted.
+QUEUED_AGO = timedelta(minutes=10)
+
+
 async def seed(store: Store, config: Config, now: datetime) -> Seeded:
-    """Two zendesk jobs, their events, one dead and one pending delivery."""
+    """Two zendesk jobs, their events, one dead and one pending delivery, queued
+    `QUEUED_AGO` before `now`."""
     running = _job("job-running", JobState.RUNNING, "working", now, progress=40.0,
                    message="importing users")
     failed = _job("job-failed", JobState.FAILED, "failed", now, progress=70.0,
@@ -206,7 +211,7 @@ async def seed(store: Store, config: Config, now: datetime) -> Seeded:
     notes = [_notification(config, transition), _notification(config, appeared)]
     await store.commit_poll(PollCommit(
         source="zd", upserts=[running, failed], events=[appeared, transition],
-        notifications=notes, at=now,
+        notifications=notes, at=now - QUEUED_AGO,
         health=SourceHealth(source="zd", up=True, last_poll_at=now, last_latency=0.12),
     ))
     claimed = {d.notification.job_id: d for d in

@@ -7,6 +7,7 @@ the test) and checks the events and deliveries that come out.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -67,9 +68,19 @@ notify = ["pager"]
 class Recorder:
     def __init__(self) -> None:
         self.outcomes: list[PollOutcome] = []
+        self._polled = asyncio.Event()
 
     def __call__(self, outcome: PollOutcome) -> None:
         self.outcomes.append(outcome)
+        self._polled.set()
+
+    async def first_poll(self, within: float) -> None:
+        """Wait for the first poll outcome; fail the test if none comes."""
+        try:
+            async with asyncio.timeout(within):
+                await self._polled.wait()
+        except TimeoutError:
+            raise AssertionError(f"no poll outcome within {within:g}s of start-up") from None
 
     @property
     def events(self) -> list[Event]:
@@ -98,17 +109,12 @@ async def started(config: Config, recorder: Recorder) -> Bridge:
     bridge = Bridge(config, serve_http=False, observers=[recorder], drain_timeout=1.0)
     await bridge.__aenter__()
     # The scheduler's first poll runs at start-up; wait for it so the test owns later polls.
-    for _ in range(200):
-        if recorder.outcomes:
-            break
-        await _tick()
+    try:
+        await recorder.first_poll(within=10)
+    except BaseException:
+        await bridge.__aexit__(None, None, None)
+        raise
     return bridge
-
-
-async def _tick() -> None:
-    import asyncio
-
-    await asyncio.sleep(0.01)
 
 
 async def test_first_observation_emits_only_appeared(

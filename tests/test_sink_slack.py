@@ -18,6 +18,7 @@ from bridge.model import Delivery, EventKind, Notification
 from bridge.simulators.slack import WEBHOOK_CHANNEL, FakeSlack
 from bridge.sinks import build_sink
 from bridge.sinks.slack import SlackNotifier
+from bridge.sinks.slack_sender import ChannelSender, RateLimited
 from bridge.store import open_store
 from bridge.store.base import MessageRef, Store
 
@@ -61,12 +62,16 @@ async def sinks(
 ) -> AsyncIterator[SinkFactory]:
     made: list[SlackNotifier] = []
 
-    def make(mode: str = "post", **settings: Any) -> SlackNotifier:
+    def make(mode: str = "post", *, clock: Callable[[], float] | None = None,
+             **settings: Any) -> SlackNotifier:
         config = SlackSink.model_validate({
             "name": "ops-slack", "kind": "slack", "token": slack.token, "channel": CHANNEL,
             "mode": mode, "base_url": slack.api_url, "min_interval": "10ms", **settings,
         })
-        sink = build_sink(config, session, store)
+        if clock is None:
+            sink = build_sink(config, session, store)
+        else:
+            sink = SlackNotifier(config, session, store, clock=clock)
         assert isinstance(sink, SlackNotifier)
         made.append(sink)
         return sink
@@ -85,6 +90,15 @@ def note(text: str, *, job: str | None = "8b72", state: str = "running",
     )
     return Delivery(id=notification.delivery_id, notification=notification,
                     created_at=datetime.now(UTC))
+
+
+async def until(predicate: Callable[[], bool], what: str, within: float = 5.0) -> None:
+    """Let the queued tasks run until `predicate` holds; fail naming `what` if it never does."""
+    for _ in range(int(within / 0.001)):
+        if predicate():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"timed out after {within:g}s waiting for {what}")
 
 
 def texts(messages: list[Any]) -> list[str]:
@@ -226,38 +240,89 @@ async def test_blocks_are_sent_with_the_text_as_fallback(
 # --- pacing, rate limits, coalescing ------------------------------------------------------
 
 
-async def test_messages_to_a_channel_are_spaced_by_min_interval(
+async def test_messages_to_a_channel_arrive_in_order_through_the_paced_queue(
     slack: FakeSlack, sinks: SinkFactory
 ) -> None:
-    sink = sinks("post", min_interval="100ms")
+    sink = sinks("post", min_interval="20ms")
     await asyncio.gather(*(sink.send(note(f"m{i}")) for i in range(3)))
-    stamps = [c.at for c in slack.calls_to("chat.postMessage")]
     assert texts(slack.roots(CHANNEL)) == ["m0", "m1", "m2"]
-    assert all(later - earlier >= 0.1 for earlier, later in itertools.pairwise(stamps))
 
 
 async def test_a_429_is_waited_out_and_nothing_is_lost_or_reordered(
     slack: FakeSlack, sinks: SinkFactory
 ) -> None:
     sink = sinks("post")
-    slack.rate_limit(2, retry_after="0.2")
+    slack.rate_limit(2, retry_after="0.05")
     await asyncio.gather(*(sink.send(note(f"m{i}")) for i in range(4)))
     assert texts(slack.roots(CHANNEL)) == ["m0", "m1", "m2", "m3"]
-    limited = [c for c in slack.calls if c.status == 429]
-    first_ok = slack.calls_to("chat.postMessage")[0]
-    assert len(limited) == 2
-    assert first_ok.at - limited[-1].at >= 0.2
+    assert [c.status for c in slack.calls] == [429, 429, 200, 200, 200, 200]
     assert sink.sender.rate_limited == 2
+
+
+class VirtualTime:
+    """The sender's injected clock and sleep: sleeping moves the clock, nothing waits, so
+    pacing is asserted exactly instead of against the wall clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def paced(time: VirtualTime, *, min_interval: float = 1.0,
+          max_wait: float = 30.0) -> ChannelSender:
+    return ChannelSender("#ops", min_interval=min_interval, max_wait=max_wait,
+                         clock=time.clock, sleep=time.sleep)
+
+
+async def test_calls_to_a_channel_are_spaced_by_min_interval() -> None:
+    time = VirtualTime()
+    sender = paced(time, min_interval=1.0)
+    called_at: list[float] = []
+
+    async def call() -> None:
+        called_at.append(time.now)
+
+    for _ in range(3):
+        await sender.call(call)
+    assert called_at == [1000.0, 1001.0, 1002.0]
+    await sender.aclose()
+
+
+async def test_a_429_waits_its_retry_after_then_repeats_the_same_call() -> None:
+    time = VirtualTime()
+    sender = paced(time, min_interval=1.0)
+    answers = iter([RateLimited("HTTP 429", 2.5), RateLimited("HTTP 429", 0.2), None])
+    called_at: list[float] = []
+
+    async def call() -> str:
+        called_at.append(time.now)
+        limited = next(answers)
+        if limited is not None:
+            raise limited
+        return "posted"
+
+    assert await sender.call(call) == "posted"
+    # 2.5 s as asked; then 0.2 s asked, but never faster than min_interval.
+    assert called_at == [1000.0, 1002.5, 1003.5]
+    assert sender.rate_limited == 2
+    await sender.aclose()
 
 
 async def test_a_long_retry_after_hands_the_delivery_back_to_the_outbox(
     slack: FakeSlack, sinks: SinkFactory
 ) -> None:
-    sink = sinks("post")
+    sink = sinks("post", clock=lambda: 500.0)  # time stands still: the wait is exact
     slack.rate_limit(1, retry_after="120")
     with pytest.raises(RetryableDelivery) as caught:
         await sink.send(note("m0"))
-    assert caught.value.retry_after is not None and caught.value.retry_after >= 119
+    assert caught.value.retry_after == 120
     with pytest.raises(RetryableDelivery):  # the channel stays paused: no call is made
         await sink.send(note("m1"))
     assert len(slack.calls) == 1
@@ -273,8 +338,8 @@ async def test_waiting_edits_of_one_message_coalesce_into_the_latest(
     in_flight = asyncio.create_task(sink.send(note("20%")))
     await slack.wait_for(lambda: slack.held == 1)
     waiting = [asyncio.create_task(sink.send(note(f"{p}%"))) for p in (30, 40, 50)]
-    await asyncio.sleep(0)
-    assert sink.sender.pending == 1
+    await until(lambda: sink.sender.pending + sink.sender.coalesced == 3, "all three queued")
+    assert (sink.sender.pending, sink.sender.coalesced) == (1, 2)
     slack.release()
     await asyncio.gather(in_flight, *waiting)
     assert [c.body["text"] for c in slack.calls_to("chat.update")] == ["20%", "50%"]
@@ -297,7 +362,9 @@ async def test_an_edit_with_a_terminal_state_is_never_coalesced_away(
         note("run 2 at 10%"),
     ]
     waiting = [asyncio.create_task(sink.send(d)) for d in queued]
-    await asyncio.sleep(0)
+    await until(lambda: sink.sender.pending + sink.sender.coalesced == 4, "all four queued")
+    # 90% gave way to the failure; the failure is final, so run 2's edits queue behind it.
+    assert (sink.sender.pending, sink.sender.coalesced) == (2, 2)
     slack.release()
     await asyncio.gather(in_flight, *waiting)
     updates = [c.body["text"] for c in slack.calls_to("chat.update")]
@@ -317,7 +384,7 @@ async def test_edits_of_different_jobs_do_not_coalesce(
     await slack.wait_for(lambda: slack.held == 1)
     waiting = [asyncio.create_task(sink.send(note(t, job=j)))
                for t, j in (("b 20%", "b"), ("a 30%", "a"))]
-    await asyncio.sleep(0)
+    await until(lambda: sink.sender.pending == 2, "both edits queued")
     slack.release()
     await asyncio.gather(in_flight, *waiting)
     assert texts(slack.roots(CHANNEL)) == ["a 30%", "b 20%"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -16,7 +17,7 @@ from bridge.config.schema import WebhookSink
 from bridge.errors import PermanentDelivery, RetryableDelivery
 from bridge.model import Delivery, EventKind, Notification
 from bridge.render import envelope
-from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
+from bridge.simulators.webhook_receiver import MissingVerifier, Reply, WebhookReceiver
 from bridge.sinks import build_sink
 from bridge.sinks.retry import Verdict, classify, classify_slack, redact_url
 from bridge.sinks.webhook import WebhookNotifier
@@ -67,6 +68,7 @@ async def test_signed_request_passes_the_reference_verifier(
     session: aiohttp.ClientSession, receivers: ReceiverFactory
 ) -> None:
     hook = await receivers(secret=SECRET)
+    assert hook.verifier == "standardwebhooks"
     sent = delivery()
     await make_sink(session, hook.url, secret=SECRET).send(sent)
     [request] = hook.requests
@@ -76,6 +78,17 @@ async def test_signed_request_passes_the_reference_verifier(
     assert request.headers["content-type"] == "application/json"
     assert request.headers["webhook-id"] == sent.id
     assert request.headers["webhook-signature"].startswith("v1,")
+
+
+def test_the_test_receiver_refuses_to_verify_with_our_own_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As if the test extra were not installed: importing standardwebhooks fails.
+    monkeypatch.setitem(sys.modules, "standardwebhooks.webhooks", None)
+    with pytest.raises(MissingVerifier, match=r"pip install -e '\.\[test\]'"):
+        WebhookReceiver(secret=SECRET)
+    # A bare `bridge demo` may fall back, saying so.
+    assert WebhookReceiver(secret=SECRET, allow_own_verifier=True).verifier == "bridge.signing"
 
 
 async def test_every_retry_carries_the_same_webhook_id(

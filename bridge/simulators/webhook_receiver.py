@@ -4,12 +4,13 @@
 body, the status it answered), answers a scripted sequence of statuses (500 three times,
 then 200; or 410 for good), and can be stopped and started again on the same port, as a
 receiver that crashes and comes back. With a `secret` it verifies Standard Webhooks
-signatures with the independent `standardwebhooks` package (a test dependency; without it
-installed, as in a bare `bridge demo`, with bridge's own verifier) and answers 401 to a bad
-one. With a `check` (or the class-wide `default_check`, which the test suite sets to
-validate default bodies against their published JSON Schema) it passes every recorded
-request to it and keeps what it raises in `problems`, never changing the answer.
-Independent of the pipeline.
+signatures with the independent `standardwebhooks` package (a test dependency) and answers
+401 to a bad one; without the package it refuses to start (`MissingVerifier`), unless told
+`allow_own_verifier=True` (a bare `bridge demo` may), so no test silently checks our
+signatures with our own code. With a `check` (or the class-wide `default_check`, which the
+test suite sets to validate default bodies against their published JSON Schema) it passes
+every recorded request to it and keeps what it raises in `problems`, never changing the
+answer. Independent of the pipeline.
 """
 
 from __future__ import annotations
@@ -63,14 +64,19 @@ class WebhookReceiver:
     default_check: ClassVar[Check | None] = None
 
     def __init__(self, *, secret: str | None = None, path: str = "/hook",
-                 check: Check | None = None):
+                 check: Check | None = None, allow_own_verifier: bool = False):
         self.path = path
         self.requests: list[ReceivedRequest] = []
         self.problems: list[str] = []
         self._check = check if check is not None else WebhookReceiver.default_check
         self._script: deque[Reply] = deque()
         self._default = Reply()
-        self._verify = _verifier(secret) if secret is not None else None
+        self._verify: Verifier | None = None
+        # Which package checks signatures: "standardwebhooks" (always, in tests), or
+        # "bridge.signing" when `allow_own_verifier` and the test extra is not installed.
+        self.verifier: str | None = None
+        if secret is not None:
+            self.verifier, self._verify = _verifier(secret, allow_own=allow_own_verifier)
         self._changed = asyncio.Condition()
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -149,10 +155,21 @@ def _reply(value: int | Reply) -> Reply:
     return value if isinstance(value, Reply) else Reply(status=value)
 
 
-def _verifier(secret: str) -> Verifier:
+class MissingVerifier(RuntimeError):
+    """The independent verifier (`standardwebhooks`) is not installed."""
+
+
+def _verifier(secret: str, *, allow_own: bool) -> tuple[str, Verifier]:
+    """The verifier and its name. Tests verify with the independent `standardwebhooks`
+    package or not at all: verifying our signatures with our own code proves nothing."""
     try:
         from standardwebhooks.webhooks import Webhook
-    except ImportError:  # a production install has no test dependencies: use our own
+    except ImportError:
+        if not allow_own:
+            raise MissingVerifier(
+                "the webhook receiver verifies signatures with the `standardwebhooks` package, "
+                "which is not installed: `pip install -e '.[test]'` (or `make setup`)"
+            ) from None
         from datetime import UTC, datetime
 
         from bridge.signing import decode_secret, verify
@@ -162,10 +179,10 @@ def _verifier(secret: str) -> Verifier:
         def ours(body: bytes, headers: Mapping[str, str]) -> None:
             verify(key, headers, body, now=datetime.now(UTC))
 
-        return ours
+        return "bridge.signing", ours
     webhook = Webhook(secret)
 
     def theirs(body: bytes, headers: Mapping[str, str]) -> None:
         webhook.verify(body, dict(headers), json_parse=False)
 
-    return theirs
+    return "standardwebhooks", theirs
