@@ -154,3 +154,41 @@ async def test_defaults_point_at_jtl_cloud(session: aiohttp.ClientSession) -> No
     assert isinstance(jtl, JtlWorkers)
     assert jtl.client.base_url == DEFAULT_BASE_URL
     assert getattr(jtl.client.auth, "token_url", None) == DEFAULT_TOKEN_URL
+
+
+async def test_a_sync_that_fails_restarts_and_fails_again_between_polls_is_two_failures(
+        sim: JtlSimulator, session: aiohttp.ClientSession) -> None:
+    """Over a real socket into detection: the second failure shows only as a new LastSync."""
+    from datetime import UTC, datetime, timedelta
+
+    from bridge.detect import DetectSettings, detect
+    from bridge.model import EventKind, TrackedJob
+
+    sync_id = sim.add_sync(state=2, progress=40)
+    jtl = source(sim, session)
+    known: dict[str, TrackedJob] = {}
+    failures = []
+    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    for step, changes in enumerate([
+        {},
+        {"State": 4, "LastSync": "2026-11-23T10:01:00Z", "ProgressText": "Amazon throttled"},
+        # Between these two polls: restarted (1 -> 2) and failed again (4).
+        {"State": 4, "LastSync": "2026-11-23T10:03:00Z", "ProgressText": "Amazon throttled"},
+    ]):
+        sim.set_sync(sync_id, **changes)
+        result = detect(source="jtl", known=known, poll=await jtl.poll([]),
+                        now=now + timedelta(minutes=step), settings=DetectSettings())
+        known.update({j.id: j for j in result.upserts})
+        failures += [e for e in result.events
+                     if e.on is EventKind.TRANSITION and e.to_state is JobState.FAILED]
+    assert [(e.job.run, e.job.message) for e in failures if e.job] == [
+        (1, "Amazon throttled"), (2, "Amazon throttled")]
+
+
+async def test_graphql_state_names_and_error_message(sim: JtlSimulator,
+                                                     session: aiohttp.ClientSession) -> None:
+    sync_id = sim.add_sync(state=3)
+    sim.set_sync(sync_id, State="SLEEPING_ERROR_GESPERRT", errorMessage="Sync locked by admin")
+    [job] = (await source(sim, session).poll([])).observations
+    assert (job.state, job.raw_state, job.message) == (
+        JobState.FAILED, "SLEEPING_ERROR_GESPERRT", "Sync locked by admin")

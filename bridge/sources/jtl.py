@@ -9,8 +9,10 @@ configuration errors (credentials, tenant header).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -44,17 +46,20 @@ STATE_NAMES: tuple[tuple[str, JobState], ...] = (
     ("SleepingErrorGesperrt", JobState.FAILED),
     ("Deactivated", JobState.CANCELLED),
 )
-# Keyed by the number as text ("3"); the enum names are accepted too, should a version send them.
+# Keyed by the number as text ("3"); the enum names are accepted too, as REST's PascalCase
+# and GraphQL's upper snake case (`SUCCESSFULL_FINISHED`, `SLEEPING_ERROR_GESPERRT`).
 DEFAULT_STATES: dict[str, JobState] = {
     **{str(value): state for value, (_, state) in enumerate(STATE_NAMES)},
     **dict(STATE_NAMES),
+    **{re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper(): state for name, state in STATE_NAMES},
 }
 _HINTS = {
-    401: "JTL rejected the credentials: check the bearer token or the OAuth2 client_id "
-         "and client_secret",
+    # JTL answers 401 for a missing or wrong x-tenant-id too (its error guide).
+    401: "JTL rejected the request: check the bearer token or the OAuth2 client_id and "
+         "client_secret, and tenant_id (sent as x-tenant-id)",
     403: "JTL denied access: check the app's scopes and api_key",
     412: "JTL refused the request: missing or unknown tenant header: check tenant_id "
-         "(sent as x-tenant-id)",
+         "(sent as x-tenant-id) and the credentials",
 }
 
 
@@ -111,6 +116,22 @@ class JtlWorkers:
             raw_state=raw,
             # Progress < 0 means "none" in JTL's API.
             progress=percent_value(optional_number(folded, "progress", where)),
-            message=optional_str(folded, "progresstext", where),
+            # GraphQL's `errorMessage` says why a sync failed; else the progress text.
+            message=optional_str(folded, "errormessage", where)
+            or optional_str(folded, "progresstext", where),
             fields=item,
+            # A new LastSync is a run that happened (contract: report it even between polls).
+            run_key=optional_str(folded, "lastsync", where),
+            due_at=_moment(optional_str(folded, "nextsync", where)),
         )
+
+
+def _moment(text: str | None) -> datetime | None:
+    """An API timestamp (`2023-11-07T05:31:56Z`, 7-digit fractions too); None if unreadable."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
