@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bridge import __version__
 from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigErrors
+from bridge.secrets import REGISTRY
 
 if TYPE_CHECKING:
     from bridge.store.base import Store
@@ -105,14 +107,28 @@ def _setup_logging(level: str, fmt: str, config: Config | None = None) -> None:
 
 
 def _load(path: Path | None) -> Config:
-    return load_config(path)
+    config = load_config(path)
+    # From here on logs, errors, responses and reports mask the config's secrets.
+    REGISTRY.add_config(config)
+    return config
 
 
 def _print_config_errors(errors: ConfigErrors) -> int:
     for error in errors.errors:
-        print(error.render(), file=sys.stderr)
+        print(REGISTRY.redact(error.render()), file=sys.stderr)
     print(f"{len(errors.errors)} problem(s) found", file=sys.stderr)
     return 1
+
+
+def _report(write: Callable[[TextIO], int]) -> int:
+    """Run a command that reports on `out`, and print what it wrote with every known
+    secret masked (a template may quote one, a rendered message carry one)."""
+    out = io.StringIO()
+    try:
+        return write(out)
+    finally:
+        sys.stdout.write(REGISTRY.redact(out.getvalue()))
+        sys.stdout.flush()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -162,14 +178,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     from bridge.checks import check
 
-    return check(config, sys.stdout)
+    return _report(lambda out: check(config, out))
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     config = _load(args.config)
     from bridge.checks import run_tests
 
-    return run_tests(config, sys.stdout)
+    return _report(lambda out: run_tests(config, out))
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -181,7 +197,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"{args.event}: cannot read the event: {exc}", file=sys.stderr)
         return 1
-    return render_event(config, args.rule, event, sys.stdout)
+    return _report(lambda out: render_event(config, args.rule, event, out))
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -346,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigErrors as errors:
         return _print_config_errors(errors)
     except BridgeError as exc:
-        print(f"bridge {args.command}: {exc}", file=sys.stderr)
+        print(REGISTRY.redact(f"bridge {args.command}: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

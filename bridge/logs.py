@@ -1,34 +1,27 @@
 """Logging setup: text lines for a terminal or JSON lines for a collector, secrets redacted.
 
 `setup_logging` installs one stderr handler on the root logger with a `RedactingFilter`.
-The filter replaces every configured secret (the `SecretStr` values of the config, found by
-`secret_values`, plus the secret parts of URLs, found by `secret_fragments`) with `***` in the
-message, its arguments, extra context and tracebacks, so a secret that leaks into an exception
-message from a library still never reaches the log.
+The filter masks every secret the process's `bridge.secrets.REGISTRY` knows (the config's
+`SecretStr` values and URL credentials, the admin token) in the message, its arguments,
+extra context and tracebacks, so a secret that leaks into an exception message from a
+library still never reaches the log.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
-from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
 from bridge.errors import ConfigError
+from bridge.secrets import REGISTRY, SecretRegistry
 
 LogFormat = Literal["text", "json"]
-
-MASK = "***"
-# Shorter values would mask ordinary words and numbers all over the output; no real
-# credential is this short.
-MIN_SECRET_LENGTH = 4
 
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 # Attributes every LogRecord has; anything else on a record came from `extra=` context.
@@ -37,117 +30,18 @@ _STANDARD_ATTRS = frozenset(
 ) | {"message", "asctime", "taskName"}
 
 
-def secret_values(*models: object) -> frozenset[str]:
-    """Every `SecretStr` value inside the given config models (nested models, lists, dicts)."""
-    found: set[str] = set()
-    for model in models:
-        _collect_secrets(model, found)
-    return frozenset(s for s in found if len(s) >= MIN_SECRET_LENGTH)
-
-
-def _collect_secrets(value: object, found: set[str]) -> None:
-    if isinstance(value, SecretStr):
-        found.add(value.get_secret_value())
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            _collect_secrets(getattr(value, name), found)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _collect_secrets(item, found)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for item in value:
-            _collect_secrets(item, found)
-
-
-_CREDENTIAL_KEY = re.compile(r"token|key|secret|pass|auth|sig|credential|session|code", re.I)
-
-
-def secret_fragments(*models: object) -> frozenset[str]:
-    """Parts of config URLs that are secrets on their own, for text that shows a URL only in
-    part: the path, query and password of a secret URL (a Slack incoming webhook's secret is
-    its path), and the password, its Basic credential and credential-like query values
-    (`?token=`) of any other URL."""
-    found: set[str] = set()
-    for model in models:
-        _collect_fragments(model, found, secret=False)
-    return frozenset(s for s in found if len(s) >= MIN_SECRET_LENGTH)
-
-
-def _collect_fragments(value: object, found: set[str], *, secret: bool) -> None:
-    if isinstance(value, SecretStr):
-        _collect_fragments(value.get_secret_value(), found, secret=True)
-    elif isinstance(value, str):
-        found.update(_url_fragments(value, whole_secret=secret))
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            _collect_fragments(getattr(value, name), found, secret=secret)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _collect_fragments(item, found, secret=secret)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for item in value:
-            _collect_fragments(item, found, secret=secret)
-
-
-def _url_fragments(text: str, *, whole_secret: bool) -> list[str]:
-    if "://" not in text:
-        return []
-    try:
-        parts = urlsplit(text)
-        user, password = parts.username or "", parts.password
-    except ValueError:
-        return []
-    # Every value of a secret URL; elsewhere only credential-like ones, or a plain
-    # `?format=json` would mask "json" in every line.
-    found = [value for key, value in parse_qsl(parts.query)
-             if whole_secret or _CREDENTIAL_KEY.search(key)]
-    if password:
-        found += [password, base64.b64encode(f"{user}:{password}".encode()).decode()]
-    if whole_secret:
-        found += [parts.path, parts.query]
-    return found
-
-
-class Redactor:
-    """Replaces known secret strings with `***`; longest first so overlapping secrets mask fully."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: tuple[str, ...] = ()
-        self.update(secrets)
-
-    def update(self, secrets: Iterable[str]) -> None:
-        merged = set(self._secrets) | {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
-        self._secrets = tuple(sorted(merged, key=len, reverse=True))
-
-    def __bool__(self) -> bool:
-        return bool(self._secrets)
-
-    def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
-
-    def redact_value(self, value: Any) -> Any:
-        """Redact strings inside plain data (str, mappings, sequences); other values pass."""
-        if isinstance(value, str):
-            return self.redact(value)
-        if isinstance(value, Mapping):
-            return {k: self.redact_value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.redact_value(v) for v in value]
-        return value
-
-
 class RedactingFilter(logging.Filter):
-    """A handler filter that masks secrets in everything a record will print."""
+    """A handler filter that masks, in everything a record will print, the secrets of
+    `registry` (the process's `REGISTRY` unless told otherwise)."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), *,
+                 registry: SecretRegistry = REGISTRY) -> None:
         super().__init__()
-        self.redactor = Redactor(secrets)
+        self.redactor = registry
+        registry.add(secrets)
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
-        self.redactor.update(secrets)
+        self.redactor.add(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.redactor:
@@ -243,11 +137,11 @@ def setup_logging(
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
 ) -> RedactingFilter:
-    """Send every log record to stderr (or `stream`) in `fmt` ("text" or "json"), masking the
-    config's `SecretStr` values and `secrets`.
+    """Send every log record to stderr (or `stream`) in `fmt` ("text" or "json"), masking
+    the secrets of `bridge.secrets.REGISTRY`, to which the config's and `secrets` are added.
 
-    Returns the filter, so the caller can `add_secrets` later (the HTTP server adds the admin
-    token). Calling it again replaces the previous bridge handler instead of doubling lines.
+    Returns the filter. Calling it again replaces the previous bridge handler instead of
+    doubling lines.
     """
     if fmt not in ("text", "json"):
         raise ConfigError(f"unknown log format {fmt!r}; use text or json", path="--log-format")
@@ -260,7 +154,7 @@ def setup_logging(
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     redacting = RedactingFilter(secrets)
     if config is not None:
-        redacting.add_secrets(secret_values(config) | secret_fragments(config))
+        REGISTRY.add_config(config)
     handler.addFilter(redacting)
     root.addHandler(handler)
     root.setLevel(parse_level(level))

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bridge.secrets import REGISTRY
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from tests.schema_check import SchemaCheck
 
@@ -19,3 +20,12 @@ def webhook_schema_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[SchemaChec
     assert not check.problems, (
         "webhook bodies do not match their published JSON Schema (bridge/webhooks/catalog.py; "
         "`bridge schema TYPE`):\n  " + "\n  ".join(check.problems))
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """The process's secret registry starts empty in every test: what one test's config
+    registered must not mask another test's output."""
+    REGISTRY.clear()
+    yield
+    REGISTRY.clear()

@@ -11,7 +11,8 @@ import pytest
 
 from bridge.config.loader import parse_config
 from bridge.errors import ConfigError
-from bridge.logs import RedactingFilter, installed_filter, secret_values, setup_logging
+from bridge.logs import RedactingFilter, installed_filter, setup_logging
+from bridge.secrets import secret_values
 
 CONFIG = """
 [bridge]

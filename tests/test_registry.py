@@ -25,10 +25,11 @@ from bridge.config import parse_config
 from bridge.config.schema import SinkBase, SourceBase
 from bridge.errors import ConfigError, ConfigErrors, PermanentDelivery, SourceUnavailable
 from bridge.model import Delivery, JobState, JobStatus, PollResult
+from bridge.secrets import redact_url
 from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
 from bridge.sinks import SINK_KINDS, SinkCapabilities, SinkKind, sink_capabilities
 from bridge.sinks.base import Sink
-from bridge.sinks.retry import Verdict, classify, classify_exception, redact_url
+from bridge.sinks.retry import Verdict, classify, classify_exception
 from bridge.sources import SOURCE_KINDS, SourceCapabilities, SourceKind, build_source
 from bridge.sources.base import map_state
 from bridge.store.base import Store

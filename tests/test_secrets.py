@@ -36,6 +36,7 @@ from bridge.errors import DeliveryError, SourceError
 from bridge.logs import setup_logging
 from bridge.model import Delivery, Event, EventKind, Notification
 from bridge.resources import bundled_templates
+from bridge.secrets import REGISTRY
 from bridge.sinks import SINK_KINDS, build_sink
 from bridge.sources import SOURCE_KINDS, build_source
 from bridge.store import open_store
@@ -545,3 +546,59 @@ async def test_source_down_events_rendered_messages_and_the_outbox_show_no_secre
 
 async def _tick() -> None:
     await asyncio.sleep(0.01)
+
+
+# --- one registry for logs, errors, HTTP answers and reports ----------------------------------
+
+# Known to no config: only `REGISTRY` can mask it, so each place below must ask the registry.
+REGISTERED_ONLY = "registered-only-S3CR3T-z9"
+
+
+@pytest.fixture
+def registered_only() -> None:
+    REGISTRY.add([REGISTERED_ONLY])
+
+
+@pytest.mark.usefixtures("registered_only")
+def test_a_secret_only_the_registry_knows_is_masked_in_log_lines(logs: Logs) -> None:
+    setup_logging("info", "json", stream=logs.stream)
+    logging.getLogger("bridge.test").warning("token %s", REGISTERED_ONLY,
+                                             extra={"source": REGISTERED_ONLY})
+    line = logs.stream.getvalue()
+    assert REGISTERED_ONLY not in line
+    assert '"message": "token ***"' in line and '"source": "***"' in line
+
+
+@pytest.mark.usefixtures("registered_only")
+async def test_a_secret_only_the_registry_knows_is_masked_in_api_error_answers(
+        tmp_path: Path) -> None:
+    config = parse_config(f'[bridge]\nstate = "sqlite:///{tmp_path}/state.db"\n'
+                          'listen = "127.0.0.1:0"\n', str(tmp_path / "rules.toml"), {})
+    async with Bridge(config, drain_timeout=0.1) as bridge, aiohttp.ClientSession() as session:
+        assert bridge.http_url is not None
+        async with session.get(f"{bridge.http_url}v1/jobs",
+                               params={"state": REGISTERED_ONLY}) as answer:
+            status, body = answer.status, await answer.text()
+    assert status == 400
+    assert REGISTERED_ONLY not in body
+    assert "got '***'" in body
+
+
+@pytest.mark.usefixtures("registered_only")
+def test_a_secret_only_the_registry_knows_is_masked_in_check_output_and_config_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.toml"
+    (tmp_path / "templates").mkdir()
+    rules.write_text(f'[bridge]\nstate = "sqlite:///{tmp_path}/state.db"\n'
+                     '[[sinks]]\nname = "pager"\nkind = "webhook"\nurl = "http://h.example/x"\n'
+                     f'[[rules]]\nname = "r"\non = "appeared"\ntemplate = "{REGISTERED_ONLY}.j2"\n'
+                     'notify = ["pager"]\n')
+    assert main(["check", "--config", str(rules)]) == 1
+    out = capsys.readouterr()
+    assert "no such template '***.j2'" in out.out + out.err
+    assert REGISTERED_ONLY not in out.out + out.err
+    rules.write_text(f'[[sources]]\nname = "x"\nkind = "{REGISTERED_ONLY}"\n')
+    assert main(["check", "--config", str(rules)]) == 1
+    out = capsys.readouterr()
+    assert "sources[0].kind: unknown source kind '***'" in out.err
+    assert REGISTERED_ONLY not in out.out + out.err

@@ -17,9 +17,10 @@ from bridge.config.schema import WebhookSink
 from bridge.errors import PermanentDelivery, RetryableDelivery
 from bridge.model import Delivery, EventKind, Notification
 from bridge.render import envelope
+from bridge.secrets import redact_url
 from bridge.simulators.webhook_receiver import MissingVerifier, Reply, WebhookReceiver
 from bridge.sinks import build_sink
-from bridge.sinks.retry import Verdict, classify, classify_slack, redact_url
+from bridge.sinks.retry import Verdict, classify, classify_slack
 from bridge.sinks.webhook import WebhookNotifier
 
 SECRET = "whsec_" + base64.b64encode(b"webhook test key, not a real one").decode()

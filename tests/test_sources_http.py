@@ -14,12 +14,12 @@ from aiohttp import web
 from bridge.config.schema import HttpSource, PushSource
 from bridge.errors import ConfigError, SourceUnavailable
 from bridge.model import JobState
+from bridge.secrets import redact
 from bridge.simulators.base import Fault, Simulator, json_response
 from bridge.sources import build_source
 from bridge.sources.exchange import Fetcher, Request
 from bridge.sources.http import HttpJobs
 from bridge.sources.push import PushedJobs
-from bridge.sources.redaction import redact
 
 
 class JobsApi(Simulator):

@@ -32,6 +32,7 @@ from bridge.config.schema import (
     SourceBase,
 )
 from bridge.errors import ConfigError, ConfigErrors
+from bridge.secrets import SecretRegistry, raw_secrets
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TOP_LEVEL = ("bridge", "sources", "sinks", "rules", "tests")
@@ -66,17 +67,18 @@ class _Collector:
         self.file = file
         self.index = index
         self.errors: list[ConfigError] = []
-        self.secrets: list[str] = []
+        # Validation messages quote input (a secret pasted into `timeout` would be echoed
+        # back): they are masked with the raw data's secrets, as no Config exists yet.
+        self.secrets = SecretRegistry()
 
     def add(self, path: str, message: str) -> None:
-        for secret in self.secrets:
-            message = message.replace(secret, "***")
+        message = self.secrets.redact(message)
         self.errors.append(
             ConfigError(message, file=self.file, line=self.index.line_of(path), path=path)
         )
 
 
-def _secret_keys() -> frozenset[str]:
+def secret_keys() -> frozenset[str]:
     """The keys whose values are secrets (`SecretStr` fields) in any table of the schema."""
     sources, sinks = kind_models()
     models: list[type[BaseModel]] = [*sources.values(), *sinks.values(),
@@ -95,30 +97,6 @@ def _flat_args(annotation: Any) -> tuple[Any, ...]:
         found.append(arg)
         found.extend(get_args(arg))
     return tuple(found)
-# Shorter values would mask ordinary words all over the messages.
-_MIN_SECRET_LEN = 4
-
-
-def secrets_in(data: Any) -> list[str]:
-    """Every secret value in raw config data, longest first: validation messages quote input
-    (a secret pasted into `timeout` would be echoed back), so they are redacted with these."""
-    found: set[str] = set()
-    keys = _secret_keys()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if key in keys and isinstance(item, str):
-                    found.add(item)
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(data)
-    # A bare "whsec_" holds no key; masking it would garble the hint that names the prefix.
-    return sorted((s for s in found if len(s.removeprefix("whsec_")) >= _MIN_SECRET_LEN),
-                  key=len, reverse=True)
 
 
 def interpolate(data: Any, env: Mapping[str, str], on_missing: Callable[[str, str], None],
@@ -311,7 +289,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str] | None = None) -> 
                     f" (top-level tables: {', '.join(_TOP_LEVEL)})")
     data = interpolate(raw, env, lambda path, name: out.add(
         path, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)"))
-    out.secrets = secrets_in(data)
+    out.secrets.add(raw_secrets(data, secret_keys()))
     settings = _validate(BridgeSettings, data.get("bridge", {}), "bridge", out)
     source_models, sink_models = kind_models()
     sources = _validate_kinds(data.get("sources"), "sources", source_models, out)

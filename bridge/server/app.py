@@ -10,7 +10,7 @@
     POST /ui/...                                           dashboard forms  (admin)
 
 Errors under /v1 answer `{"error": message}`; bodies are capped; every response body is
-passed through the secret redactor as a last line of defence.
+passed through the secret registry (`bridge.secrets.REGISTRY`) as a last line of defence.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bridge.errors import StoreError
-from bridge.logs import Redactor, installed_filter, secret_values
+from bridge.secrets import REGISTRY
 from bridge.server import api, dashboard, schema
 from bridge.server.auth import AdminAuth, Handler
 from bridge.server.push import ReplayGuard
@@ -53,18 +53,16 @@ def create_app(
     `listen` (default: the config's `[bridge] listen`) decides whether write routes are open
     without a token: only on a loopback address. `clock` is injectable for tests.
     """
-    secrets = set(secret_values(runtime.config))
+    # The one registry: what it masks here it masks in the logs too.
+    REGISTRY.add_config(runtime.config)
     if admin_token:
-        secrets.add(admin_token)
-    log_filter = installed_filter()
-    if log_filter is not None:
-        log_filter.add_secrets(secrets)
+        REGISTRY.add([admin_token])
     state = ServerState(
         runtime=runtime,
         auth=AdminAuth(admin_token, listen or runtime.config.bridge.listen),
         replay=ReplayGuard(),
         clock=clock,
-        redactor=Redactor(secrets),
+        redactor=REGISTRY,
         templates=dashboard.make_environment(),
     )
     app = web.Application(

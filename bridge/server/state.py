@@ -9,7 +9,7 @@ from datetime import datetime
 import jinja2
 from aiohttp import web
 
-from bridge.logs import Redactor
+from bridge.secrets import SecretRegistry
 from bridge.server.auth import AdminAuth
 from bridge.server.push import ReplayGuard
 from bridge.server.runtime import Runtime
@@ -21,8 +21,8 @@ class ServerState:
     auth: AdminAuth
     replay: ReplayGuard
     clock: Callable[[], datetime]
-    # Masks every configured secret in response bodies, a second line behind the views.
-    redactor: Redactor
+    # Masks every known secret in response bodies, a second line behind the views.
+    redactor: SecretRegistry
     templates: jinja2.Environment
 
 

@@ -5,8 +5,7 @@ Both sinks classify through this one table, like Alertmanager's `notify/util.go`
 every other status, 410 included, is permanent. Connection errors and timeouts are
 retryable. How long to wait is read by `bridge.retry_after`, the one reader sources use too.
 Slack answers `200 {"ok": false, "error": ...}`: its error codes have a table too.
-The module also owns the redaction of sink URLs in error text, since every failure message
-is built from here.
+Failure reasons are masked with `bridge.secrets` (the one registry) before they leave here.
 """
 
 from __future__ import annotations
@@ -15,12 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from bridge.errors import DeliveryError, PermanentDelivery, RetryableDelivery
 from bridge.retry_after import DEFAULT_MAX_RETRY_AFTER, retry_delay
+from bridge.secrets import redact
 
 
 class Verdict(StrEnum):
@@ -144,35 +143,8 @@ def classify_exception(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> 
         return Outcome(verdict=Verdict.RETRY, reason="timed out")
     if isinstance(exc, aiohttp.InvalidURL):
         return Outcome(verdict=Verdict.PERMANENT, reason="invalid URL")
-    detail = scrub(str(exc), secrets)
+    detail = redact(str(exc), secrets)
     reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return Outcome(verdict=Verdict.RETRY, reason=reason)
 
 
-def redact_url(url: str) -> str:
-    """`scheme://host/…`: enough to tell sinks apart, never credentials, paths or queries
-    (a Slack incoming-webhook URL is a secret in its path)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<invalid URL>"
-    if not parts.scheme or not host:
-        return "<invalid URL>"
-    return f"{parts.scheme}://{host}{port}/…"
-
-
-def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """`text` with every secret (and every non-trivial part of a secret URL) replaced."""
-    pieces: list[str] = []
-    for secret in secrets:
-        if not secret:
-            continue
-        pieces.append(secret)
-        parts = urlsplit(secret) if "://" in secret else None
-        if parts is not None:
-            pieces.extend(p for p in (parts.path, parts.query, parts.password or "") if len(p) > 1)
-    for piece in sorted(pieces, key=len, reverse=True):
-        text = text.replace(piece, "***")
-    return text

@@ -25,8 +25,9 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bridge.config.schema import SinkBase, SlackSink
 from bridge.errors import PermanentDelivery, RetryableDelivery, StoreError
 from bridge.model import Delivery, JobState, Notification
+from bridge.secrets import redact, redact_url
 from bridge.sinks.base import SinkCapabilities
-from bridge.sinks.retry import Verdict, classify_exception, classify_slack, redact_url, scrub
+from bridge.sinks.retry import Verdict, classify_exception, classify_slack
 from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, RateLimited
 from bridge.store.base import MessageRef, Store
 
@@ -211,7 +212,7 @@ class SlackNotifier:
             return _MessageGone(error)
         if error is not None:
             # A Slack-compatible server may quote the request, token and all, in `error`.
-            error = scrub(error, self._clients.secrets)
+            error = redact(error, self._clients.secrets)
         outcome = classify_slack(error, status, headers)
         if status == 429 or error in {"ratelimited", "rate_limited"}:
             return RateLimited(outcome.reason, outcome.retry_after)
@@ -231,7 +232,7 @@ class SlackNotifier:
             raise classify_exception(exc, secrets=self._clients.secrets).error(where) from None
         status = response.status_code
         # The answer may quote the webhook URL, whose path is the secret: scrub, then cut.
-        said = scrub((response.body or "").strip(), self._clients.secrets)
+        said = redact((response.body or "").strip(), self._clients.secrets)
         error = None if 200 <= status < 300 else said[:60] or None
         outcome = classify_slack(error, status, response.headers)
         if status == 429:

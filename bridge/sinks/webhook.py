@@ -18,8 +18,9 @@ import aiohttp
 from bridge.config.schema import SinkBase, WebhookSink
 from bridge.errors import PermanentDelivery
 from bridge.model import Delivery
+from bridge.secrets import redact, redact_url
 from bridge.signing import decode_secret, signed_headers
-from bridge.sinks.retry import Verdict, classify, classify_exception, redact_url, scrub
+from bridge.sinks.retry import Verdict, classify, classify_exception
 from bridge.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class WebhookNotifier:
             log.debug("webhook %s accepted %s", self.name, delivery.id)
             return
         if snippet:
-            outcome = replace(outcome, reason=f"{outcome.reason}: {scrub(snippet, self._secrets)}")
+            outcome = replace(outcome, reason=f"{outcome.reason}: {redact(snippet, self._secrets)}")
         raise outcome.error(self._where)
 
     async def aclose(self) -> None:

@@ -1,5 +1,6 @@
 """Keeping secrets out of what a source says: error messages built from URLs, exceptions and
-the API's own error bodies."""
+the API's own error bodies. What counts as a secret and how it is masked is
+`bridge.secrets`'; this adds what only requests need."""
 
 from __future__ import annotations
 
@@ -8,28 +9,16 @@ from collections.abc import Collection
 import aiohttp
 from yarl import URL
 
-# Secrets shorter than this are not redacted: replacing "1" everywhere would garble messages.
-MIN_SECRET_LEN = 4
+from bridge.secrets import redact
+from bridge.secrets import url_secrets as _url_secrets
 
-
-def redact(text: str, secrets: Collection[str]) -> str:
-    """`text` with every secret replaced by `***`, longest first so overlaps go too."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= MIN_SECRET_LEN:
-            text = text.replace(secret, "***")
-    return text
+__all__ = ["client_error_text", "redact", "url_secrets"]
 
 
 def url_secrets(url: URL) -> tuple[str, ...]:
-    """What a URL carries that must not be shown: its password (and the Basic credential
-    aiohttp makes of it) and its query values (`?token=...`)."""
-    found = [value for value in url.query.values() if len(value) >= MIN_SECRET_LEN]
-    if url.password:
-        found.append(url.password)
-        found.append(aiohttp.encode_basic_auth(url.user or "", url.password).split(" ", 1)[1])
-    if found:
-        found.append(str(url))
-    return tuple(found)
+    """What a requested URL carries that must not be shown: its password (and the Basic
+    credential made of it) and every query value, since an error may quote any of them."""
+    return tuple(_url_secrets(str(url), every_query_value=True))
 
 
 def client_error_text(exc: aiohttp.ClientError, secrets: Collection[str]) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import psycopg
 
 from bridge.errors import StoreError
+from bridge.secrets import hide_password
 from bridge.store import schema, sql
 from bridge.store.sqlbase import SqlStore
 
@@ -30,11 +30,6 @@ _MIGRATION_LOCK = 0x62726964676531
 
 def _pg(query: str) -> str:
     return query.replace("?", "%s")
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 class PostgresStore(SqlStore):
@@ -52,7 +47,7 @@ class PostgresStore(SqlStore):
     ):
         super().__init__(keep_events=keep_events)
         self.url = url
-        self._where = redact(url)
+        self._where = hide_password(url)
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._idle: list[psycopg.AsyncConnection[Any]] | None = None
