@@ -186,6 +186,11 @@ class RuleBook:
     def rules(self) -> list[Rule]:
         return [c.rule for c in self._rules]
 
+    @property
+    def repeating(self) -> list[Rule]:
+        """The rules with a `repeat`, in file order."""
+        return list(self._repeating)
+
     def evaluate(
         self, event: Event, marks: Mapping[MarkKey, RuleMark], now: datetime
     ) -> list[Decision]:
@@ -243,7 +248,7 @@ class RuleBook:
         for job in jobs:
             for rule in self._repeating:
                 mark = marks.get((rule.name, job.source, job.id))
-                if mark is not None and _repeat_due(rule, mark, job, now):
+                if mark is not None and repeat_due(rule, mark, job, now):
                     due.append((rule, job))
         return due
 
@@ -269,7 +274,8 @@ def _check_when(compiled: _CompiledRule, context: Mapping[str, Any], event: Even
     return None
 
 
-def _repeat_due(rule: Rule, mark: RuleMark, job: TrackedJob, now: datetime) -> bool:
+def repeat_due(rule: Rule, mark: RuleMark, job: TrackedJob, now: datetime) -> bool:
+    """True when `rule` should remind about `job`, last notified as `mark` says."""
     assert rule.repeat is not None
     if mark.state != str(job.status.state) or now - mark.notified_at < rule.repeat:
         return False

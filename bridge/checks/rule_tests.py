@@ -1,0 +1,194 @@
+"""`bridge test`: the config's `[[tests]]` through the pipeline's own stages, like `promtool
+test rules`.
+
+Each test's event runs through the stage list of `bridge.stages` with a fixed clock, a fresh
+rule memory and no store or sinks; each expectation takes one of the notifications that
+come out (by sink, `contains`, `not_contains`, `equals`), and anything left over fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+
+from bridge.checks.samples import FIXED_NOW, event_from_data, reason
+from bridge.config.schema import Config, Expectation, RuleTest
+from bridge.errors import TemplateError
+from bridge.model import Event
+from bridge.render import blocks_text
+from bridge.stages import Batch, Chain, Context, stages_for
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sent:
+    """One notification a test produced (or the error that stopped it)."""
+
+    rule: str
+    sink: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def text(self) -> str:
+        return str(self.payload.get("text", ""))
+
+    def haystack(self) -> str:
+        """Everything the sink would show or receive, for `contains` / `not_contains`."""
+        parts = [self.text]
+        if isinstance(self.payload.get("blocks"), list):
+            parts.append(blocks_text(self.payload["blocks"]))
+        body = self.payload.get("body")
+        if isinstance(body, str):
+            parts.append(body)
+            parts.extend(_strings(json.loads(body)))
+        unescaped = [p.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+                     for p in parts]
+        return "\n".join(parts + unescaped)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+async def outputs(stages: Chain, event: Event, now: datetime) -> list[Sent]:
+    """What the stages send for one event with a fresh memory, one entry per (rule, sink).
+
+    The pipeline's own stages (`bridge.stages.stages_for`), with a fixed clock and no store:
+    a test sees exactly what a live poll would queue for this event.
+    """
+    batch = await stages.run(Context(source=event.source, now=now), Batch(events=(event,)))
+    return sent(batch)
+
+
+def sent(batch: Batch) -> list[Sent]:
+    """The batch's notifications and render failures, in rule, then sink order."""
+    made = {(n.event_id, n.rule, n.sink): n for n in batch.notifications}
+    failed = {(f.event.id, f.rule, f.sink): f for f in batch.failures}
+    out = []
+    for match in batch.matches:
+        for sink in match.rule.notify:
+            key = (match.event.id, match.rule.name, sink)
+            if key in made:
+                out.append(Sent(rule=match.rule.name, sink=sink, payload=made[key].payload))
+            elif key in failed:
+                out.append(Sent(rule=match.rule.name, sink=sink, error=failed[key].error))
+    return out
+
+
+def _satisfies(sent: Sent, expect: Expectation) -> bool:
+    if sent.sink != expect.sink or sent.error is not None:
+        return False
+    haystack = sent.haystack()
+    if expect.contains is not None and expect.contains not in haystack:
+        return False
+    if expect.not_contains is not None and expect.not_contains in haystack:
+        return False
+    return expect.equals is None or sent.text.strip() == expect.equals.strip()
+
+
+def compare(expected: Sequence[Expectation], got: Sequence[Sent]) -> list[str]:
+    """Why `got` does not match `expected` (each expectation takes one notification)."""
+    problems = [f"rule {s.rule}: template failed for sink {s.sink}: {s.error}"
+                for s in got if s.error is not None]
+    unused = [s for s in got if s.error is None]
+    for expect in expected:
+        match = next((s for s in unused if _satisfies(s, expect)), None)
+        if match is None:
+            problems.append(f"{expect.sink}: no notification {_describe(expect)}")
+        else:
+            unused.remove(match)
+    problems.extend(f"{s.sink}: unexpected notification from rule {s.rule}" for s in unused)
+    return problems
+
+
+def _describe(expect: Expectation) -> str:
+    parts = []
+    if expect.contains is not None:
+        parts.append(f"containing {expect.contains!r}")
+    if expect.not_contains is not None:
+        parts.append(f"without {expect.not_contains!r}")
+    if expect.equals is not None:
+        parts.append(f"equal to {expect.equals!r}")
+    return " and ".join(parts) if parts else "at all"
+
+
+def _expected_lines(expected: Sequence[Expectation]) -> list[str]:
+    lines: list[str] = []
+    for expect in expected:
+        if expect.equals is not None:
+            lines.extend(f"[{expect.sink}] {line}" for line in expect.equals.strip().splitlines())
+            continue
+        conditions = []
+        if expect.contains is not None:
+            conditions.append(f"contains {expect.contains!r}")
+        if expect.not_contains is not None:
+            conditions.append(f"not contains {expect.not_contains!r}")
+        lines.append(f"[{expect.sink}] ({', '.join(conditions) or 'any message'})")
+    return lines
+
+
+def _got_lines(got: Sequence[Sent]) -> list[str]:
+    lines: list[str] = []
+    for sent in got:
+        text = f"(template error: {sent.error})" if sent.error else sent.text.strip()
+        lines.extend(f"[{sent.sink}] {line}" for line in (text.splitlines() or [""]))
+    return lines
+
+
+def diff(expected: Sequence[Expectation], got: Sequence[Sent]) -> list[str]:
+    return list(difflib.unified_diff(_expected_lines(expected), _got_lines(got),
+                                     fromfile="expected", tofile="got", lineterm=""))
+
+
+async def _run_one(test: RuleTest, index: int, config: Config, stages: Chain,
+                   out: TextIO) -> bool:
+    try:
+        event = event_from_data(test.event, config, default_id=f"evt_test_{index}")
+    except (ValueError, KeyError, TypeError) as exc:
+        out.write(f"FAIL  {test.name}\n      not a valid event: {reason(exc)}\n")
+        return False
+    got = await outputs(stages, event, FIXED_NOW)
+    problems = compare(test.expect, got)
+    if not problems:
+        out.write(f"PASS  {test.name}\n")
+        return True
+    out.write(f"FAIL  {test.name}\n")
+    for problem in problems:
+        out.write(f"      - {problem}\n")
+    for line in diff(test.expect, got):
+        out.write(f"      {line}\n")
+    return False
+
+
+async def _run_all(config: Config, stages: Chain, out: TextIO) -> int:
+    failed = 0
+    for index, test in enumerate(config.tests):
+        failed += not await _run_one(test, index, config, stages, out)
+    return failed
+
+
+def run_tests(config: Config, out: TextIO) -> int:
+    """Run the config's `[[tests]]`; 0 when all pass, 1 on any failure."""
+    if not config.tests:
+        out.write(f"no [[tests]] in {config.path or 'the config'}\n")
+        return 0
+    try:
+        stages = stages_for(config)
+    except TemplateError as exc:
+        out.write(f"{exc}\n")
+        return 1
+    failed = asyncio.run(_run_all(config, stages, out))
+    total = len(config.tests)
+    out.write(f"\n{total - failed} passed, {failed} failed\n")
+    return 1 if failed else 0

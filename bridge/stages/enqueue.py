@@ -1,0 +1,34 @@
+"""Stage enqueue: the batch -> the store, in one transaction (the only stage with I/O).
+
+Job records, health, events, outbox rows and rule marks are written by one `commit_poll`,
+so a crash keeps all of a poll or none of it (at-least-once, contract section 7). Runs on
+every batch, even an empty one: health's `last_poll_at` moves with every poll.
+"""
+
+from __future__ import annotations
+
+from bridge.stages.base import Batch, Context
+from bridge.store.base import PollCommit, Store
+
+
+class Enqueue:
+    name = "enqueue"
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    async def run(self, ctx: Context, batch: Batch) -> Batch:
+        await self._store.commit_poll(
+            PollCommit(
+                source=ctx.source,
+                upserts=batch.upserts,
+                removals=batch.removals,
+                health=batch.health,
+                events=batch.events,
+                notifications=batch.notifications,
+                rule_marks=batch.marks,
+                finished_watches=batch.finished_watches,
+                at=ctx.now,
+            )
+        )
+        return batch

@@ -1,0 +1,49 @@
+"""What the stages remember between batches: per source jobs, health, watches; rule marks.
+
+The pipeline and `replay` keep one `Memory` each, read by the stages through `Context`
+(read-only views, no copies) and changed only by `apply`, once a batch is committed (or,
+for a replay, once it has run), so a failed commit leaves the memory as the store has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bridge.model import SourceHealth, TrackedJob
+from bridge.stages.base import Batch, Context, MarkKey
+from bridge.store.base import RuleMark
+
+
+@dataclass(slots=True)
+class SourceMemory:
+    jobs: dict[str, TrackedJob] = field(default_factory=dict)
+    health: SourceHealth | None = None
+    watches: set[str] = field(default_factory=set)
+
+
+class Memory:
+    def __init__(self, sources: Iterable[str]):
+        self.sources = {name: SourceMemory() for name in sources}
+        self.marks: dict[MarkKey, RuleMark] = {}
+
+    def context(self, source: str, now: datetime) -> Context:
+        state = self.sources[source]
+        return Context(source=source, now=now, jobs=state.jobs, health=state.health,
+                       watches=state.watches, marks=self.marks)
+
+    def apply(self, source: str, batch: Batch) -> None:
+        state = self.sources[source]
+        # Applied in place, after the commit: copying 100,000 jobs per poll would cost more
+        # than the whole detection pass.
+        jobs = state.jobs
+        for job in batch.upserts:
+            jobs[job.id] = job
+        for job_id in batch.removals:
+            jobs.pop(job_id, None)
+        state.watches.difference_update(batch.finished_watches)
+        if batch.health is not None:
+            state.health = batch.health
+        for mark in batch.marks:
+            self.marks[(mark.rule, mark.source, mark.job_id)] = mark

@@ -1,0 +1,70 @@
+"""Stage render: matches -> one notification per (match, sink), rendered by bridge.render.
+
+A template that fails costs only its own (rule, sink): it becomes a `RenderFailure` (logged
+and counted by the pipeline, shown by `bridge test` and `bridge render`), and the other sinks
+and rules go on. A match leaves its rule mark only if at least one sink got a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from bridge.config.schema import SinkBase
+from bridge.errors import TemplateError
+from bridge.model import Notification, Priority
+from bridge.render import Renderer
+from bridge.stages.base import Batch, Context, Match, RenderFailure
+from bridge.store.base import RuleMark
+
+
+class Render:
+    name = "render"
+
+    def __init__(self, renderer: Renderer, sinks: Mapping[str, SinkBase]):
+        self._renderer = renderer
+        self._sinks = sinks
+
+    async def run(self, ctx: Context, batch: Batch) -> Batch:
+        if not batch.matches:
+            return batch
+        notifications: list[Notification] = []
+        marks: list[RuleMark] = []
+        failures: list[RenderFailure] = []
+        for match in batch.matches:
+            rendered = self.render(match, failures)
+            if rendered:
+                notifications.extend(rendered)
+                if match.mark is not None:
+                    marks.append(match.mark)
+        return replace(batch, notifications=(*batch.notifications, *notifications),
+                       marks=(*batch.marks, *marks), failures=(*batch.failures, *failures))
+
+    def render(self, match: Match, failures: list[RenderFailure]) -> list[Notification]:
+        """The notifications of one match, one per sink of its rule; failures appended."""
+        rule, event = match.rule, match.event
+        job = event.job
+        out = []
+        for sink_name in rule.notify:
+            try:
+                payload = self._renderer.render(rule, event, self._sinks[sink_name])
+            except TemplateError as exc:
+                # One broken template must not stop the other rules, sinks or the pipeline.
+                failures.append(RenderFailure(event=event, rule=rule.name, sink=sink_name,
+                                              error=str(exc)))
+                continue
+            out.append(
+                Notification(
+                    event_id=event.id,
+                    rule=rule.name,
+                    sink=sink_name,
+                    source=event.source,
+                    job_id=job.id if job else None,
+                    payload=payload,
+                    on=event.on,
+                    terminal=bool(job and job.state.terminal),
+                    state=str(job.state) if job else None,
+                    priority=rule.priority or Priority.of(event),
+                )
+            )
+        return out
