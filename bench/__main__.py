@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("bench.detect", "bench.rules_render", "bench.delivery")
+BENCHMARKS = ("bench.detect", "bench.rules_render", "bench.pipeline", "bench.delivery")
 
 
 def main() -> int:
