@@ -55,10 +55,16 @@ class FakeCall:
 
 
 class _SlackError(Exception):
-    def __init__(self, code: str, status: int = 200):
+    def __init__(self, code: str, status: int = 200, **extra: str):
         self.code = code
         self.status = status
+        # Slack adds fields to some errors: `missing_scope` says `needed` and `provided`.
+        self.extra = extra
         super().__init__(code)
+
+
+# What a bot token created with the README's five steps holds.
+DEFAULT_SCOPES = ("chat:write", "chat:write.public", "channels:read")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,11 +118,19 @@ class FakeSlack:
         strict_channels: bool = False,
         clock: Callable[[], float] = time.monotonic,
         limits: SlackLimits | None = SlackLimits(),
+        scopes: tuple[str, ...] = DEFAULT_SCOPES,
+        member_of: frozenset[str] | None = None,
     ):
         """`channels` maps names ("#ops") to ids ("C0OPS"); with `strict_channels`, any
         other channel answers `channel_not_found`, else a new id is made up for it.
-        `limits=None` turns rate limiting off (tests that send faster than Slack allows)."""
+        `limits=None` turns rate limiting off (tests that send faster than Slack allows).
+        `scopes` are the token's OAuth scopes (a call needing another answers
+        `missing_scope`); `member_of` lists the channels (names or ids) the bot was invited
+        to, None meaning all of them: posting elsewhere without `chat:write.public` answers
+        `not_in_channel`, as Slack does."""
         self.token = token
+        self.scopes = scopes
+        self.member_of = member_of
         self._channels = dict(channels or {})
         self._strict = strict_channels
         self._clock = clock
@@ -244,9 +258,12 @@ class FakeSlack:
             answer = self._dispatch(method, body)
         except _SlackError as exc:
             await self._record(method, body, headers, exc.status, exc.code)
-            return web.json_response({"ok": False, "error": exc.code}, status=exc.status)
+            return web.json_response({"ok": False, "error": exc.code, **exc.extra},
+                                     status=exc.status)
         await self._record(method, body, headers, 200)
-        return web.json_response({"ok": True, **answer})
+        # Slack names the token's scopes on every Web API answer.
+        return web.json_response({"ok": True, **answer},
+                                 headers={"x-oauth-scopes": ",".join(self.scopes)})
 
     async def _webhook(self, request: web.Request) -> web.Response:
         headers = dict(request.headers)
@@ -332,13 +349,34 @@ class FakeSlack:
             return {"url": "https://fake.slack.com/", "team": "Fake", "user": "bridge",
                     "team_id": "T0FAKE", "user_id": "U0BRIDGE", "bot_id": "B0BRIDGE"}
         if method == "chat.postMessage":
+            self._need_scope("chat:write")
             return self._post(body)
         if method == "chat.update":
+            self._need_scope("chat:write")
             return self._update(body)
+        if method == "conversations.list":
+            self._need_scope("channels:read")
+            return {"channels": [self._channel_info(name, cid)
+                                 for name, cid in self._channels.items()],
+                    "response_metadata": {"next_cursor": ""}}
         raise _SlackError("unknown_method", status=404)
+
+    def _need_scope(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise _SlackError("missing_scope", needed=scope, provided=",".join(self.scopes))
+
+    def _is_member(self, name: str, cid: str) -> bool:
+        return self.member_of is None or bool({name, cid} & self.member_of)
+
+    def _channel_info(self, name: str, cid: str) -> dict[str, Any]:
+        return {"id": cid, "name": name.lstrip("#"), "is_channel": True, "is_private": False,
+                "is_member": self._is_member(name, cid)}
 
     def _post(self, body: Mapping[str, Any]) -> dict[str, Any]:
         channel = self._resolve(body.get("channel"))
+        name = next((n for n, c in self._channels.items() if c == channel), channel)
+        if not self._is_member(name, channel) and "chat:write.public" not in self.scopes:
+            raise _SlackError("not_in_channel")
         self._check_content(body)
         thread_ts = body.get("thread_ts")
         if thread_ts is not None:
