@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean setup
+.PHONY: run test test-fast lint bench bench-peer clean setup
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV); } \
@@ -30,6 +30,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Alertmanager (installed with apt-get as root if missing), the bridge and a bare forwarder
+# side by side: one table and the ratios (bench/peer.py).
+bench-peer: $(STAMP)
+	$(BIN)/python -m bench.peer
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
