@@ -69,6 +69,8 @@ def _positive(value: timedelta) -> timedelta:
 
 
 PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+# The largest `max_retry_after` a sink may set.
+MAX_RETRY_AFTER_CAP = timedelta(days=7)
 
 
 def _signing_secret(value: SecretStr) -> SecretStr:
@@ -269,6 +271,15 @@ class SinkBase(Strict):
     # The longest Retry-After (or rate-limit reset) honoured; a receiver asking for more is
     # retried after this. An extension of the contract.
     max_retry_after: PositiveDuration = timedelta(hours=1)
+
+    @field_validator("max_retry_after")
+    @classmethod
+    def _at_most_a_week(cls, value: timedelta) -> timedelta:
+        # Longer outlives any retry policy worth having and only parks rows out of sight.
+        if value > MAX_RETRY_AFTER_CAP:
+            raise ValueError("must be at most 7d: a receiver asking to wait longer is "
+                             "retried after max_retry_after")
+        return value
 
 
 class SlackSink(SinkBase):

@@ -84,10 +84,11 @@ class SlackNotifier:
         self._store = store
         self._clients = _clients(config, session)
         self._timeout = config.timeout.total_seconds()
+        self._max_retry_after = config.max_retry_after.total_seconds()
         lane = config.channel if self._clients.web is not None else "incoming-webhook"
         self._sender = ChannelSender(
             f"{config.name}:{lane}", min_interval=config.min_interval.total_seconds(),
-            max_wait=max_wait, clock=clock,
+            max_wait=max_wait, max_retry_after=self._max_retry_after, clock=clock,
         )
 
     @property
@@ -203,6 +204,10 @@ class SlackNotifier:
         except (aiohttp.ClientError, TimeoutError) as exc:
             outcome = classify_exception(exc, secrets=self._clients.secrets)
             raise outcome.error(f"Slack {method}") from None
+        except (AttributeError, TypeError, ValueError) as exc:
+            # slack_sdk reads the answer itself and fails this way on a body that is JSON
+            # but not an object (AttributeError), or not UTF-8 (UnicodeDecodeError).
+            raise _unreadable(f"Slack {method} on sink {self.name!r}", exc) from None
         data = response.data
         return data if isinstance(data, dict) else {}
 
@@ -213,7 +218,7 @@ class SlackNotifier:
         if error is not None:
             # A Slack-compatible server may quote the request, token and all, in `error`.
             error = redact(error, self._clients.secrets)
-        outcome = classify_slack(error, status, headers)
+        outcome = classify_slack(error, status, headers, max_retry_after=self._max_retry_after)
         if status == 429 or error in {"ratelimited", "rate_limited"}:
             return RateLimited(outcome.reason, outcome.retry_after)
         return outcome.error(f"Slack {method} on sink {self.name!r}")
@@ -230,15 +235,24 @@ class SlackNotifier:
                 response = await client.send(text=message.text, blocks=message.blocks)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise classify_exception(exc, secrets=self._clients.secrets).error(where) from None
+        except ValueError as exc:  # slack_sdk decodes the body as UTF-8 and may fail
+            raise _unreadable(where, exc) from None
         status = response.status_code
         # The answer may quote the webhook URL, whose path is the secret: scrub, then cut.
         said = redact((response.body or "").strip(), self._clients.secrets)
         error = None if 200 <= status < 300 else said[:60] or None
-        outcome = classify_slack(error, status, response.headers)
+        outcome = classify_slack(error, status, response.headers,
+                                 max_retry_after=self._max_retry_after)
         if status == 429:
             raise RateLimited(outcome.reason, outcome.retry_after)
         if outcome.verdict is not Verdict.OK:
             raise outcome.error(where)
+
+
+def _unreadable(where: str, exc: Exception) -> RetryableDelivery:
+    # Not the exception's text: it may quote the body, and the body may quote the token.
+    return RetryableDelivery(f"{where}: the answer could not be read ({type(exc).__name__}); "
+                             "is base_url a Slack-compatible API?")
 
 
 def _clients(config: SlackSink, session: aiohttp.ClientSession) -> _Clients:

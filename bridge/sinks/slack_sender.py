@@ -32,6 +32,11 @@ T = TypeVar("T")
 # Slack always sends Retry-After with a 429; this is for Slack-compatible servers that do not.
 DEFAULT_RATE_LIMIT_WAIT = 1.0
 DEFAULT_MAX_WAIT = 30.0
+# A 429 asking to wait 0 s (or a hair more) with `min_interval = 0` would repeat the call
+# in a tight loop: every 429 waits at least this, and a call answered 429 this many times
+# in a row goes back to the outbox.
+MIN_RATE_LIMIT_WAIT = 0.05
+MAX_RATE_LIMITS_PER_CALL = 20
 
 
 class RateLimited(Exception):
@@ -104,6 +109,7 @@ class ChannelSender:
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run one API call at the channel's pace, waiting out rate limits up to `max_wait`."""
         waited = 0.0
+        refusals = 0
         while True:
             delay = self._next_at - self._clock()
             if delay > self._max_wait - waited:
@@ -115,12 +121,16 @@ class ChannelSender:
                 result = await fn()
             except RateLimited as exc:
                 self.rate_limited += 1
+                refusals += 1
                 # Clamped so that `inf` or 1e20 neither blocks the channel for good nor
                 # leaves `_next_at` unreachable: above `max_wait` it goes back to the outbox.
                 wait = clamp(exc.retry_after, self._max_retry_after)
                 if wait is None:
                     wait = DEFAULT_RATE_LIMIT_WAIT
-                self._next_at = self._clock() + max(wait, self._min_interval)
+                wait = max(wait, self._min_interval, MIN_RATE_LIMIT_WAIT)
+                self._next_at = self._clock() + wait
+                if refusals >= MAX_RATE_LIMITS_PER_CALL:
+                    raise self._too_long(wait) from None
                 log.warning("Slack rate-limited channel %s (%s); waiting %.2f s",
                             self.channel, exc, wait)
                 continue
