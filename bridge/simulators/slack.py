@@ -10,36 +10,33 @@ call over its budget with 429 and an integer `Retry-After` as Slack does; `limit
 turns them off. It records every call and the current state of each channel (messages,
 edits, thread replies), so tests and `bridge demo` can show what people would see. Point
 slack_sdk at `fake.api_url`; post webhooks to `fake.webhook_url`. Independent of the
-pipeline: it imports nothing from bridge.
+pipeline: it imports only its own parts, `slack_channels` (messages and Slack's content
+checks) and `slack_limits` (the budgets).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-WEBHOOK_CHANNEL = "C0WEBHOOK"
-_TS_SECONDS = 1_700_000_000
+from bridge.simulators.slack_channels import (
+    WEBHOOK_CHANNEL,
+    Channels,
+    FakeMessage,
+    SlackError,
+    check_content,
+)
+from bridge.simulators.slack_limits import SLACK_LIMITS, Budgets, SlackLimits, whole_seconds
 
+# What a bot token created with the README's five steps holds.
+DEFAULT_SCOPES = ("chat:write", "chat:write.public", "channels:read")
 
-@dataclass(slots=True, kw_only=True)
-class FakeMessage:
-    """One message as the channel shows it now."""
-
-    channel: str
-    ts: str
-    text: str | None
-    blocks: list[Any] | None = None
-    thread_ts: str | None = None
-    edits: int = 0
-    replies: list[str] = field(default_factory=list)
+__all__ = ["WEBHOOK_CHANNEL", "FakeCall", "FakeMessage", "FakeSlack", "SlackLimits"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,52 +49,6 @@ class FakeCall:
     status: int
     error: str | None = None
     at: float = 0.0
-
-
-class _SlackError(Exception):
-    def __init__(self, code: str, status: int = 200, **extra: str):
-        self.code = code
-        self.status = status
-        # Slack adds fields to some errors: `missing_scope` says `needed` and `provided`.
-        self.extra = extra
-        super().__init__(code)
-
-
-# What a bot token created with the README's five steps holds.
-DEFAULT_SCOPES = ("chat:write", "chat:write.public", "channels:read")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SlackLimits:
-    """The budgets the fake enforces, from Slack's rate-limit docs (api.slack.com/apis/
-    rate-limits): "posting messages: 1 per second, short bursts >1 allowed" per channel;
-    `chat.update` is Tier 3, "50+ per minute, sporadic bursts are welcome", per method per
-    workspace (one token here); incoming webhooks 1 per second. Each is a token bucket: it
-    holds `*_burst` calls and refills at the rate."""
-
-    post_per_second: float = 1.0
-    post_burst: int = 5
-    update_per_minute: float = 50.0
-    update_burst: int = 20
-    webhook_per_second: float = 1.0
-    webhook_burst: int = 5
-
-
-@dataclass(slots=True)
-class _Bucket:
-    rate: float  # calls per second
-    capacity: float
-    tokens: float
-    at: float
-
-    def take(self, now: float) -> float:
-        """Spend one call; 0 if it fits, else the seconds until it would (nothing spent)."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
 
 
 @dataclass(slots=True)
@@ -117,7 +68,7 @@ class FakeSlack:
         channels: Mapping[str, str] | None = None,
         strict_channels: bool = False,
         clock: Callable[[], float] = time.monotonic,
-        limits: SlackLimits | None = SlackLimits(),
+        limits: SlackLimits | None = SLACK_LIMITS,
         scopes: tuple[str, ...] = DEFAULT_SCOPES,
         member_of: frozenset[str] | None = None,
     ):
@@ -131,15 +82,12 @@ class FakeSlack:
         self.token = token
         self.scopes = scopes
         self.member_of = member_of
-        self._channels = dict(channels or {})
-        self._strict = strict_channels
+        self.channels = Channels(channels, strict=strict_channels)
         self._clock = clock
         self.calls: list[FakeCall] = []
-        self.messages: dict[tuple[str, str], FakeMessage] = {}
-        self._ts_seq = 0
         self._script = _Script()
         self.limits = limits
-        self._buckets: dict[tuple[str, ...], _Bucket] = {}
+        self._budgets = Budgets(limits, clock) if limits is not None else None
         # Requests waiting behind `hold()`.
         self.held = 0
         self._changed = asyncio.Condition()
@@ -199,21 +147,24 @@ class FakeSlack:
 
     def delete_message(self, channel: str, ts: str) -> None:
         """What a person deleting the message in Slack does: later edits find nothing."""
-        del self.messages[(self.channel_id(channel), ts)]
+        self.channels.delete(channel, ts)
 
     # --- views ------------------------------------------------------------------------------
 
+    @property
+    def messages(self) -> dict[tuple[str, str], FakeMessage]:
+        """Every message by (channel id, ts), oldest first."""
+        return self.channels.messages
+
     def channel_id(self, channel: str) -> str:
-        return self._channels.get(channel, channel if channel.startswith("C") else "")
+        return self.channels.channel_id(channel)
 
     def roots(self, channel: str) -> list[FakeMessage]:
         """Top-level messages of a channel, oldest first (by name or id)."""
-        cid = self.channel_id(channel)
-        return [m for (c, _), m in self.messages.items() if c == cid and m.thread_ts is None]
+        return self.channels.roots(channel)
 
     def replies(self, channel: str, ts: str) -> list[FakeMessage]:
-        root = self.messages[(self.channel_id(channel), ts)]
-        return [self.messages[(root.channel, r)] for r in root.replies]
+        return self.channels.replies(channel, ts)
 
     def calls_to(self, method: str, *, ok_only: bool = True) -> list[FakeCall]:
         return [c for c in self.calls
@@ -221,15 +172,7 @@ class FakeSlack:
 
     def render(self) -> str:
         """The channels as a person would read them, for the demo and test failures."""
-        names = {cid: name for name, cid in self._channels.items()}
-        lines: list[str] = []
-        for (cid, _), message in self.messages.items():
-            if message.thread_ts is not None:
-                continue
-            edited = " (edited)" if message.edits else ""
-            lines.append(f"{names.get(cid, cid)} {message.ts}: {message.text}{edited}")
-            lines.extend(f"    ↳ {reply.text}" for reply in self.replies(cid, message.ts))
-        return "\n".join(lines)
+        return self.channels.render()
 
     async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
         """Wait until `predicate()` holds after some call (tests wait on conditions)."""
@@ -254,9 +197,9 @@ class FakeSlack:
             if wait > 0:
                 await self._record(method, body, headers, 429, "ratelimited")
                 return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
-                                         headers={"Retry-After": _whole_seconds(wait)})
+                                         headers={"Retry-After": whole_seconds(wait)})
             answer = self._dispatch(method, body)
-        except _SlackError as exc:
+        except SlackError as exc:
             await self._record(method, body, headers, exc.status, exc.code)
             return web.json_response({"ok": False, "error": exc.code, **exc.extra},
                                      status=exc.status)
@@ -281,16 +224,16 @@ class FakeSlack:
         if wait > 0:
             await self._record("incoming-webhook", body or {}, headers, 429, "rate_limited")
             return web.Response(status=429, text="rate_limited",
-                                headers={"Retry-After": _whole_seconds(wait)})
+                                headers={"Retry-After": whole_seconds(wait)})
         if not isinstance(body, dict):
             await self._record("incoming-webhook", {}, headers, 400, "invalid_payload")
             return web.Response(status=400, text="invalid_payload")
         try:
-            self._check_content(body)
-        except _SlackError as exc:
+            check_content(body)
+        except SlackError as exc:
             await self._record("incoming-webhook", body, headers, 400, exc.code)
             return web.Response(status=400, text=exc.code)
-        self._store(WEBHOOK_CHANNEL, body, thread_ts=None)
+        self.channels.store(WEBHOOK_CHANNEL, body, thread_ts=None)
         await self._record("incoming-webhook", body, headers, 200)
         return web.Response(text="ok")
 
@@ -308,41 +251,22 @@ class FakeSlack:
 
     def _over_budget(self, method: str, body: Mapping[str, Any], request: web.Request) -> float:
         """Seconds until `method` fits Slack's budget again; 0 spends one call of it."""
-        limits = self.limits
-        if limits is None:
+        if self._budgets is None:
             return 0.0
-        token = _token(request, body) or ""
-        if method == "chat.postMessage":
-            # Per channel: a name and its id are one channel.
-            channel = str(body.get("channel"))
-            key: tuple[str, ...] = (token, method, self._channels.get(channel, channel))
-            return self._bucket(key, limits.post_per_second, limits.post_burst)
-        if method == "chat.update":
-            return self._bucket((token, method), limits.update_per_minute / 60,
-                                limits.update_burst)
-        return 0.0
+        channel = str(body.get("channel"))
+        # Per channel: a name and its id are one channel.
+        channel = self.channels.ids.get(channel, channel)
+        return self._budgets.api_call(_token(request, body) or "", method, channel)
 
     def _webhook_over_budget(self, path: str) -> float:
-        limits = self.limits
-        if limits is None:
-            return 0.0
-        return self._bucket(("incoming-webhook", path), limits.webhook_per_second,
-                            limits.webhook_burst)
-
-    def _bucket(self, key: tuple[str, ...], rate: float, burst: int) -> float:
-        now = self._clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(rate=rate, capacity=burst, tokens=burst,
-                                                  at=now)
-        return bucket.take(now)
+        return 0.0 if self._budgets is None else self._budgets.webhook(path)
 
     def _authorize(self, request: web.Request, body: Mapping[str, Any]) -> None:
         token = _token(request, body)
         if not token:
-            raise _SlackError("not_authed")
+            raise SlackError("not_authed")
         if token != self.token or not str(token).startswith("xox"):
-            raise _SlackError("invalid_auth")
+            raise SlackError("invalid_auth")
 
     def _dispatch(self, method: str, body: Mapping[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
@@ -350,20 +274,27 @@ class FakeSlack:
                     "team_id": "T0FAKE", "user_id": "U0BRIDGE", "bot_id": "B0BRIDGE"}
         if method == "chat.postMessage":
             self._need_scope("chat:write")
-            return self._post(body)
+            self._need_membership(body)
+            return self.channels.post(body)
         if method == "chat.update":
             self._need_scope("chat:write")
-            return self._update(body)
+            return self.channels.update(body)
         if method == "conversations.list":
             self._need_scope("channels:read")
             return {"channels": [self._channel_info(name, cid)
-                                 for name, cid in self._channels.items()],
+                                 for name, cid in self.channels.ids.items()],
                     "response_metadata": {"next_cursor": ""}}
-        raise _SlackError("unknown_method", status=404)
+        raise SlackError("unknown_method", status=404)
 
     def _need_scope(self, scope: str) -> None:
         if scope not in self.scopes:
-            raise _SlackError("missing_scope", needed=scope, provided=",".join(self.scopes))
+            raise SlackError("missing_scope", needed=scope, provided=",".join(self.scopes))
+
+    def _need_membership(self, body: Mapping[str, Any]) -> None:
+        channel = self.channels.resolve(body.get("channel"))
+        name = next((n for n, c in self.channels.ids.items() if c == channel), channel)
+        if not self._is_member(name, channel) and "chat:write.public" not in self.scopes:
+            raise SlackError("not_in_channel")
 
     def _is_member(self, name: str, cid: str) -> bool:
         return self.member_of is None or bool({name, cid} & self.member_of)
@@ -371,73 +302,6 @@ class FakeSlack:
     def _channel_info(self, name: str, cid: str) -> dict[str, Any]:
         return {"id": cid, "name": name.lstrip("#"), "is_channel": True, "is_private": False,
                 "is_member": self._is_member(name, cid)}
-
-    def _post(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        channel = self._resolve(body.get("channel"))
-        name = next((n for n, c in self._channels.items() if c == channel), channel)
-        if not self._is_member(name, channel) and "chat:write.public" not in self.scopes:
-            raise _SlackError("not_in_channel")
-        self._check_content(body)
-        thread_ts = body.get("thread_ts")
-        if thread_ts is not None:
-            root = self.messages.get((channel, str(thread_ts)))
-            if root is None:
-                raise _SlackError("thread_not_found")
-            if root.thread_ts is not None:  # replying to a reply joins the root's thread
-                thread_ts = root.thread_ts
-        message = self._store(channel, body, thread_ts=thread_ts)
-        return {"channel": channel, "ts": message.ts, "message": _shown(message)}
-
-    def _update(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        channel = self._resolve(body.get("channel"))
-        if not channel.startswith("C"):
-            raise _SlackError("channel_not_found")  # chat.update takes ids, not names
-        self._check_content(body)
-        message = self.messages.get((channel, str(body.get("ts"))))
-        if message is None:
-            raise _SlackError("message_not_found")
-        message.text = body.get("text")
-        message.blocks = _blocks(body)
-        message.edits += 1
-        return {"channel": channel, "ts": message.ts, "text": message.text,
-                "message": _shown(message)}
-
-    def _resolve(self, channel: object) -> str:
-        if not isinstance(channel, str) or not channel:
-            raise _SlackError("channel_not_found")
-        if channel in self._channels:
-            return self._channels[channel]
-        if channel in self._channels.values():
-            return channel
-        if self._strict:
-            raise _SlackError("channel_not_found")
-        made_up = "C" + "".join(ch for ch in channel.upper() if ch.isalnum())[:10]
-        self._channels[channel] = made_up
-        return made_up
-
-    def _check_content(self, body: Mapping[str, Any]) -> None:
-        text, blocks = body.get("text"), body.get("blocks")
-        if isinstance(blocks, str):
-            try:
-                blocks = json.loads(blocks)
-            except ValueError:
-                raise _SlackError("invalid_blocks_format") from None
-        if blocks is not None and not isinstance(blocks, list):
-            raise _SlackError("invalid_blocks_format")
-        if blocks is not None and not all(isinstance(b, dict) and "type" in b for b in blocks):
-            raise _SlackError("invalid_blocks")
-        if not text and not blocks:
-            raise _SlackError("no_text")
-
-    def _store(self, channel: str, body: Mapping[str, Any], *, thread_ts: Any) -> FakeMessage:
-        self._ts_seq += 100
-        ts = f"{_TS_SECONDS + self._ts_seq // 1_000_000}.{self._ts_seq % 1_000_000:06d}"
-        message = FakeMessage(channel=channel, ts=ts, text=body.get("text"), blocks=_blocks(body),
-                              thread_ts=str(thread_ts) if thread_ts is not None else None)
-        self.messages[(channel, ts)] = message
-        if message.thread_ts is not None:
-            self.messages[(channel, message.thread_ts)].replies.append(ts)
-        return message
 
     async def _record(self, method: str, body: Mapping[str, Any], headers: Mapping[str, str],
                       status: int, error: str | None = None) -> None:
@@ -454,11 +318,6 @@ def _token(request: web.Request, body: Mapping[str, Any]) -> str | None:
     return str(token) if token else None
 
 
-def _whole_seconds(wait: float) -> str:
-    """Slack's Retry-After is a whole number of seconds, at least 1."""
-    return str(max(1, math.ceil(wait)))
-
-
 async def _read_body(request: web.Request) -> dict[str, Any]:
     if request.content_type == "application/json":
         try:
@@ -468,19 +327,3 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     form = await request.post()
     return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
-def _blocks(body: Mapping[str, Any]) -> list[Any] | None:
-    blocks = body.get("blocks")
-    if isinstance(blocks, str):
-        blocks = json.loads(blocks)
-    return blocks if isinstance(blocks, list) else None
-
-
-def _shown(message: FakeMessage) -> dict[str, Any]:
-    shown: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text}
-    if message.blocks is not None:
-        shown["blocks"] = message.blocks
-    if message.thread_ts is not None:
-        shown["thread_ts"] = message.thread_ts
-    return shown
