@@ -110,7 +110,10 @@ class Bridge:
         self.store = open_store(config.bridge.state)
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
-        await self.store.release_claims()
+        # A crash leaves claims behind. One process per store (SQLite): they are all ours,
+        # due again now. A shared store: only expired ones, the rest are live instances'.
+        await self.store.release_claims(
+            expired_by=self.clock() if self.store.shared else None)
         self.session = aiohttp.ClientSession()
         self._stack.push_async_callback(self.session.close)
         self._sources = {s.name: build_source(s, self.session) for s in config.sources}

@@ -8,11 +8,12 @@ that is the at-least-once guarantee of contract section 7.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from bridge.errors import StoreError
 from bridge.model import Delivery, DeliveryStatus, Event, Notification, SourceHealth, TrackedJob
 
 
@@ -42,6 +43,32 @@ class PollCommit:
     # Watched ids (single-id APIs) that reached a terminal state: stop polling them.
     finished_watches: Sequence[str] = ()
     at: datetime | None = None
+    # Compare-and-set (None: blind upserts, one process owns the store): the stored version
+    # of each job as the poll read it (absent: the job was not stored). A job whose stored
+    # version differs was written by someone else meanwhile: the whole commit is refused
+    # (StaleCommit) and nothing is written.
+    seen_versions: Mapping[str, int] | None = None
+    # (lease name, owner): commit only while `owner` still holds that lease (a fence).
+    fence: tuple[str, str] | None = None
+
+
+class StaleCommit(StoreError):
+    """A commit was refused because the state it was computed from is no longer current
+    (another instance wrote the job, or took the source's lease). Nothing was written; the
+    caller reloads the state from the store and emits nothing."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    """Who holds a named lease (`source:NAME`, `sink:NAME`) and until when."""
+
+    name: str
+    owner: str
+    until: datetime
+    # When `owner` took it (a renewal keeps it).
+    since: datetime
+    # Who held it before it last changed hands ('' when released, or never held).
+    previous: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +90,10 @@ class OutboxStats:
 
 class Store(Protocol):
     """What every state store backend provides. All methods are coroutines."""
+
+    # True when several bridge instances may share the store (PostgreSQL): they then divide
+    # sources and sinks between them with leases. False (SQLite): one process owns all.
+    shared: bool
 
     async def open(self) -> None:
         """Connect, create or migrate the schema. Raises StoreError with a clear reason."""
@@ -103,7 +134,33 @@ class Store(Protocol):
 
     # --- rule memory ------------------------------------------------------------------------
 
-    async def load_rule_marks(self) -> list[RuleMark]: ...
+    async def load_rule_marks(self, source: str | None = None) -> list[RuleMark]:
+        """Every rule mark, or those of one source's jobs."""
+
+    # --- leases (several instances on one store) ---------------------------------------------
+
+    async def acquire_lease(
+        self, name: str, owner: str, now: datetime, ttl: timedelta
+    ) -> Lease | None:
+        """Take or renew lease `name` for `owner` until `now + ttl`, in one atomic
+        compare-and-set: it succeeds when the lease is free, expired, or already `owner`'s.
+        None while another owner holds it unexpired."""
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        """Give a lease up at once (if `owner` holds it), so another instance can take it."""
+
+    async def list_leases(self) -> list[Lease]: ...
+
+    # --- push replay guard ---------------------------------------------------------------------
+
+    async def claim_message(
+        self, source: str, message_id: str, expires: datetime, now: datetime
+    ) -> bool:
+        """Remember a pushed webhook-id until `expires`; False if it is remembered already
+        (a replay, to refuse), whichever instance accepted it first."""
+
+    async def forget_message(self, source: str, message_id: str) -> None:
+        """Forget a claimed webhook-id (acting on it failed: the sender's retry is welcome)."""
 
     # --- outbox -----------------------------------------------------------------------------
 
@@ -129,8 +186,16 @@ class Store(Protocol):
     async def mark_dead(self, delivery_id: str, error: str, at: datetime) -> None:
         """Count a failed attempt and dead-letter the delivery with its last error."""
 
-    async def release_claims(self) -> None:
-        """Make claimed-but-unfinished deliveries due now (start-up after a crash)."""
+    async def release_claims(
+        self, *, expired_by: datetime | None = None, sink: str | None = None
+    ) -> int:
+        """Make claimed-but-unfinished deliveries due again (after a crash): all of them, or
+        only those whose claim expired by `expired_by` (other live instances are sending the
+        rest), or only one sink's (its delivery lease changed hands). Returns how many."""
+
+    async def renew_claims(self, delivery_ids: Sequence[str], until: datetime) -> None:
+        """Extend the claim on deliveries still being sent (a long rate-limited batch), so
+        they are not claimed again meanwhile."""
 
     async def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
         """Give back claimed deliveries unsent, due at `at`, their attempts untouched."""

@@ -36,6 +36,7 @@ class PostgresStore(SqlStore):
     """The `Store` protocol over a PostgreSQL database (tables in the current search_path)."""
 
     claim_lock = " FOR UPDATE OF o SKIP LOCKED"
+    shared = True
 
     def __init__(
         self,
@@ -147,11 +148,15 @@ class PostgresStore(SqlStore):
             cur = await conn.execute(_pg(query), params)
             return await cur.fetchall()
 
-    async def _write_steps(self, steps: Iterable[tuple[str, Iterable[sql.Row]]]) -> None:
+    async def _write_steps(self, steps: Iterable[sql.Step]) -> None:
         async with self._connection() as conn:
             try:
                 async with conn.transaction(), conn.cursor() as cur:
-                    for query, rows in steps:
-                        await cur.executemany(_pg(query), rows)
+                    for step in steps:
+                        if isinstance(step, sql.Guarded):
+                            await cur.executemany(_pg(step.query), step.rows)
+                            sql.check_guard(step, cur.rowcount)
+                        else:
+                            await cur.executemany(_pg(step[0]), step[1])
             except (TypeError, ValueError) as exc:
                 raise sql.serialise_failure(exc, self._where) from exc

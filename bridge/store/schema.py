@@ -20,6 +20,11 @@ _SEQ_PK: dict[Dialect, str] = {
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
     "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
 }
+# The `version` a job's JSON `data` holds, as an integer (to backfill the version column).
+_JSON_VERSION: dict[Dialect, str] = {
+    "sqlite": "COALESCE(CAST(json_extract(data, '$.version') AS INTEGER), 0)",
+    "postgresql": "COALESCE(CAST(CAST(data AS jsonb) ->> 'version' AS BIGINT), 0)",
+}
 
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
 
@@ -87,6 +92,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 1",
         "CREATE INDEX outbox_due_priority ON outbox (status, next_attempt_us, priority)",
     ),
+    (
+        # Scale-out (several instances on one database). A lease per source and per sink:
+        # `owner` holds it until `until_us`; `previous` is who held it before it last
+        # changed hands ('' after a voluntary release), so a taker can tell a takeover;
+        # `since_us` is when the owner took it.
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            until_us BIGINT NOT NULL,
+            since_us BIGINT NOT NULL,
+            previous TEXT NOT NULL DEFAULT '')""",
+        # The job record's version as a column: commits compare-and-set on it.
+        "ALTER TABLE jobs ADD COLUMN version BIGINT NOT NULL DEFAULT 0",
+        "UPDATE jobs SET version = {json_version}",
+        # Accepted push webhook-ids, shared by every instance, kept while they could verify.
+        """CREATE TABLE push_seen (
+            source TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            expires_us BIGINT NOT NULL,
+            PRIMARY KEY (source, message_id))""",
+        "CREATE INDEX push_seen_expiry ON push_seen (expires_us)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)
@@ -95,7 +122,8 @@ LATEST = len(MIGRATIONS)
 def pending(current: int, dialect: Dialect) -> Sequence[tuple[int, tuple[str, ...]]]:
     """The migrations to apply over `current`, as (version, statements) in order."""
     return [
-        (version, tuple(s.format(seq_pk=_SEQ_PK[dialect]) for s in statements))
+        (version, tuple(s.format(seq_pk=_SEQ_PK[dialect], json_version=_JSON_VERSION[dialect])
+                        for s in statements))
         for version, statements in enumerate(MIGRATIONS, start=1)
         if version > current
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,10 +27,23 @@ from bridge.model import (
     from_json,
     to_json,
 )
-from bridge.store.base import OutboxStats, PollCommit, RuleMark
+from bridge.store.base import OutboxStats, PollCommit, RuleMark, StaleCommit
+from bridge.store.shared_sql import FENCE, INSERT_NEW_JOB, UPDATE_SEEN_JOB
 
 Row = Sequence[Any]
-Step = tuple[str, Iterable[Row]]
+
+
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    """A commit step whose rows must each change exactly one row; if fewer did, the state
+    the commit was computed from is stale and the transaction is rolled back (StaleCommit)."""
+
+    query: str
+    rows: Sequence[Row]
+    what: str
+
+
+Step = tuple[str, Iterable[Row]] | Guarded
 
 # Delivered outbox rows are kept this long (dashboard, `bridge outbox`), then pruned.
 DELIVERED_KEEP = timedelta(days=7)
@@ -174,9 +188,10 @@ LOAD_JOBS = "SELECT data FROM jobs WHERE source = ?"
 LOAD_HEALTH = "SELECT data FROM health WHERE source = ?"
 LIST_HEALTH = "SELECT data FROM health ORDER BY source"
 UPSERT_JOB = (
-    "INSERT INTO jobs (source, job_id, state, updated_us, data) VALUES (?, ?, ?, ?, ?) "
+    "INSERT INTO jobs (source, job_id, state, updated_us, data, version) "
+    "VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (source, job_id) DO UPDATE SET state = excluded.state, "
-    "updated_us = excluded.updated_us, data = excluded.data"
+    "updated_us = excluded.updated_us, data = excluded.data, version = excluded.version"
 )
 DELETE_JOB = "DELETE FROM jobs WHERE source = ? AND job_id = ?"
 DELETE_JOB_MARKS = "DELETE FROM rule_marks WHERE source = ? AND job_id = ?"
@@ -198,6 +213,7 @@ UPSERT_MARK = (
     "state = excluded.state"
 )
 LOAD_MARKS = "SELECT rule, source, job_id, notified_us, state FROM rule_marks"
+LOAD_SOURCE_MARKS = LOAD_MARKS + " WHERE source = ?"
 
 
 def list_jobs_query(source: str | None, state: str | None, limit: int) -> tuple[str, Row]:
@@ -225,7 +241,7 @@ def _where(**equal: str | None) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[tuple[str, Iterable[Row]]]:
+def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[Step]:
     """The statements of one `commit_poll`, in order, each with its rows.
 
     Rows are generated lazily, inside the transaction: a value that cannot be serialised
@@ -234,15 +250,14 @@ def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[tuple[str, It
     at = commit.at or datetime.now(UTC)
     at_us = to_us(at)
     source = commit.source
+    if commit.fence is not None:
+        yield Guarded(FENCE, [commit.fence], f"lease {commit.fence[0]} is no longer held")
     removed = [(source, job_id) for job_id in commit.removals]
     # Forget what rules and sinks remembered of a job together with the job.
     yield DELETE_JOB, removed
     yield DELETE_JOB_MARKS, removed
     yield DELETE_JOB_REFS, removed
-    yield (
-        UPSERT_JOB,
-        ((source, j.id, str(j.status.state), at_us, to_json(j)) for j in commit.upserts),
-    )
+    yield from _job_steps(commit, at_us)
     if commit.health is not None:
         yield UPSERT_HEALTH, [(source, health_json(commit.health))]
     yield (
@@ -272,6 +287,33 @@ def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[tuple[str, It
         "DELETE FROM watches WHERE source = ? AND job_id = ?",
         ((source, job_id) for job_id in commit.finished_watches),
     )
+
+
+def _job_steps(commit: PollCommit, at_us: int) -> Iterator[Step]:
+    """Job upserts: blind (no `seen_versions`: a single process owns the store), else
+    compare-and-set against the versions the poll read."""
+    source = commit.source
+    if commit.seen_versions is None:
+        yield (
+            UPSERT_JOB,
+            ((source, j.id, str(j.status.state), at_us, to_json(j), j.version)
+             for j in commit.upserts),
+        )
+        return
+    latest = {job.id: job for job in commit.upserts}  # one write per job, the last one
+    seen = commit.seen_versions
+    fresh = [(source, j.id, str(j.status.state), at_us, to_json(j), j.version)
+             for j in latest.values() if j.id not in seen]
+    changed = [(str(j.status.state), at_us, to_json(j), j.version, source, j.id, seen[j.id])
+               for j in latest.values() if j.id in seen]
+    yield Guarded(INSERT_NEW_JOB, fresh, "a job this poll saw as new was stored meanwhile")
+    yield Guarded(UPDATE_SEEN_JOB, changed, "a job this poll read was changed meanwhile")
+
+
+def check_guard(step: Guarded, changed: int) -> None:
+    """Raise StaleCommit when a guarded step changed fewer rows than it has (rolls back)."""
+    if changed < len(step.rows):
+        raise StaleCommit(f"commit refused, state is stale: {step.what}")
 
 
 def serialise_failure(exc: Exception, where: str) -> StoreError:
@@ -338,6 +380,7 @@ RELEASE_CLAIMS = (
     "UPDATE outbox SET next_attempt_us = created_us, leased = 0 "
     "WHERE status = 'pending' AND leased = 1"
 )
+
 _REQUEUE = (
     "UPDATE outbox SET status = 'pending', next_attempt_us = ?, attempts = 0, leased = 0, "
     "finished_us = NULL WHERE "

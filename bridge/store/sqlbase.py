@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.model import Delivery, DeliveryStatus, Event, SourceHealth, TrackedJob
-from bridge.store import sql
-from bridge.store.base import MessageRef, OutboxStats, PollCommit, RuleMark
+from bridge.store import shared_sql, sql
+from bridge.store.base import Lease, MessageRef, OutboxStats, PollCommit, RuleMark
 
 
 class SqlStore(ABC):
@@ -23,9 +23,13 @@ class SqlStore(ABC):
 
     # Appended to the claim's inner SELECT; PostgreSQL skips rows other instances hold.
     claim_lock = ""
+    shared = False
+    # Prune expired push webhook-ids once every this many claims (each prune is a write).
+    _PRUNE_EVERY = 100
 
     def __init__(self, *, keep_events: int = sql.EVENTS_KEEP):
         self._keep_events = keep_events
+        self._claims_since_prune = 0
 
     @abstractmethod
     async def _rows(self, query: str, params: sql.Row = ()) -> list[Any]: ...
@@ -37,7 +41,9 @@ class SqlStore(ABC):
     async def _write_returning(self, query: str, params: sql.Row) -> list[Any]: ...
 
     @abstractmethod
-    async def _write_steps(self, steps: Iterable[tuple[str, Iterable[sql.Row]]]) -> None: ...
+    async def _write_steps(self, steps: Iterable[sql.Step]) -> None:
+        """Run the steps in one transaction; a `sql.Guarded` step that changes fewer rows
+        than it has raises StaleCommit (see `sql.check_guard`) and rolls everything back."""
 
     # --- jobs, health, events -------------------------------------------------------------
 
@@ -79,8 +85,39 @@ class SqlStore(ABC):
     async def list_watches(self, source: str) -> list[str]:
         return [r[0] for r in await self._rows(sql.LIST_WATCHES, (source,))]
 
-    async def load_rule_marks(self) -> list[RuleMark]:
-        return [sql.mark_from(r) for r in await self._rows(sql.LOAD_MARKS)]
+    async def load_rule_marks(self, source: str | None = None) -> list[RuleMark]:
+        if source is None:
+            return [sql.mark_from(r) for r in await self._rows(sql.LOAD_MARKS)]
+        return [sql.mark_from(r) for r in await self._rows(sql.LOAD_SOURCE_MARKS, (source,))]
+
+    # --- leases, push replay guard ----------------------------------------------------------
+
+    async def acquire_lease(
+        self, name: str, owner: str, now: datetime, ttl: timedelta
+    ) -> Lease | None:
+        now_us = sql.to_us(now)
+        rows = await self._write_returning(
+            shared_sql.ACQUIRE_LEASE, (name, owner, sql.to_us(now + ttl), now_us, now_us))
+        return shared_sql.lease_from(rows[0]) if rows else None
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        return await self._write(shared_sql.RELEASE_LEASE, (name, owner)) > 0
+
+    async def list_leases(self) -> list[Lease]:
+        return [shared_sql.lease_from(r) for r in await self._rows(shared_sql.LIST_LEASES)]
+
+    async def claim_message(
+        self, source: str, message_id: str, expires: datetime, now: datetime
+    ) -> bool:
+        self._claims_since_prune += 1
+        if self._claims_since_prune >= self._PRUNE_EVERY:
+            self._claims_since_prune = 0
+            await self._write(shared_sql.PRUNE_MESSAGES, (sql.to_us(now),))
+        params = (source, message_id, sql.to_us(expires), sql.to_us(now))
+        return await self._write(shared_sql.CLAIM_MESSAGE, params) > 0
+
+    async def forget_message(self, source: str, message_id: str) -> None:
+        await self._write(shared_sql.FORGET_MESSAGE, (source, message_id))
 
     async def get_message_ref(self, sink: str, source: str, job_id: str) -> MessageRef | None:
         rows = await self._rows(sql.GET_REF, (sink, source, job_id))
@@ -118,8 +155,22 @@ class SqlStore(ABC):
     async def mark_dead(self, delivery_id: str, error: str, at: datetime) -> None:
         await self._write(sql.MARK_DEAD, (error, sql.to_us(at), delivery_id))
 
-    async def release_claims(self) -> None:
-        await self._write(sql.RELEASE_CLAIMS)
+    async def release_claims(
+        self, *, expired_by: datetime | None = None, sink: str | None = None
+    ) -> int:
+        query, params = sql.RELEASE_CLAIMS, list[object]()
+        if expired_by is not None:
+            query += shared_sql.RELEASE_EXPIRED
+            params.append(sql.to_us(expired_by))
+        if sink is not None:
+            query += shared_sql.RELEASE_SINK
+            params.append(sink)
+        return await self._write(query, params)
+
+    async def renew_claims(self, delivery_ids: Sequence[str], until: datetime) -> None:
+        until_us = sql.to_us(until)
+        rows: list[sql.Row] = [(until_us, delivery_id) for delivery_id in delivery_ids]
+        await self._write_steps([(shared_sql.RENEW_CLAIM, rows)])
 
     async def release(self, delivery_ids: Sequence[str], at: datetime) -> None:
         rows: list[sql.Row] = [(sql.to_us(at), delivery_id) for delivery_id in delivery_ids]

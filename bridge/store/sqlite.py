@@ -157,12 +157,15 @@ class SqliteStore(SqlStore):
 
         return await self._call(run)
 
-    async def _write_steps(self, steps: Iterable[tuple[str, Iterable[sql.Row]]]) -> None:
+    async def _write_steps(self, steps: Iterable[sql.Step]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             try:
                 with self._transaction(conn):
-                    for query, rows in steps:
-                        conn.executemany(query, rows)
+                    for step in steps:
+                        if isinstance(step, sql.Guarded):
+                            sql.check_guard(step, conn.executemany(step.query, step.rows).rowcount)
+                        else:
+                            conn.executemany(*step)
             except (TypeError, ValueError) as exc:
                 raise sql.serialise_failure(exc, self.path) from exc
 
