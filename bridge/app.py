@@ -27,6 +27,7 @@ from aiohttp import web
 from bridge.config.schema import Config
 from bridge.deliver import DeliveryWorkers
 from bridge.errors import BridgeError, SourceUnavailable
+from bridge.leases import SINK, SOURCE, LeaseKeeper, instance_id, lease_ttls
 from bridge.metrics import Metrics
 from bridge.model import Event
 from bridge.pipeline import Observer, Pipeline
@@ -39,7 +40,7 @@ from bridge.sinks.base import Sink
 from bridge.sources import build_source, source_kind
 from bridge.sources.base import Source
 from bridge.store import open_store
-from bridge.store.base import Store
+from bridge.store.base import Lease, Store
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,13 @@ class Bridge:
         self.sinks: dict[str, Sink] = {}
         self.pipeline: Pipeline
         self.workers: DeliveryWorkers
-        self.scheduler: PollScheduler
+        self.scheduler: PollScheduler | None = None
+        self.leases: LeaseKeeper
         self.http_url: str | None = None
 
     @property
     def ready(self) -> bool:
-        return self.scheduler.running if hasattr(self, "scheduler") else False
+        return self.scheduler.running if self.scheduler is not None else False
 
     async def __aenter__(self) -> Bridge:
         try:
@@ -121,6 +123,11 @@ class Bridge:
             sink = build_sink(sink_config, self.session, self.store)
             self.sinks[sink_config.name] = sink
             self._stack.push_async_callback(sink.aclose)
+        polled = {n: s.config.interval for n, s in self._sources.items()
+                  if source_kind(s.config).capabilities.polled}
+        self.leases = LeaseKeeper(
+            store=self.store, instance=instance_id(), ttls=lease_ttls(polled, list(self.sinks)),
+            metrics=self.metrics, clock=self.clock, on_gained=self._gained)
         renderer = Renderer(config)
         rulebook = RuleBook(config.rules, compile_when)
         self.pipeline = Pipeline(
@@ -131,21 +138,25 @@ class Bridge:
             renderer=renderer,
             metrics=self.metrics,
             clock=self.clock,
+            instance=self.leases.instance,
         )
         await self.pipeline.load()
+        # Given back last (after the drain): another instance then takes over at once.
+        self._stack.push_async_callback(self.leases.stop)
+        await self.leases.round()
+        self.leases.start()
         self.workers = DeliveryWorkers(
             store=self.store,
             sinks=self.sinks,
             policies={s.name: s.retry for s in config.sinks},
             metrics=self.metrics,
             clock=self.clock,
+            may_send=lambda sink: self.leases.holds(SINK + sink),
         )
         self.pipeline.observers.append(lambda outcome: self.workers.wake())
         self.pipeline.observers.extend(self._observers)
         self.workers.start()
         self._stack.push_async_callback(self._drain)
-        polled = {n: s.config.interval for n, s in self._sources.items()
-                  if source_kind(s.config).capabilities.polled}
         self.scheduler = PollScheduler(polled, self._poll, clock=self.clock)
         self.scheduler.start()
         if self._serve_http:
@@ -173,7 +184,21 @@ class Bridge:
         self.http_url = f"http://{host}:{bound[1]}/"
         log.info("HTTP API and dashboard on %s", self.http_url)
 
+    async def _gained(self, name: str, lease: Lease) -> None:
+        """This instance took a lease: start from the state the previous owner left."""
+        if name.startswith(SOURCE):
+            source = name.removeprefix(SOURCE)
+            await self.pipeline.reload(source)
+            if self.scheduler is not None:
+                self.scheduler.poll_soon(source)
+        elif name.startswith(SINK) and hasattr(self, "workers"):
+            # The previous sender is gone (or stopped): what it had claimed is due again.
+            await self.store.release_claims(sink=name.removeprefix(SINK))
+            self.workers.wake()
+
     async def _poll(self, name: str) -> tuple[bool, float | None]:
+        if not self.leases.holds(SOURCE + name):
+            return True, None  # another instance polls this source
         outcome = await self.pipeline.poll(name)
         if outcome.error is None:
             return True, None
@@ -182,10 +207,12 @@ class Bridge:
     async def _drain(self) -> None:
         # Let polls under way finish and commit (stopping the scheduler would cancel them),
         # but start no new one; then stop it for good.
-        self.scheduler.pause()
+        if self.scheduler is not None:
+            self.scheduler.pause()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.pipeline.wait_idle(), min(5.0, self.drain_timeout))
-        self.scheduler.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         await self.workers.drain(self.drain_timeout)
 
     def stop(self) -> None:
@@ -197,10 +224,13 @@ class Bridge:
     # --- Runtime (for the HTTP server) ------------------------------------------------------
 
     async def sources(self) -> list[SourceView]:
+        # On a shared store another instance may poll a source: its health is in the store.
+        stored = ({h.source: h for h in await self.store.list_health()}
+                  if self.store.shared else {})
         return [
             SourceView(config=s.config, capabilities=source_kind(s.config).capabilities,
                        lists_jobs=s.lists_jobs,
-                       health=self.pipeline.health(name))
+                       health=stored.get(name) or self.pipeline.health(name))
             for name, s in self._sources.items()
         ]
 
@@ -208,7 +238,8 @@ class Bridge:
         if source not in self._sources:
             raise KeyError(source)
         added = await self.pipeline.add_watch(source, job_id)
-        self.scheduler.poll_soon(source)
+        if self.scheduler is not None:
+            self.scheduler.poll_soon(source)
         return added
 
     async def unwatch(self, source: str, job_id: str) -> bool:

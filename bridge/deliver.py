@@ -154,8 +154,17 @@ class DeliveryWorkers:
         policies: Mapping[str, RetryPolicy],
         metrics: Metrics,
         clock: Clock,
+        may_send: Callable[[str], bool] = lambda sink: True,
+        claim_lease: timedelta = CLAIM_LEASE,
+        renew_every: float | None = None,
     ):
         self._store = store
+        # Several instances on one store: only the holder of a sink's delivery lease sends
+        # to it, so its rows go out in order and its pacing (Slack) holds across instances.
+        self._may_send = may_send
+        self._claim_lease = claim_lease
+        self._renew_every = (renew_every if renew_every is not None
+                             else claim_lease.total_seconds() / 3)
         self._sinks = sinks
         self._policies = policies
         self._metrics = metrics
@@ -209,9 +218,16 @@ class DeliveryWorkers:
     async def _loop(self, sink_name: str) -> None:
         wakeup = self._wakeups[sink_name]
         while not self._stopping.is_set():
+            if not self._may_send(sink_name):
+                # Another instance sends to this sink; ours waits to take its lease over.
+                self._idle[sink_name] = True
+                wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), IDLE_WAIT)
+                continue
             try:
                 claimed = await self._store.claim_due(
-                    self._clock(), CLAIM_BATCH, CLAIM_LEASE, sink=sink_name
+                    self._clock(), CLAIM_BATCH, self._claim_lease, sink=sink_name
                 )
             except StoreError as exc:
                 log.error("outbox claim failed for sink %s: %s", sink_name, exc)
@@ -223,6 +239,8 @@ class DeliveryWorkers:
                     await asyncio.wait_for(wakeup.wait(), self._idle_wait(sink_name))
                 continue
             self._busy[sink_name] = True
+            renewing = asyncio.create_task(self._renew(sink_name, claimed),
+                                           name=f"deliver:{sink_name}:renew")
             try:
                 await self._send(sink_name, claimed)
             except Exception:
@@ -231,7 +249,19 @@ class DeliveryWorkers:
                 log.exception("delivery to %s failed while recording outcomes", sink_name)
                 await asyncio.sleep(IDLE_WAIT)
             finally:
+                renewing.cancel()
                 self._busy[sink_name] = False
+
+    async def _renew(self, sink_name: str, claimed: list[Delivery]) -> None:
+        """Keep a batch's claims alive while it is being sent: a rate-limited Slack batch can
+        take longer than the lease, and an expired claim would be claimed and sent again."""
+        ids = [d.id for d in claimed]
+        while True:
+            await asyncio.sleep(self._renew_every)
+            try:
+                await self._store.renew_claims(ids, self._clock() + self._claim_lease)
+            except StoreError as exc:
+                log.error("could not renew claims for sink %s: %s", sink_name, exc)
 
     async def _send(self, sink_name: str, claimed: list[Delivery]) -> None:
         """Send one claimed batch, as the sink's capabilities say."""

@@ -43,6 +43,20 @@ class Metrics:
             "bridge_delivery_latency_seconds", "From event to successful delivery, per sink",
             ["sink"], buckets=_DELIVERY_BUCKETS, registry=r,
         )
+        self.source_owner = Gauge(
+            "bridge_source_owner", "1 for the instance that holds a source's poll lease",
+            ["source", "instance"], registry=r,
+        )
+        self.lease_takeovers = Counter(
+            "bridge_lease_takeovers",
+            "Leases this instance took over from another whose lease had expired",
+            ["lease"], registry=r,
+        )
+        self.stale_commits = Counter(
+            "bridge_stale_commits",
+            "Polls and pushes whose commit was refused (another instance changed the state)",
+            ["source"], registry=r,
+        )
         self.outbox_depth = Gauge("bridge_outbox_pending", "Deliveries waiting in the outbox",
                                   registry=r)
         self.outbox_dead = Gauge("bridge_outbox_dead", "Dead-lettered deliveries", registry=r)

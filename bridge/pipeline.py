@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bridge.config.schema import Config
@@ -26,10 +26,13 @@ from bridge.model import Event, JobStatus, Notification, PollResult, SourceHealt
 from bridge.render import Renderer
 from bridge.rules import RuleBook
 from bridge.sources.base import Source
-from bridge.stages import Batch, Memory, build_stages
-from bridge.store.base import Store
+from bridge.stages import Batch, Context, Memory, build_stages
+from bridge.store.base import StaleCommit, Store
 
 log = logging.getLogger(__name__)
+
+# The lease a polled source's commits are fenced by (bridge.leases names it the same).
+SOURCE_LEASE = "source:"
 
 Clock = Callable[[], datetime]
 
@@ -58,8 +61,13 @@ class Pipeline:
         renderer: Renderer,
         metrics: Metrics,
         clock: Clock,
+        instance: str | None = None,
     ):
         self._store = store
+        # A shared store (several instances): commits compare-and-set, polls are fenced by
+        # the source's lease held as `instance`, watches are read from the store.
+        self._shared = store.shared
+        self._instance = instance
         self._sources = sources
         self._metrics = metrics
         self._clock = clock
@@ -71,16 +79,31 @@ class Pipeline:
     async def load(self) -> None:
         """Read the remembered state of every source (start-up, after a restart)."""
         for name in self._sources:
-            state = self._memory.sources[name]
-            state.jobs = await self._store.load_jobs(name)
-            state.health = await self._store.load_health(name)
-            state.watches = set(await self._store.list_watches(name))
-            self._metrics.tracked_jobs.labels(name).set(len(state.jobs))
-            if state.health is not None:
-                self._metrics.source_up.labels(name).set(1 if state.health.up else 0)
+            await self._load_source(name, marks=False)
         self._memory.marks.update(
             ((m.rule, m.source, m.job_id), m) for m in await self._store.load_rule_marks()
         )
+
+    async def reload(self, name: str) -> None:
+        """Read one source's state again from the store: after this instance took its lease
+        (another instance polled it meanwhile), or after a commit was refused as stale."""
+        async with self._locks[name]:
+            await self._load_source(name)
+
+    async def _load_source(self, name: str, *, marks: bool = True) -> None:
+        state = self._memory.sources[name]
+        state.jobs = await self._store.load_jobs(name)
+        state.health = await self._store.load_health(name)
+        state.watches = set(await self._store.list_watches(name))
+        self._metrics.tracked_jobs.labels(name).set(len(state.jobs))
+        if state.health is not None:
+            self._metrics.source_up.labels(name).set(1 if state.health.up else 0)
+        if marks:
+            kept = {k: m for k, m in self._memory.marks.items() if m.source != name}
+            kept.update(((m.rule, m.source, m.job_id), m)
+                        for m in await self._store.load_rule_marks(name))
+            self._memory.marks.clear()
+            self._memory.marks.update(kept)
 
     def health(self, source: str) -> SourceHealth | None:
         return self._memory.sources[source].health
@@ -130,6 +153,10 @@ class Pipeline:
         async with self._locks[name]:
             started = time.monotonic()
             self._metrics.polls.labels(name).inc()
+            if self._shared:
+                # Any instance may have added a watch (`bridge watch` reaches any of them).
+                state = self._memory.sources[name]
+                state.watches = set(await self._store.list_watches(name))
             try:
                 result = await source.poll(self.ids_to_poll(name))
             except SourceError as exc:
@@ -149,10 +176,27 @@ class Pipeline:
         """Feed pushed observations through the same stages as a poll."""
         async with self._locks[name]:
             poll = PollResult(observations=observations, complete=False)
-            return await self._run(name, Batch(poll=poll, pushed=True))
+            if self._shared:
+                # Any instance takes pushes: start from what the store holds now.
+                await self._load_source(name)
+            return await self._run(name, Batch(poll=poll, pushed=True), retries=2)
 
-    async def _run(self, name: str, batch: Batch) -> PollOutcome:
-        batch = await self._stages.run(self._memory.context(name, self._clock()), batch)
+    async def _run(self, name: str, batch: Batch, *, retries: int = 0) -> PollOutcome:
+        while True:
+            try:
+                committed = await self._stages.run(self._context(name, batch), batch)
+                break
+            except StaleCommit as exc:
+                # Another instance wrote this source's state (or holds its lease): this batch
+                # was computed from stale state, commits nothing and emits nothing. A poll is
+                # simply repeated by the next one; a push is run again on fresh state.
+                self._metrics.stale_commits.labels(name).inc()
+                log.info("source %s: %s; reloading its state from the store", name, exc)
+                await self._load_source(name)
+                if retries <= 0:
+                    return PollOutcome(source=name)
+                retries -= 1
+        batch = committed
         self._memory.apply(name, batch)
         self._count(name, batch)
         outcome = PollOutcome(source=name, events=batch.events,
@@ -163,6 +207,15 @@ class Pipeline:
             except Exception:  # an observer (demo printer, waker) must never break a poll
                 log.exception("observer failed")
         return outcome
+
+    def _context(self, name: str, batch: Batch) -> Context:
+        ctx = self._memory.context(name, self._clock())
+        if not self._shared:
+            return ctx
+        # Pushes are not fenced: any instance accepts them; compare-and-set orders them.
+        fence = (None if batch.pushed or self._instance is None
+                 else (SOURCE_LEASE + name, self._instance))
+        return replace(ctx, compare_and_set=True, fence=fence)
 
     def _count(self, name: str, batch: Batch) -> None:
         # Counted only once committed: a failed commit is retried by the next poll, which

@@ -120,8 +120,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, within: float, wha
 class BridgeProcess:
     """`python -m bridge run --config PATH` as a child process; its log collected by line."""
 
-    def __init__(self, config: Path, *, drain_timeout: float = 2.0, log_level: str = "info"):
+    def __init__(self, config: Path, *, drain_timeout: float = 2.0, log_level: str = "info",
+                 env: dict[str, str] | None = None):
         self.config = config
+        self.env = env or {}
         self.drain_timeout = drain_timeout
         self.log_level = log_level
         self.lines: list[str] = []
@@ -144,7 +146,7 @@ class BridgeProcess:
             "run", "--config", str(self.config), "--drain-timeout", str(self.drain_timeout),
             cwd=str(REPO), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         self._reader = asyncio.create_task(self._read(self._proc))
         return self

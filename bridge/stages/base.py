@@ -56,6 +56,10 @@ class Context:
     health: SourceHealth | None = None
     watches: AbstractSet[str] = frozenset()
     marks: Mapping[MarkKey, RuleMark] = field(default_factory=lambda: _NO_MARKS)
+    # Several instances on one store: commit with compare-and-set on the job records read
+    # (`jobs`), and, for a polled source, only while this instance holds its lease.
+    compare_and_set: bool = False
+    fence: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

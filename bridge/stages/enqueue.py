@@ -2,7 +2,9 @@
 
 Job records, health, events, outbox rows and rule marks are written by one `commit_poll`,
 so a crash keeps all of a poll or none of it (at-least-once, contract section 7). Runs on
-every batch, even an empty one: health's `last_poll_at` moves with every poll.
+every batch, even an empty one: health's `last_poll_at` moves with every poll. On a shared
+store the commit compares-and-sets each job against the version the batch was computed
+from and is fenced by the source's lease: a stale batch raises StaleCommit, writes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ class Enqueue:
         self._store = store
 
     async def run(self, ctx: Context, batch: Batch) -> Batch:
+        seen = None
+        if ctx.compare_and_set:
+            jobs = ctx.jobs
+            seen = {job.id: jobs[job.id].version for job in batch.upserts if job.id in jobs}
         await self._store.commit_poll(
             PollCommit(
                 source=ctx.source,
@@ -29,6 +35,8 @@ class Enqueue:
                 rule_marks=batch.marks,
                 finished_watches=batch.finished_watches,
                 at=ctx.now,
+                seen_versions=seen,
+                fence=ctx.fence,
             )
         )
         return batch
