@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("action", nargs="?", default="list", choices=["list", "retry", "drop"])
     outbox.add_argument("id", nargs="?", help="delivery id (see `bridge outbox list`)")
     outbox.add_argument("--all", action="store_true", help="act on every dead delivery")
-    outbox.add_argument("--status", choices=["pending", "dead", "delivered"], default=None)
+    outbox.add_argument("--status", choices=["pending", "dead", "delivered", "silenced"],
+                        default=None)
     outbox.add_argument("--json", action="store_true", help="machine-readable output")
 
     schema = sub.add_parser("schema", help="the webhook event catalog, or one type's JSON Schema")
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_argument("sink", help="a sink of the config")
     notify.add_argument("--all-types", action="store_true",
                         help="one sample of every event type (default: one job.transition)")
+    from bridge.silence_cli import add_parser as add_silence_parser
+
+    add_silence_parser(sub, _config_arg)
     return parser
 
 
@@ -342,6 +346,12 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     return asyncio.run(notify_test(config, args.sink, all_types=args.all_types, out=sys.stdout))
 
 
+def cmd_silence(args: argparse.Namespace) -> int:
+    from bridge.silence_cli import cmd_silence as run
+
+    return run(args)
+
+
 COMMANDS = {
     "run": cmd_run,
     "demo": cmd_demo,
@@ -352,6 +362,7 @@ COMMANDS = {
     "outbox": cmd_outbox,
     "schema": cmd_schema,
     "notify-test": cmd_notify_test,
+    "silence": cmd_silence,
 }
 
 

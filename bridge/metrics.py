@@ -30,6 +30,9 @@ class Metrics:
                               ["on", "source"], registry=r)
         self.rule_matches = Counter("bridge_rule_matches", "Notifications produced per rule",
                                     ["rule"], registry=r)
+        self.silenced = Counter("bridge_silenced", "Notifications muted by a silence or a "
+                                "maintenance window, per rule and sink", ["rule", "sink"],
+                                registry=r)
         self.render_errors = Counter("bridge_render_errors", "Template failures per rule",
                                      ["rule"], registry=r)
         self.deliveries = Counter("bridge_deliveries", "Successful deliveries per sink",

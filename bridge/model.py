@@ -251,6 +251,8 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     DEAD = "dead"
+    # Muted by a silence or a maintenance window: recorded, never sent.
+    SILENCED = "silenced"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,6 +275,8 @@ class Notification:
     state: str | None = None
     # The rule's `priority`, else the event's (`Priority.of`): what is sent first.
     priority: Priority = Priority.NORMAL
+    # Why it is not sent ("silence sil_... (comment)", "window nightly"); None: it is sent.
+    silenced: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data: how the outbox stores a notification (`payload` must be JSON)."""

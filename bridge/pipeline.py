@@ -44,6 +44,8 @@ class PollOutcome:
     source: str
     events: Sequence[Event] = ()
     notifications: Sequence[Notification] = ()
+    # Muted by a silence or a window: recorded in the outbox as silenced, not sent.
+    silenced: Sequence[Notification] = ()
     error: SourceError | None = None
 
 
@@ -200,7 +202,8 @@ class Pipeline:
         self._memory.apply(name, batch)
         self._count(name, batch)
         outcome = PollOutcome(source=name, events=batch.events,
-                              notifications=batch.notifications, error=batch.error)
+                              notifications=batch.notifications,
+                              silenced=batch.silenced_notifications, error=batch.error)
         for observer in self.observers:
             try:
                 observer(outcome)
@@ -231,6 +234,9 @@ class Pipeline:
         rules = Counter(rule for _, rule in {(n.event_id, n.rule) for n in batch.notifications})
         for rule, count in rules.items():
             metrics.rule_matches.labels(rule).inc(count)
+        for (rule, sink), count in Counter(
+                (n.rule, n.sink) for n in batch.silenced_notifications).items():
+            metrics.silenced.labels(rule, sink).inc(count)
         for failure in batch.failures:
             log.error("rule %s: template failed for sink %s: %s", failure.rule, failure.sink,
                       failure.error)

@@ -33,9 +33,10 @@ from bridge.config.schema import (
 )
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.secrets import SecretRegistry, raw_secrets
+from bridge.windows import Window
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_TOP_LEVEL = ("bridge", "sources", "sinks", "rules", "tests")
+_TOP_LEVEL = ("bridge", "sources", "sinks", "rules", "windows", "tests")
 
 
 def kind_models() -> tuple[dict[str, type[SourceBase]], dict[str, type[SinkBase]]]:
@@ -259,6 +260,30 @@ def _cross_check(data: dict[str, Any], sources: list[SourceBase], sinks: list[Si
                         f"unknown sink {expect.sink!r}{did_you_mean(expect.sink, sink_names)}")
 
 
+def _check_windows(data: dict[str, Any], rules: list[Rule], windows: list[Window],
+                   out: _Collector) -> None:
+    """Window names are unique, and every `mute_during` / `active_during` names one."""
+    raw_windows = data.get("windows") or []
+    _check_unique(windows, "windows", raw_windows, out)
+    # Names as written, so a window with another mistake is still a name rules may use.
+    names = [w["name"] for w in raw_windows
+             if isinstance(w, dict) and isinstance(w.get("name"), str)]
+    raw_rules = data.get("rules") or []
+    for rule in rules:
+        i = next(i for i, r in enumerate(raw_rules) if r.get("name") == rule.name)
+        for key in ("mute_during", "active_during"):
+            listed = getattr(rule, key)
+            for j, name in enumerate(listed):
+                if name not in names:
+                    path = f"rules[{i}].{key}" + (
+                        f"[{j}]" if isinstance(raw_rules[i].get(key), list) else "")
+                    out.add(path, f"unknown window {name!r}{did_you_mean(name, names)}"
+                            f" (defined: {', '.join(names) or 'none; add a [[windows]] table'})")
+        if rule.mute_during and rule.active_during:
+            out.add(f"rules[{i}].active_during",
+                    "give `mute_during` or `active_during`, not both")
+
+
 def _resolve_paths(settings: BridgeSettings, base: Path) -> BridgeSettings:
     templates = Path(settings.templates)
     if not templates.is_absolute():
@@ -295,15 +320,17 @@ def parse_config(text: str, file: str, env: Mapping[str, str] | None = None) -> 
     sources = _validate_kinds(data.get("sources"), "sources", source_models, out)
     sinks = _validate_kinds(data.get("sinks"), "sinks", sink_models, out)
     rules = _validate_list(data.get("rules"), "rules", Rule, out)
+    windows = _validate_list(data.get("windows"), "windows", Window, out)
     tests = _validate_list(data.get("tests"), "tests", RuleTest, out)
     _cross_check(data, sources, sinks, rules, tests, out)
+    _check_windows(data, rules, windows, out)
     if out.errors:
         out.errors.sort(key=lambda e: e.line or 0)
         raise ConfigErrors(out.errors)
     assert settings is not None
     base = Path(file).resolve().parent
     return Config(bridge=_resolve_paths(settings, base), sources=sources, sinks=sinks,
-                  rules=rules, tests=tests, path=file)
+                  rules=rules, windows=windows, tests=tests, path=file)
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

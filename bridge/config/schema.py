@@ -30,6 +30,7 @@ from pydantic import (
 
 from bridge.model import EventKind, JobState, Priority
 from bridge.signing import decode_secret
+from bridge.windows import Window
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -291,6 +292,19 @@ class SlackSink(SinkBase):
     base_url: str = "https://slack.com/api/"
     # Slack allows about one message per second per channel.
     min_interval: Duration = timedelta(seconds=1)
+    # Buttons on job messages (bridge.sinks.slack_actions), verified with the app's secret.
+    signing_secret: SecretStr | None = None
+    actions: list[str] = Field(default_factory=list)
+
+    @field_validator("actions")
+    @classmethod
+    def _known_actions(cls, names: list[str]) -> list[str]:
+        from bridge.sinks.slack_actions import known_names
+
+        for name in names:
+            if name not in known_names():
+                raise ValueError(f"unknown action {name!r}; known: {', '.join(known_names())}")
+        return names
 
     @field_validator("mode")
     @classmethod
@@ -307,6 +321,9 @@ class SlackSink(SinkBase):
                 "a slack sink needs 'token' (Web API) or 'webhook_url' (incoming webhook)")
         if self.token is not None and not self.channel:
             raise ValueError("a slack sink with 'token' needs 'channel'")
+        if self.actions and (self.signing_secret is None or self.token is None):
+            raise ValueError("'actions' need 'signing_secret' (your Slack app's signing secret, "
+                             "to verify button presses) and 'token' (to update the message)")
         return self
 
 
@@ -342,6 +359,9 @@ class Rule(Strict):
     continue_: bool = Field(default=False, alias="continue")
     # Overrides the priority derived from the event (failures high, starts low).
     priority: Priority | None = None
+    # Names of [[windows]]: silenced while one is open / while none is (bridge.windows).
+    mute_during: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
+    active_during: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
 
 
 class Expectation(Strict):
@@ -372,6 +392,7 @@ class Config(Strict):
     sources: list[SourceBase] = Field(default_factory=list)
     sinks: list[SinkBase] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    windows: list[Window] = Field(default_factory=list)
     tests: list[RuleTest] = Field(default_factory=list)
     # Where the config came from, for messages; not a key users write.
     path: str = ""

@@ -7,6 +7,8 @@
     POST /v1/watches   DELETE /v1/watches/{source}/{id}    track a job id   (admin)
     POST /v1/outbox/{id}/retry|drop   POST /v1/outbox/retry                 (admin)
     POST /v1/events/{source}                               push input (signature)
+    GET|POST /v1/silences   DELETE /v1/silences/{id}       silences          (admin writes)
+    POST /v1/slack/interactions   GET /v1/actions          Slack buttons (Slack signature)
     POST /ui/...                                           dashboard forms  (admin)
 
 Errors under /v1 answer `{"error": message}`; bodies are capped; every response body is
@@ -24,7 +26,7 @@ from aiohttp import web
 
 from bridge.errors import StoreError
 from bridge.secrets import REGISTRY
-from bridge.server import api, dashboard, schema
+from bridge.server import api, dashboard, schema, silences, slack_interactions
 from bridge.server.auth import AdminAuth, Handler
 from bridge.server.push import ReplayGuard
 from bridge.server.runtime import Runtime
@@ -70,6 +72,7 @@ def create_app(
         middlewares=[redact_middleware, errors_middleware],
     )
     app[STATE] = state
+    app[slack_interactions.SEEN] = slack_interactions.SeenSignatures()
     _add_routes(app)
     return app
 
@@ -99,6 +102,13 @@ def _add_routes(app: web.Application) -> None:
     r.add_post("/v1/outbox/{id}/retry", api.retry_one)
     r.add_post("/v1/outbox/{id}/drop", api.drop_one)
     r.add_post("/v1/events/{source}", api.push_event)
+    r.add_get("/v1/silences", silences.list_silences)
+    r.add_post("/v1/silences", silences.add_silence)
+    r.add_delete("/v1/silences/{id}", silences.expire_silence)
+    r.add_post("/v1/slack/interactions", slack_interactions.interactions)
+    r.add_get("/v1/actions", slack_interactions.list_actions)
+    r.add_post("/ui/silences", silences.form_add)
+    r.add_post("/ui/silences/{id}/expire", silences.form_expire)
 
 
 def _is_api(request: web.Request) -> bool:

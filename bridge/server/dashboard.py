@@ -38,6 +38,8 @@ _NOTICES = {
     "dropped": "Dropped {n} deliver{ies}.",
     "signed_in": "Signed in: actions are enabled in this browser.",
     "signed_out": "Signed out.",
+    "silenced": "Silence added.",
+    "expired": "Silence expired.",
 }
 
 
@@ -118,6 +120,8 @@ class Snapshot:
     pending: list[dict[str, Any]]
     delivered: list[dict[str, Any]]
     filters: Filters
+    silences: list[dict[str, Any]] = field(default_factory=list)
+    silenced: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     states: list[str] = field(default_factory=lambda: [str(s) for s in JobState])
 
@@ -134,6 +138,8 @@ async def snapshot(state: ServerState, filters: Filters) -> Snapshot:
         events = await store.recent_events(EVENT_LIMIT)
         outbox = {s: await store.list_outbox(s, OUTBOX_LIMIT) for s in DeliveryStatus}
         stats = await store.outbox_stats()
+        silences = [{**s.as_dict(), "status": str(s.status(now))}
+                    for s in await store.list_silences(now)]
     except StoreError as exc:
         # The page still shows health and sources, which say what is wrong.
         return Snapshot(now=now, reasons=reasons, stats={}, sources=sources, jobs=[], events=[],
@@ -149,6 +155,8 @@ async def snapshot(state: ServerState, filters: Filters) -> Snapshot:
         pending=[delivery_json(d, now) for d in outbox[DeliveryStatus.PENDING]],
         delivered=[delivery_json(d, now) for d in outbox[DeliveryStatus.DELIVERED][:10]],
         filters=filters,
+        silences=silences,
+        silenced=[delivery_json(d, now) for d in outbox[DeliveryStatus.SILENCED][:10]],
     )
 
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
+
 from bridge.config.schema import Config, SourceBase
 from bridge.metrics import Metrics
 from bridge.model import Event, SourceHealth
@@ -27,6 +29,8 @@ class Runtime(Protocol):
     config: Config
     store: Store
     metrics: Metrics
+    # The shared HTTP session (Slack calls made for button presses).
+    session: aiohttp.ClientSession
 
     @property
     def ready(self) -> bool:

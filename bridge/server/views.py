@@ -112,6 +112,7 @@ def delivery_json(delivery: Delivery, now: datetime) -> dict[str, Any]:
         "last_error": delivery.last_error,
         "delivered_at": iso(delivery.delivered_at),
         "text": text if isinstance(text, str) else None,
+        "silenced": note.silenced,
     }
 
 

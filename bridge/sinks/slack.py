@@ -28,6 +28,7 @@ from bridge.model import Delivery, JobState, Notification
 from bridge.secrets import redact, redact_url
 from bridge.sinks.base import SinkCapabilities
 from bridge.sinks.retry import Verdict, classify_exception, classify_slack
+from bridge.sinks.slack_actions import with_buttons
 from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, RateLimited
 from bridge.store.base import MessageRef, Store
 
@@ -103,6 +104,10 @@ class SlackNotifier:
     async def send(self, delivery: Delivery) -> None:
         notification = delivery.notification
         message = _message(delivery)
+        if self._config.actions and self._config.signing_secret is not None:
+            # Buttons (opt-in, verified presses only): bridge.sinks.slack_actions.
+            message = SlackMessage(text=message.text, blocks=with_buttons(
+                message.text, message.blocks, self._config.actions, notification))
         mode = self._config.mode
         key: tuple[str, str] | None = None
         run: Callable[[], Awaitable[None]]

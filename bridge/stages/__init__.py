@@ -1,10 +1,11 @@
 """The pipeline's stages, composed in one list: `build_stages` is the only place they meet.
 
-    detect -> repeat -> route -> render -> enqueue
+    detect -> repeat -> route -> silence -> render -> enqueue
 
-A new concern is one module and one line here. Silences (issue 14) and grouping (issue 11)
-go between route and render: both match on the rule that fired and must see the match
-before anything is rendered. `bridge test`, `bridge render` and `replay` run this very list
+A new concern is one module and one line here. Silences and windows (`silence`) and
+grouping (issue 11) go between route and render: both match on the rule that fired and must
+see the match before anything is rendered; silence comes first, so a muted event never joins
+a group. `bridge test`, `bridge render` and `replay` run this very list
 without a store (so without enqueue), with a fixed or recorded clock and no sinks.
 """
 
@@ -21,6 +22,7 @@ from bridge.stages.memory import Memory
 from bridge.stages.render import Render
 from bridge.stages.repeat import Repeat
 from bridge.stages.route import Route
+from bridge.stages.silence import Silencing
 from bridge.store.base import Store
 
 __all__ = [
@@ -38,6 +40,7 @@ def build_stages(config: Config, rulebook: RuleBook, renderer: Renderer,
                down_after={s.name: s.down_after for s in config.sources}),
         Repeat(rulebook),
         Route(rulebook),
+        Silencing(config.windows, store.active_silences if store is not None else None),
         Render(renderer, {s.name: s for s in config.sinks}),
     ]
     if store is not None:

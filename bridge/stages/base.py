@@ -80,6 +80,14 @@ class Skip:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Silenced:
+    """A match muted by a silence or a window: rendered and recorded, never sent."""
+
+    match: Match
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RenderFailure:
     """A template that failed for one (rule, sink): that sink gets nothing for the event."""
 
@@ -108,10 +116,16 @@ class Batch:
     # route: the (event, rule) pairs to notify, and the rules that decided not to.
     matches: Sequence[Match] = ()
     skipped: Sequence[Skip] = ()
+    # silence: the matches it muted (taken out of `matches`), the silences that ended
+    # because their job succeeded (until_resolved).
+    silenced: Sequence[Silenced] = ()
+    ended_silences: Sequence[str] = ()
     # render: one notification per (match, sink), the marks of what was rendered.
     notifications: Sequence[Notification] = ()
     marks: Sequence[RuleMark] = ()
     failures: Sequence[RenderFailure] = ()
+    # render: the silenced matches' notifications (`Notification.silenced` set), recorded only.
+    silenced_notifications: Sequence[Notification] = ()
 
 
 class Stage(Protocol):

@@ -1,5 +1,6 @@
 """Stage render: matches -> one notification per (match, sink), rendered by bridge.render.
 
+Silenced matches (bridge.stages.silence) are rendered into `silenced_notifications`.
 A template that fails costs only its own (rule, sink): it becomes a `RenderFailure` (logged
 and counted by the pipeline, shown by `bridge test` and `bridge render`), and the other sinks
 and rules go on. A match leaves its rule mark only if at least one sink got a message.
@@ -26,6 +27,8 @@ class Render:
         self._sinks = sinks
 
     async def run(self, ctx: Context, batch: Batch) -> Batch:
+        if batch.silenced:
+            batch = self.render_silenced(batch)
         if not batch.matches:
             return batch
         notifications: list[Notification] = []
@@ -39,6 +42,15 @@ class Render:
                     marks.append(match.mark)
         return replace(batch, notifications=(*batch.notifications, *notifications),
                        marks=(*batch.marks, *marks), failures=(*batch.failures, *failures))
+
+    def render_silenced(self, batch: Batch) -> Batch:
+        """Silenced matches are rendered too, so what was held back can be read; they leave
+        no rule mark (see bridge.stages.silence)."""
+        failures: list[RenderFailure] = []
+        muted = [replace(n, silenced=item.reason) for item in batch.silenced
+                 for n in self.render(item.match, failures)]
+        return replace(batch, silenced_notifications=(*batch.silenced_notifications, *muted),
+                       failures=(*batch.failures, *failures))
 
     def render(self, match: Match, failures: list[RenderFailure]) -> list[Notification]:
         """The notifications of one match, one per sink of its rule; failures appended."""

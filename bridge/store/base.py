@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bridge.errors import StoreError
 from bridge.model import Delivery, DeliveryStatus, Event, Notification, SourceHealth, TrackedJob
+from bridge.silences import Silence
+
+if TYPE_CHECKING:  # bridge.store.actions reads the SQL helpers, which import this module
+    from bridge.store.actions import ActionRecord
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +46,8 @@ class PollCommit:
     rule_marks: Sequence[RuleMark] = ()
     # Watched ids (single-id APIs) that reached a terminal state: stop polling them.
     finished_watches: Sequence[str] = ()
+    # until_resolved silences whose job succeeded in this poll: they end at `at`.
+    ended_silences: Sequence[str] = ()
     at: datetime | None = None
     # Compare-and-set (None: blind upserts, one process owns the store): the stored version
     # of each job as the poll read it (absent: the job was not stored). A job whose stored
@@ -220,3 +226,27 @@ class Store(Protocol):
 
     async def set_message_ref(self, sink: str, source: str, job_id: str, ref: MessageRef) -> None:
         ...
+
+    # --- silences (bridge.silences; SQL in bridge.store.silences) ---------------------------
+
+    async def add_silence(self, silence: Silence) -> None: ...
+
+    async def get_silence(self, silence_id: str) -> Silence | None: ...
+
+    async def active_silences(self, now: datetime) -> list[Silence]:
+        """The silences in force at `now` (started, not ended)."""
+
+    async def list_silences(self, now: datetime, *, expired: bool = False,
+                            limit: int = 500) -> list[Silence]:
+        """Active and pending silences, newest first; with `expired`, ended ones too."""
+
+    async def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        """End a silence now; False when no silence of that id is still in force."""
+
+    # --- Slack button presses (bridge.store.actions) -----------------------------------------
+
+    async def record_action(self, record: ActionRecord) -> None: ...
+
+    async def list_actions(self, source: str | None = None, job_id: str | None = None,
+                           limit: int = 200) -> list[ActionRecord]:
+        """Newest first."""

@@ -114,6 +114,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (source, message_id))""",
         "CREATE INDEX push_seen_expiry ON push_seen (expires_us)",
     ),
+    (
+        # Silences (bridge.silences, bridge.store.silences): shared by every instance.
+        """CREATE TABLE silences (
+            id TEXT PRIMARY KEY,
+            starts_us BIGINT NOT NULL,
+            ends_us BIGINT,
+            until_resolved INTEGER NOT NULL DEFAULT 0,
+            ended TEXT,
+            created_us BIGINT NOT NULL,
+            data TEXT NOT NULL)""",
+        "CREATE INDEX silences_ends ON silences (ends_us)",
+    ),
+    (
+        # Slack button presses (bridge.store.actions): who did what to which job.
+        """CREATE TABLE actions (
+            seq {seq_pk},
+            at_us BIGINT NOT NULL,
+            sink TEXT NOT NULL,
+            source TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            user_name TEXT NOT NULL,
+            note TEXT NOT NULL)""",
+        "CREATE INDEX actions_job ON actions (source, job_id, seq)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -274,7 +274,8 @@ def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[Step]:
         (
             (n.delivery_id, n.sink, n.source, n.job_id, at_us + i, at_us, n.priority.rank,
              dumps(n.as_dict()))
-            for i, n in enumerate(commit.notifications)
+            # Silenced ones are recorded by bridge.store.silences, never queued.
+            for i, n in enumerate(n for n in commit.notifications if n.silenced is None)
         ),
     )
     if commit.notifications:

@@ -11,14 +11,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from bridge.model import Delivery, DeliveryStatus, Event, SourceHealth, TrackedJob
-from bridge.store import shared_sql, sql
+from bridge.store import shared_sql, silences, sql
+from bridge.store.actions import ActionQueries
 from bridge.store.base import Lease, MessageRef, OutboxStats, PollCommit, RuleMark
+from bridge.store.silences import SilenceQueries
 
 
-class SqlStore(ABC):
+class SqlStore(SilenceQueries, ActionQueries, ABC):
     """The `Store` protocol over SQL; subclasses say how to talk to their database."""
 
     # Appended to the claim's inner SELECT; PostgreSQL skips rows other instances hold.
@@ -56,7 +59,10 @@ class SqlStore(ABC):
         return sql.health_from(rows[0][0]) if rows else None
 
     async def commit_poll(self, commit: PollCommit) -> None:
-        await self._write_steps(sql.commit_steps(commit, self._keep_events))
+        muted = [n for n in commit.notifications if n.silenced is not None]
+        await self._write_steps(chain(
+            sql.commit_steps(commit, self._keep_events),
+            silences.commit_steps(muted, commit.ended_silences, commit.at or datetime.now(UTC))))
 
     async def list_jobs(
         self, source: str | None = None, state: str | None = None, limit: int = 1000

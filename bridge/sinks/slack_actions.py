@@ -1,0 +1,229 @@
+"""Slack buttons on job messages (Block Kit `actions`), and what pressing one does.
+
+Opt-in per Slack sink: `actions = ["ack", "mute_1h", "mute_until_resolved"]` (`"mute"` is
+both mutes), and only with a `signing_secret`, without which the press could not be
+verified (`POST /v1/slack/interactions`, bridge.server.slack_interactions). Every button
+asks for confirmation (Block Kit `confirm`). Its `value` names the job (`source`, `job`),
+so a press needs nothing from the message but where it is.
+
+Actions are a registry (`ACTIONS`): a name, a button, and a handler that gets the press
+(`Press`: who, which job, which message) and the bridge's services (`Services`), and returns
+an `Outcome`: a line shown in the message, a reply in its thread. A new action (JTL
+`restart`, `set_interval`) is one `register(Action(...))` with its handler; `bridge check`
+and the endpoint read the registry, nothing else names actions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from bridge.model import Notification
+from bridge.silences import new_silence
+from bridge.store.base import Store
+
+log = logging.getLogger(__name__)
+
+ACTION_ID_PREFIX = "bridge."
+BLOCK_ID = "bridge_actions"
+NOTES_BLOCK_ID = "bridge_action_notes"
+# Slack caps a section's text at 3000 characters.
+_SECTION_LIMIT = 3000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Press:
+    """One verified button press: who pressed what, about which job, on which message."""
+
+    sink: str
+    action: str
+    user_id: str
+    user_name: str
+    source: str
+    job_id: str
+    channel: str
+    message_ts: str
+    at: datetime
+
+    @property
+    def who(self) -> str:
+        return f"<@{self.user_id}>"
+
+    @property
+    def author(self) -> str:
+        """How silences made by this press name their author."""
+        return f"slack:{self.user_name or self.user_id} ({self.user_id})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What a press did: `note` goes into the message, `reply` into its thread; `done`
+    removes the button (an acknowledgement is given once)."""
+
+    note: str
+    reply: str
+    done: bool = False
+
+
+class Services(Protocol):
+    """What action handlers may use: the store (silences, the action record)."""
+
+    @property
+    def store(self) -> Store: ...
+
+
+Handler = Callable[[Press, Services], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Action:
+    name: str
+    label: str
+    confirm_title: str
+    confirm_text: str
+    handler: Handler
+    style: str | None = None
+    # Whether the button belongs on a message about this notification's job.
+    applies: Callable[[Notification], bool] = lambda n: n.job_id is not None
+
+
+ACTIONS: dict[str, Action] = {}
+# Names that stand for several actions in `actions = [...]`.
+ALIASES: dict[str, tuple[str, ...]] = {"mute": ("mute_1h", "mute_until_resolved")}
+
+
+def register(action: Action) -> None:
+    ACTIONS[action.name] = action
+
+
+def known_names() -> list[str]:
+    return [*ACTIONS, *ALIASES]
+
+
+def expand(names: Sequence[str]) -> list[str]:
+    """Config names -> action names, aliases expanded, each once, in order."""
+    out: list[str] = []
+    for name in names:
+        for one in ALIASES.get(name, (name,)):
+            if one not in out:
+                out.append(one)
+    return out
+
+
+# --- buttons ------------------------------------------------------------------------------
+
+
+def button(action: Action, value: str) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "button",
+        "action_id": ACTION_ID_PREFIX + action.name,
+        "text": {"type": "plain_text", "text": action.label},
+        "value": value,
+        "confirm": {
+            "title": {"type": "plain_text", "text": action.confirm_title},
+            "text": {"type": "mrkdwn", "text": action.confirm_text},
+            "confirm": {"type": "plain_text", "text": action.label},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+        },
+    }
+    if action.style:
+        element["style"] = action.style
+    return element
+
+
+def job_value(source: str, job_id: str) -> str:
+    return json.dumps({"source": source, "job": job_id}, separators=(",", ":"))
+
+
+def buttons_for(names: Sequence[str], notification: Notification,
+                done: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """The actions block for a message about `notification`'s job; [] when it has none."""
+    if notification.job_id is None:
+        return []
+    value = job_value(notification.source, notification.job_id)
+    elements = [button(ACTIONS[name], value) for name in expand(names)
+                if name in ACTIONS and name not in done and ACTIONS[name].applies(notification)]
+    return [{"type": "actions", "block_id": BLOCK_ID, "elements": elements}] if elements else []
+
+
+def with_buttons(text: str, blocks: Sequence[dict[str, Any]] | None, names: Sequence[str],
+                 notification: Notification) -> list[dict[str, Any]] | None:
+    """The message's blocks with the buttons appended (a plain-text message becomes one
+    section first); `blocks` unchanged when there are no buttons to show."""
+    extra = buttons_for(names, notification)
+    if not extra:
+        return list(blocks) if blocks else None
+    base = list(blocks) if blocks else [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text[:_SECTION_LIMIT]}}]
+    return [*base, *extra]
+
+
+def after_press(blocks: Sequence[Mapping[str, Any]], outcome: Outcome,
+                pressed: str) -> list[dict[str, Any]]:
+    """The message's blocks once a press is done: its note added (notes collect in one
+    context block above the buttons), the pressed button gone if the action is done."""
+    kept: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    actions: dict[str, Any] | None = None
+    for block in blocks:
+        if block.get("block_id") == NOTES_BLOCK_ID:
+            notes = list(block.get("elements") or [])
+        elif block.get("block_id") == BLOCK_ID:
+            actions = dict(block)
+        else:
+            kept.append(dict(block))
+    notes.append({"type": "mrkdwn", "text": outcome.note})
+    kept.append({"type": "context", "block_id": NOTES_BLOCK_ID, "elements": notes[-10:]})
+    if actions is not None:
+        elements = [e for e in actions.get("elements") or []
+                    if not (outcome.done and e.get("action_id") == ACTION_ID_PREFIX + pressed)]
+        if elements:
+            kept.append({**actions, "elements": elements})
+    return kept
+
+
+# --- the built-in actions ---------------------------------------------------------------------
+
+
+async def acknowledge(press: Press, services: Services) -> Outcome:
+    when = press.at.strftime("%H:%M UTC")
+    return Outcome(note=f"✅ Acknowledged by {press.who} at {when}",
+                   reply=f"✅ {press.who} acknowledged this at {when}.", done=True)
+
+
+def _mute(span: timedelta | None) -> Handler:
+    async def mute(press: Press, services: Services) -> Outcome:
+        body: dict[str, Any] = {"matchers": {"source": press.source, "job.id": press.job_id},
+                                "author": press.author, "comment": "muted from Slack"}
+        if span is None:
+            body["until_resolved"] = True
+        else:
+            body["ends"] = (press.at + span).isoformat()
+        silence = new_silence(body, press.at)
+        await services.store.add_silence(silence)
+        until = "until it succeeds" if span is None else f"for {_hours(span)}"
+        return Outcome(note=f"🔕 Muted {until} by {press.who} (`{silence.id}`)",
+                       reply=f"🔕 {press.who} muted this job {until} (silence `{silence.id}`).")
+
+    return mute
+
+
+def _hours(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:g} h"
+
+
+register(Action(name="ack", label="Acknowledge", style="primary",
+                confirm_title="Acknowledge?",
+                confirm_text="Tell the channel you are on it.", handler=acknowledge))
+register(Action(name="mute_1h", label="Mute 1 h", confirm_title="Mute for an hour?",
+                confirm_text="No notifications about this job for one hour.",
+                handler=_mute(timedelta(hours=1))))
+register(Action(name="mute_until_resolved", label="Mute until resolved",
+                confirm_title="Mute until resolved?",
+                confirm_text="No notifications about this job until it succeeds.",
+                handler=_mute(None)))
