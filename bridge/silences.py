@@ -22,6 +22,7 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
+from bridge.config.schema import parse_duration
 from bridge.model import Event, JobState
 
 MATCHER_FIELDS = ("source", "rule", "on", "from", "to", "job.id", "job.state")
@@ -161,11 +162,9 @@ def _text(body: Mapping[str, Any], key: str, limit: int = 1000) -> str:
     return value.strip()
 
 
-def new_silence(body: object, now: datetime, *, parse_duration: Any = None) -> Silence:
-    """A new silence from an API body; SilenceError says what is wrong.
-
-    `duration` (e.g. "2h") is read with `parse_duration` when given: the config's parser,
-    passed in so this module stays free of the config package."""
+def new_silence(body: object, now: datetime) -> Silence:
+    """A new silence from an API body; SilenceError says what is wrong. A `duration` reads
+    like the config's ("2h", "30m", "PT2H")."""
     if not isinstance(body, Mapping):
         raise SilenceError('send a JSON object: {"matchers": {...}, "ends": "..." or '
                            '"until_resolved": true, "comment": "...", "author": "..."}')
@@ -177,7 +176,7 @@ def new_silence(body: object, now: datetime, *, parse_duration: Any = None) -> S
     ends = _time(body, "ends")
     until_resolved = body.get("until_resolved") is True
     if body.get("duration") is not None:
-        if ends is not None or parse_duration is None:
+        if ends is not None:
             raise SilenceError("give `ends` or `duration`, not both")
         try:
             ends = starts + parse_duration(body["duration"])

@@ -3,6 +3,7 @@ add a silence, see the failure it mutes listed as silenced (and not delivered), 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from tests.server_support import harness
 from tests.test_dashboard_browser import CHROMIUM, FLAGS, async_api
 
 pytestmark = pytest.mark.browser
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "silences.png"
 
 __all__ = ["CHROMIUM"]
 
@@ -61,6 +63,8 @@ async def _add_mute_expire(tmp_path: Path, browser: Any) -> None:
         await held.first.wait_for()
         assert "zd/job-muted" in await held.first.inner_text()
         assert f"silence {silence.id} (ERP upgrade)" in await held.first.inner_text()
+        if os.environ.get("BRIDGE_SCREENSHOT") == "1":
+            await page.locator("#silences").screenshot(path=str(SCREENSHOT))
         [muted] = await store.list_outbox(DeliveryStatus.SILENCED)
         assert muted.notification.job_id == "job-muted"
         await h.receiver.wait_for(lambda: len(h.receiver.requests) == 1)

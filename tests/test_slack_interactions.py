@@ -201,6 +201,8 @@ async def test_a_signed_press_acknowledges_the_job(tmp_path: Path) -> None:
         edited = await r.message("exp-1", edits=1)
         replies = r.slack.replies(CHANNEL, message.ts)
         actions = (await r.get("/v1/actions?source=hooks&job=exp-1"))["actions"]
+        await r.push("exp-1", "boom")  # the next edit re-renders the message: the ack stays
+        later = await r.message("exp-1", edits=2)
     assert status == 200, answer
     assert answer["action"] == "ack"
     notes = [e["text"] for b in edited.blocks or [] if b["type"] == "context"
@@ -213,6 +215,11 @@ async def test_a_signed_press_acknowledges_the_job(tmp_path: Path) -> None:
                                          + "."]
     assert [(a["action"], a["user_id"], a["user_name"]) for a in actions] == [
         ("ack", "U123ANA", "ana")]
+    assert later.text == "job exp-1 is failed"
+    assert [e["text"] for b in later.blocks or [] if b["type"] == "context"
+            for e in b["elements"]] == notes
+    assert [b["action_id"] for b in buttons(later)] == [
+        "bridge.mute_1h", "bridge.mute_until_resolved"]
 
 
 @pytest.mark.parametrize("case", ["wrong secret", "stale", "replay", "tampered", "unsigned"])
@@ -285,3 +292,15 @@ def test_check_rejects_actions_without_a_signing_secret_or_unknown_ones() -> Non
         parse_config(text.replace('"restart"', '"mute"'), "rules.toml", env={})
     assert caught.value.errors[0].render().startswith(
         "rules.toml:14: sinks[0]: 'actions' need 'signing_secret'")
+
+
+def test_mute_silences_match_the_job_id_literally() -> None:
+    from bridge.silences import new_silence
+    from bridge.sinks.slack_actions import literal
+
+    odd = "sync[1]*?"
+    silence = new_silence({"matchers": {"job.id": literal(odd)}, "duration": "1h"},
+                          datetime.now(UTC))
+    assert silence.matches({"job.id": odd})
+    assert not silence.matches({"job.id": "sync1x"})
+    assert not silence.matches({"job.id": "sync[1]*?-other"})

@@ -13,7 +13,6 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.config.schema import parse_duration
 from bridge.server.api import _json_body, json_response
 from bridge.server.dashboard import _authorized_form, _back
 from bridge.server.state import ServerState, state_of
@@ -28,7 +27,7 @@ def silence_json(silence: Silence, state: ServerState) -> dict[str, Any]:
 
 async def create(state: ServerState, body: object) -> Silence:
     """Validate and store a silence; SilenceError for a body that cannot be one."""
-    silence = new_silence(body, state.clock(), parse_duration=parse_duration)
+    silence = new_silence(body, state.clock())
     await state.runtime.store.add_silence(silence)
     log.info("silence %s added by %s: %s%s", silence.id, silence.author or "(no author)",
              dict(silence.matchers), f" ({silence.comment})" if silence.comment else "")

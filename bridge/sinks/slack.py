@@ -28,7 +28,7 @@ from bridge.model import Delivery, JobState, Notification
 from bridge.secrets import redact, redact_url
 from bridge.sinks.base import SinkCapabilities
 from bridge.sinks.retry import Verdict, classify_exception, classify_slack
-from bridge.sinks.slack_actions import with_buttons
+from bridge.sinks.slack_actions import decorate
 from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, RateLimited
 from bridge.store.base import MessageRef, Store
 
@@ -106,8 +106,9 @@ class SlackNotifier:
         message = _message(delivery)
         if self._config.actions and self._config.signing_secret is not None:
             # Buttons (opt-in, verified presses only): bridge.sinks.slack_actions.
-            message = SlackMessage(text=message.text, blocks=with_buttons(
-                message.text, message.blocks, self._config.actions, notification))
+            message = SlackMessage(text=message.text, blocks=await decorate(
+                self._store, self.name, self._config.actions, notification, message.text,
+                message.blocks))
         mode = self._config.mode
         key: tuple[str, str] | None = None
         run: Callable[[], Awaitable[None]]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from bridge.errors import RetryableDelivery, StoreError
 from bridge.model import Notification
 from bridge.silences import new_silence
 from bridge.store.base import Store
@@ -61,12 +62,10 @@ class Press:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
-    """What a press did: `note` goes into the message, `reply` into its thread; `done`
-    removes the button (an acknowledgement is given once)."""
+    """What a press did: `note` goes into the message, `reply` into its thread."""
 
     note: str
     reply: str
-    done: bool = False
 
 
 class Services(Protocol):
@@ -87,6 +86,8 @@ class Action:
     confirm_text: str
     handler: Handler
     style: str | None = None
+    # Done once pressed (the button goes): an acknowledgement is given once.
+    once: bool = False
     # Whether the button belongs on a message about this notification's job.
     applies: Callable[[Notification], bool] = lambda n: n.job_id is not None
 
@@ -151,10 +152,14 @@ def buttons_for(names: Sequence[str], notification: Notification,
 
 
 def with_buttons(text: str, blocks: Sequence[dict[str, Any]] | None, names: Sequence[str],
-                 notification: Notification) -> list[dict[str, Any]] | None:
-    """The message's blocks with the buttons appended (a plain-text message becomes one
-    section first); `blocks` unchanged when there are no buttons to show."""
-    extra = buttons_for(names, notification)
+                 notification: Notification, *, notes: Sequence[str] = (),
+                 done: frozenset[str] = frozenset()) -> list[dict[str, Any]] | None:
+    """The message's blocks with the notes of earlier presses and the buttons appended (a
+    plain-text message becomes one section first); `blocks` unchanged when there are none."""
+    extra = buttons_for(names, notification, done)
+    if notes:
+        extra = [{"type": "context", "block_id": NOTES_BLOCK_ID,
+                  "elements": [{"type": "mrkdwn", "text": n} for n in notes[-10:]]}, *extra]
     if not extra:
         return list(blocks) if blocks else None
     base = list(blocks) if blocks else [
@@ -162,10 +167,35 @@ def with_buttons(text: str, blocks: Sequence[dict[str, Any]] | None, names: Sequ
     return [*base, *extra]
 
 
+async def decorate(store: Store, sink: str, names: Sequence[str], notification: Notification,
+                   text: str, blocks: Sequence[dict[str, Any]] | None
+                   ) -> list[dict[str, Any]] | None:
+    """`with_buttons`, keeping what earlier presses on this job said: a later edit of the
+    message (update mode) still shows "Acknowledged by ..." and no second Acknowledge."""
+    notes: list[str] = []
+    done: set[str] = set()
+    if notification.job_id is not None:
+        try:
+            records = await store.list_actions(notification.source, notification.job_id,
+                                               limit=10)
+        except StoreError as exc:
+            raise RetryableDelivery(f"could not read the Slack actions of job "
+                                    f"{notification.source}/{notification.job_id}: {exc}"
+                                    ) from exc
+        for record in reversed(records):  # oldest first
+            if record.sink == sink:
+                notes.append(record.note)
+                action = ACTIONS.get(record.action)
+                if action is not None and action.once:
+                    done.add(record.action)
+    return with_buttons(text, blocks, names, notification, notes=notes, done=frozenset(done))
+
+
 def after_press(blocks: Sequence[Mapping[str, Any]], outcome: Outcome,
                 pressed: str) -> list[dict[str, Any]]:
     """The message's blocks once a press is done: its note added (notes collect in one
-    context block above the buttons), the pressed button gone if the action is done."""
+    context block above the buttons), the pressed button gone if it is pressed `once`."""
+    once = pressed in ACTIONS and ACTIONS[pressed].once
     kept: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     actions: dict[str, Any] | None = None
@@ -180,7 +210,7 @@ def after_press(blocks: Sequence[Mapping[str, Any]], outcome: Outcome,
     kept.append({"type": "context", "block_id": NOTES_BLOCK_ID, "elements": notes[-10:]})
     if actions is not None:
         elements = [e for e in actions.get("elements") or []
-                    if not (outcome.done and e.get("action_id") == ACTION_ID_PREFIX + pressed)]
+                    if not (once and e.get("action_id") == ACTION_ID_PREFIX + pressed)]
         if elements:
             kept.append({**actions, "elements": elements})
     return kept
@@ -192,12 +222,13 @@ def after_press(blocks: Sequence[Mapping[str, Any]], outcome: Outcome,
 async def acknowledge(press: Press, services: Services) -> Outcome:
     when = press.at.strftime("%H:%M UTC")
     return Outcome(note=f"✅ Acknowledged by {press.who} at {when}",
-                   reply=f"✅ {press.who} acknowledged this at {when}.", done=True)
+                   reply=f"✅ {press.who} acknowledged this at {when}.")
 
 
 def _mute(span: timedelta | None) -> Handler:
     async def mute(press: Press, services: Services) -> Outcome:
-        body: dict[str, Any] = {"matchers": {"source": press.source, "job.id": press.job_id},
+        body: dict[str, Any] = {"matchers": {"source": literal(press.source),
+                                             "job.id": literal(press.job_id)},
                                 "author": press.author, "comment": "muted from Slack"}
         if span is None:
             body["until_resolved"] = True
@@ -212,12 +243,17 @@ def _mute(span: timedelta | None) -> Handler:
     return mute
 
 
+def literal(value: str) -> str:
+    """A glob matching exactly `value` (an id may hold `*`, `?` or `[`)."""
+    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in value)
+
+
 def _hours(span: timedelta) -> str:
     hours = span.total_seconds() / 3600
     return f"{hours:g} h"
 
 
-register(Action(name="ack", label="Acknowledge", style="primary",
+register(Action(name="ack", label="Acknowledge", style="primary", once=True,
                 confirm_title="Acknowledge?",
                 confirm_text="Tell the channel you are on it.", handler=acknowledge))
 register(Action(name="mute_1h", label="Mute 1 h", confirm_title="Mute for an hour?",
