@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench bench-peer clean setup
+.PHONY: run test test-fast lint bench bench-peer soak clean setup
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV); } \
@@ -30,6 +30,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Minutes under random faults and kill -9 (not part of `make test`): `make soak MINUTES=10`.
+MINUTES ?= 4
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --minutes $(MINUTES)
 
 # Alertmanager (installed with apt-get as root if missing), the bridge and a bare forwarder
 # side by side: one table and the ratios (bench/peer.py).

@@ -119,6 +119,18 @@ def test_an_event_that_does_not_fit_its_type_is_an_envelope_error() -> None:
         envelope(replace(sample_event(EventKind.TRANSITION), job=None), "failed", "text")
 
 
+def test_detection_bookkeeping_on_a_job_stays_out_of_the_body() -> None:
+    # JTL jobs carry run_key and due_at: their default bodies failed validation and every
+    # JTL notification to a webhook with the default body was dropped (found by `make soak`).
+    event = sample_event(EventKind.TRANSITION)
+    assert event.job is not None
+    jtl_job = replace(event.job, run_key="2026-11-23T10:00:00Z",
+                      due_at=datetime(2026, 11, 23, 11, tzinfo=UTC))
+    body = envelope(replace(event, job=jtl_job), "job-failed", "failed")
+    assert "run_key" not in body["data"]["job"] and "due_at" not in body["data"]["job"]
+    assert problems_of(body) == []
+
+
 def test_a_repeat_reminder_of_a_transition_has_no_from_and_validates() -> None:
     reminder = replace(sample_event(EventKind.TRANSITION), from_state=None,
                        to_state=JobState.FAILED, repeat_of="job-failed",

@@ -173,6 +173,12 @@ def lookup(name: str) -> EventType:
     return entry
 
 
+def _published(job: dict[str, Any]) -> dict[str, Any]:
+    # Detection's own bookkeeping (JTL's `run_key`, `due_at`) is not part of the body: a new
+    # JobStatus field must not make every body of its source fail validation (and drop).
+    return {key: value for key, value in job.items() if key in Job.model_fields}
+
+
 def build(event: Event, rule: str, text: str, timestamp: str) -> dict[str, Any]:
     """The default body of `event` for `rule`, built through its type's model.
 
@@ -194,7 +200,7 @@ def build(event: Event, rule: str, text: str, timestamp: str) -> dict[str, Any]:
             "from": event.from_state,
             "to": event.to_state,
             "text": text,
-            "job": job.as_dict() if job is not None else None,
+            "job": _published(job.as_dict()) if job is not None else None,
             "reason": event.reason,
             "schema_version": SCHEMA_VERSION,
         },
