@@ -392,6 +392,10 @@ async def crash_iteration(directory: Path, seed: int) -> CrashReport:
         driver = JobDriver(zendesk, rng)
         driver.add(4)
         first = await BridgeProcess(config).start()
+        # The kill moment counts from a running bridge: on a loaded machine start-up alone
+        # can outlast the jobs' lifecycles, and a bridge that never polled proves nothing.
+        await first.wait_for_log("bridge running")
+        started = time.monotonic()
         second = BridgeProcess(config)
         driving = asyncio.create_task(driver.run(every=0.12, new_jobs_at=NEW_JOBS_AT))
         try:
