@@ -81,10 +81,33 @@ def line_of(config: Config, needle: str, occurrence: int = 1) -> int:
 # --- bridge check ---------------------------------------------------------------------------
 
 
+DOWN_RULE = """
+[[rules]]
+name = "source-down"
+on = "source_down"
+template = "source_down.slack.j2"
+notify = ["ops-slack"]
+"""
+
+
 def test_check_of_a_clean_config_says_ok(write: Write) -> None:
-    config = write(HEAD + FAILED_RULE, **{"failed.slack.j2": FAILED_TEMPLATE,
-                                          "other.j2": "{{ source }}"})
-    assert run(check, config) == (0, "ok: 1 sources, 2 sinks, 1 rules, 2 templates\n")
+    config = write(HEAD + FAILED_RULE + DOWN_RULE, **{"failed.slack.j2": FAILED_TEMPLATE,
+                                                      "other.j2": "{{ source }}"})
+    assert run(check, config) == (0, "ok: 1 sources, 2 sinks, 2 rules, 2 templates\n"
+                                  "bundled templates used (not in "
+                                  f"{config.bridge.templates}): source_down.slack.j2\n")
+
+
+def test_check_warns_without_failing_when_no_rule_reports_a_source_going_down(
+        write: Write) -> None:
+    config = write(HEAD + FAILED_RULE, **{"failed.slack.j2": FAILED_TEMPLATE})
+    code, out = run(check, config)
+    assert code == 0
+    warning, ok = out.splitlines()
+    assert warning.startswith(f"{config.path}:{line_of(config, '[[sources]]')}: sources[0]: "
+                              "warning: no rule has on = \"source_down\" for source 'zendesk'")
+    assert 'on = "source_down", template = "source_down.slack.j2"' in warning
+    assert ok == "ok: 1 sources, 2 sinks, 1 rules, 1 templates"
 
 
 def test_check_reports_a_missing_template_at_the_rules_line(write: Write) -> None:
@@ -178,12 +201,13 @@ def test_check_reports_a_missing_templates_folder(write: Write, tmp_path: Path) 
 
 def test_check_accepts_a_missing_templates_folder_when_the_rules_use_bundled_templates(
         write: Write, tmp_path: Path) -> None:
-    config = write(HEAD + FAILED_RULE.replace("failed.slack.j2", "transition.slack.j2"))
+    config = write(HEAD + FAILED_RULE.replace("failed.slack.j2", "transition.slack.j2")
+                   + DOWN_RULE)
     shutil.rmtree(tmp_path / "templates")
     code, out = run(check, config)
-    assert (code, out) == (0, "ok: 1 sources, 2 sinks, 1 rules, 0 templates\n"
+    assert (code, out) == (0, "ok: 1 sources, 2 sinks, 2 rules, 0 templates\n"
                               f"bundled templates used (not in {tmp_path / 'templates'}): "
-                              "transition.slack.j2\n")
+                              "source_down.slack.j2, transition.slack.j2\n")
 
 
 def test_a_template_in_the_folder_overrides_the_bundled_one_of_that_name(

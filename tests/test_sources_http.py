@@ -10,9 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from pydantic import ValidationError
 
 from bridge.config.schema import HttpSource, PushSource
-from bridge.errors import ConfigError, SourceUnavailable
+from bridge.errors import SourceUnavailable
 from bridge.model import JobState
 from bridge.secrets import redact
 from bridge.simulators.base import Fault, Simulator, json_response
@@ -138,11 +139,11 @@ async def test_item_without_id_is_drift(api: JobsApi, session: aiohttp.ClientSes
         await http(api, session, items="[*]", id="uid").poll([])
 
 
-def test_invalid_jmespath_is_a_config_error_at_build(session: aiohttp.ClientSession) -> None:
-    config = HttpSource.model_validate({"name": "x", "kind": "http", "url": "http://x/",
-                                        "state": "status[?"})
-    with pytest.raises(ConfigError, match="invalid JMESPath"):
-        build_source(config, session)
+def test_invalid_jmespath_is_refused_by_the_model_before_any_source_is_built() -> None:
+    # Validated with the config (so `check` and `run` refuse it alike, with file:line).
+    with pytest.raises(ValidationError, match="invalid JMESPath expression 'status\\[\\?'"):
+        HttpSource.model_validate({"name": "x", "kind": "http", "url": "http://x/",
+                                   "state": "status[?"})
 
 
 async def test_relative_url_joins_base_url(api: JobsApi, session: aiohttp.ClientSession) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bridge.checks.advice import warnings
 from bridge.checks.samples import event_from_data, reason, sample_event, source_for
 from bridge.config.loader import locate
 from bridge.config.schema import Config, Rule, WebhookSink
@@ -69,6 +70,8 @@ def check(config: Config, out: TextIO) -> int:
         count = len(problems.items)
         out.write(f"{count} problem{'s' if count != 1 else ''}\n")
         return 1
+    for warning in warnings(config):
+        out.write(warning.render() + "\n")
     out.write(f"ok: {len(config.sources)} sources, {len(config.sinks)} sinks, "
               f"{len(config.rules)} rules, {len(names)} templates\n")
     if bundled:

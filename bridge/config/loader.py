@@ -18,6 +18,7 @@ from typing import Annotated, Any, Union, get_args
 
 from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError
 
+from bridge.config.hints import reword
 from bridge.config.locate import LineIndex, format_path
 from bridge.config.schema import (
     BasicAuth,
@@ -147,6 +148,10 @@ def _message(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
         return f"unknown key {key!r}{did_you_mean(key, known)}"
     if kind == "missing":
         return "missing required key"
+    key = next((str(p) for p in reversed(loc) if isinstance(p, str)), "value")
+    reworded = reword(error, key)
+    if reworded is not None:
+        return reworded
     msg = str(error["msg"])
     return msg.removeprefix("Value error, ")
 
@@ -241,21 +246,27 @@ def _cross_check(data: dict[str, Any], sources: list[SourceBase], sinks: list[Si
     _check_unique(rules, "rules", data.get("rules") or [], out)
     sink_names = [s.name for s in sinks]
     source_names = [s.name for s in sources]
+    # Tables that failed validation were reported already: naming them elsewhere is no
+    # second mistake ("unknown sink" for a sink whose `channel` was wrong only misleads).
+    broken_sinks = _names(data.get("sinks")) - set(sink_names)
+    broken_sources = _names(data.get("sources")) - set(source_names)
     raw_rules = data.get("rules") or []
     for rule in rules:
         i = next(i for i, r in enumerate(raw_rules) if r.get("name") == rule.name)
         for j, name in enumerate(rule.notify):
-            if name not in sink_names:
+            if name not in sink_names and name not in broken_sinks:
                 path = f"rules[{i}].notify" + (f"[{j}]" if isinstance(
                     raw_rules[i].get("notify"), list) else "")
-                out.add(path, f"unknown sink {name!r}{did_you_mean(name, sink_names)}"
-                        f" (defined: {', '.join(sink_names) or 'none'})")
-        if source_names and not any(fnmatchcase(s, rule.source) for s in source_names):
+                named = [*sink_names, *sorted(broken_sinks)]
+                out.add(path, f"unknown sink {name!r}{did_you_mean(name, named)}"
+                        f" (defined: {', '.join(named) or 'none'})")
+        if (source_names or broken_sources) and not any(
+                fnmatchcase(s, rule.source) for s in [*source_names, *broken_sources]):
             out.add(f"rules[{i}].source", f"{rule.source!r} matches no source"
                     f"{did_you_mean(rule.source, source_names)}")
     for i, test in enumerate(tests):
         for j, expect in enumerate(test.expect):
-            if expect.sink not in sink_names:
+            if expect.sink not in sink_names and expect.sink not in broken_sinks:
                 out.add(f"tests[{i}].expect[{j}].sink",
                         f"unknown sink {expect.sink!r}{did_you_mean(expect.sink, sink_names)}")
 
@@ -282,6 +293,12 @@ def _check_windows(data: dict[str, Any], rules: list[Rule], windows: list[Window
         if rule.mute_during and rule.active_during:
             out.add(f"rules[{i}].active_during",
                     "give `mute_during` or `active_during`, not both")
+
+
+def _names(tables: Any) -> set[str]:
+    if not isinstance(tables, list):
+        return set()
+    return {str(t["name"]) for t in tables if isinstance(t, dict) and "name" in t}
 
 
 def _resolve_paths(settings: BridgeSettings, base: Path) -> BridgeSettings:

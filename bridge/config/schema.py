@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +28,14 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.config.fields import (
+    JMESPath,
+    SlackApiUrl,
+    SlackWebhookUrl,
+    TokenUrl,
+    WebhookUrl,
+    check_url,
+)
 from bridge.model import EventKind, JobState, Priority
 from bridge.signing import decode_secret
 from bridge.windows import Window
@@ -115,11 +123,10 @@ class HeaderAuth(Strict):
 
 class OAuth2Auth(Strict):
     type: Literal["oauth2"]
-    token_url: str | None = None
+    token_url: TokenUrl | None = None
     client_id: str
     client_secret: SecretStr
     scope: str | None = None
-
 
 class NoAuth(Strict):
     type: Literal["none"]
@@ -134,6 +141,9 @@ Auth = Annotated[
 
 
 class SourceBase(Strict):
+    # Shown in messages about `base_url`; each kind names its own.
+    BASE_URL_EXAMPLE: ClassVar[str] = "https://api.example.com"
+
     name: str = Field(min_length=1)
     kind: str
     base_url: str | None = None
@@ -160,6 +170,11 @@ class SourceBase(Strict):
             return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         return value
 
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value, like=cls.BASE_URL_EXAMPLE)
+
     def push_secret(self) -> SecretStr | None:
         """The secret that signs pushes to `POST /v1/events/{source}`; None when unset (or
         the kind has no such setting, see `SourceCapabilities.accepts_push`)."""
@@ -172,6 +187,7 @@ class SourceBase(Strict):
 
 
 class JtlSource(SourceBase):
+    BASE_URL_EXAMPLE = "https://api.jtl-cloud.com/erp"
     kind: Literal["jtl"]
     tenant_id: str
     app_id: str = "bridge/0.1.0"
@@ -180,6 +196,7 @@ class JtlSource(SourceBase):
 
 
 class TerminalSource(SourceBase):
+    BASE_URL_EXAMPLE = "https://api.withterminal.com/tsp/v1"
     kind: Literal["terminal"]
     connection_token: SecretStr
     # Terminal's webhook signing secret, for syncs pushed to POST /v1/events/{source}.
@@ -190,6 +207,7 @@ class TerminalSource(SourceBase):
 
 
 class EsalesSource(SourceBase):
+    BASE_URL_EXAMPLE = "https://{cluster-id}.api.esales.apptus.cloud"
     kind: Literal["esales"]
     api_key: SecretStr
     # The admin API version in the path (`/api/admin/{api_version}/import/status`).
@@ -199,16 +217,28 @@ class EsalesSource(SourceBase):
 
     @model_validator(mode="after")
     def _has_base_url(self) -> EsalesSource:
-        self._require_base_url("https://{cluster-id}.api.esales.apptus.cloud")
+        self._require_base_url(self.BASE_URL_EXAMPLE)
         return self
 
 
 class ZendeskSource(SourceBase):
+    BASE_URL_EXAMPLE = "https://{subdomain}.zendesk.com"
     kind: Literal["zendesk"]
+
+    @field_validator("auth")
+    @classmethod
+    def _api_token_login(cls, auth: Any) -> Any:
+        # Zendesk takes an API token only as the password of "EMAIL/token"; without the
+        # suffix every poll is a 401 that names nothing.
+        if isinstance(auth, BasicAuth) and not auth.username.endswith("/token"):
+            raise ValueError(f"Zendesk API token login needs the username 'EMAIL/token' "
+                             f"(like 'you@example.com/token'), got {auth.username!r}: "
+                             "append /token")
+        return auth
 
     @model_validator(mode="after")
     def _has_base_url(self) -> ZendeskSource:
-        self._require_base_url("https://{subdomain}.zendesk.com")
+        self._require_base_url(self.BASE_URL_EXAMPLE)
         return self
 
 
@@ -216,22 +246,32 @@ class HttpSource(SourceBase):
     kind: Literal["http"]
     url: str
     method: Literal["GET", "POST"] = "GET"
-    items: str | None = None
-    id: str = "id"
-    state: str = "status"
-    progress: str | None = None
-    message: str | None = None
+    items: JMESPath | None = None
+    id: JMESPath = "id"
+    state: JMESPath = "status"
+    progress: JMESPath | None = None
+    message: JMESPath | None = None
     body: dict[str, Any] | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _absolute_or_under_base_url(cls, value: str, info: ValidationInfo) -> str:
+        if "://" in value:
+            return check_url(value, like="https://api.example.com/jobs")
+        # `base_url` is validated first; when it failed it is not in `info.data` and has
+        # its own message already (a second one here would only mislead).
+        if "base_url" in info.data and info.data["base_url"] is None:
+            raise ValueError("a relative url needs 'base_url' too (or write a full URL "
+                             "like 'https://api.example.com/jobs')")
+        return value
 
 class PushSource(SourceBase):
     kind: Literal["push"]
     secret: SigningSecret | None = None
-    id: str = "id"
-    state: str = "status"
-    progress: str | None = None
-    message: str | None = None
-
+    id: JMESPath = "id"
+    state: JMESPath = "status"
+    progress: JMESPath | None = None
+    message: JMESPath | None = None
     def push_secret(self) -> SecretStr | None:
         return self.secret
 
@@ -286,10 +326,10 @@ class SinkBase(Strict):
 class SlackSink(SinkBase):
     kind: Literal["slack"]
     token: SecretStr | None = None
-    webhook_url: SecretStr | None = None
+    webhook_url: SlackWebhookUrl | None = None
     channel: str | None = None
     mode: Literal["post", "update", "thread"] = "post"
-    base_url: str = "https://slack.com/api/"
+    base_url: SlackApiUrl = "https://slack.com/api/"
     # Slack allows about one message per second per channel.
     min_interval: Duration = timedelta(seconds=1)
     # Buttons on job messages (bridge.sinks.slack_actions), verified with the app's secret.
@@ -329,11 +369,10 @@ class SlackSink(SinkBase):
 
 class WebhookSink(SinkBase):
     kind: Literal["webhook"]
-    url: SecretStr
+    url: WebhookUrl
     secret: SigningSecret | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
-
 
 # --- rules and tests ----------------------------------------------------------------------
 
