@@ -461,8 +461,15 @@ async def test_a_chunked_body_over_the_cap_is_refused_while_reading() -> None:
 
 
 async def test_an_invalid_configured_url_is_a_config_error_not_a_crash() -> None:
+    # The config refuses it (issue 15); a source built around the model still says so
+    # readably rather than crash.
+    with pytest.raises(ValueError, match="invalid host or port"):
+        make_source("http", None, "", url="http://[::1/jobs")  # type: ignore[arg-type]
+    model = SOURCE_KINDS["http"].model
+    valid = model.model_validate(source_config("http", "", url="http://x/jobs"))
+    config = model.model_construct(**{**dict(valid), "url": "http://[::1/jobs"})
     async with aiohttp.ClientSession() as session:
-        source = make_source("http", session, "", url="http://[::1/jobs")
+        source = build_source(config, session)
         with pytest.raises(SourceMisconfigured, match="invalid URL") as caught:
             await source.poll([])
     assert_readable(caught.value)

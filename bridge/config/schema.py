@@ -173,7 +173,8 @@ class SourceBase(Strict):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value, like=cls.BASE_URL_EXAMPLE)
+        # "" (an empty `${VAR:-}`) counts as unset, like a missing key.
+        return value if not value else check_url(value, like=cls.BASE_URL_EXAMPLE)
 
     def push_secret(self) -> SecretStr | None:
         """The secret that signs pushes to `POST /v1/events/{source}`; None when unset (or
@@ -260,7 +261,7 @@ class HttpSource(SourceBase):
             return check_url(value, like="https://api.example.com/jobs")
         # `base_url` is validated first; when it failed it is not in `info.data` and has
         # its own message already (a second one here would only mislead).
-        if "base_url" in info.data and info.data["base_url"] is None:
+        if "base_url" in info.data and not info.data["base_url"]:
             raise ValueError("a relative url needs 'base_url' too (or write a full URL "
                              "like 'https://api.example.com/jobs')")
         return value
