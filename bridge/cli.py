@@ -98,7 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge.silence_cli import add_parser as add_silence_parser
 
     add_silence_parser(sub, _config_arg)
+    _init_parser(sub)
     return parser
+
+
+def _init_parser(sub: Any) -> None:
+    from bridge.init import SINKS, SOURCES
+
+    init = sub.add_parser("init", help="write a commented rules.toml and its templates here")
+    init.add_argument("--source", action="append", choices=list(SOURCES), metavar="KIND",
+                      help=f"a source kind to set up, repeatable: {', '.join(SOURCES)} "
+                      "(default zendesk)")
+    init.add_argument("--sink", action="append", choices=list(SINKS), metavar="KIND",
+                      help=f"a sink kind, repeatable: {', '.join(SINKS)} (default slack)")
+    init.add_argument("--dir", type=Path, default=Path("."),
+                      help="folder to write into (default: the current one)")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from bridge.init import init
+
+    return init(args.dir, args.source or ["zendesk"], args.sink or ["slack"], force=args.force,
+                out=sys.stdout)
 
 
 def _setup_logging(level: str, fmt: str, config: Config | None = None) -> None:
@@ -363,6 +385,7 @@ COMMANDS = {
     "schema": cmd_schema,
     "notify-test": cmd_notify_test,
     "silence": cmd_silence,
+    "init": cmd_init,
 }
 
 
