@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate the config and every template")
     _config_arg(check)
+    check.add_argument("--online", action="store_true",
+                       help="then one real request per source and Slack sink")
+    check.add_argument("--send", action="store_true",
+                       help="with --online: POST a signed test event to each webhook sink")
 
     test = sub.add_parser("test", help="run the [[tests]] declared in the config")
     _config_arg(test)
@@ -204,7 +208,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     from bridge.checks import check
 
-    return _report(lambda out: check(config, out))
+    def offline_then_online(out: TextIO) -> int:
+        code = check(config, out)
+        if code != 0 or not (args.online or args.send):
+            return code
+        from bridge.checks.online import check_online
+
+        return asyncio.run(check_online(config, out, send=args.send))
+
+    return _report(offline_then_online)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -332,9 +344,18 @@ def _print_outbox(rows: Sequence[Any], now: datetime, *, as_json: bool) -> None:
     for r in rows:
         age = _short_age((now - r.created_at).total_seconds())
         job = f"{r.notification.source}/{r.notification.job_id or '-'}"
-        error = (r.last_error or "").replace("\n", " ")[:70]
+        error = _whole_words(r.last_error or "")
         print(f"{r.id:<28} {r.status!s:<9} {r.notification.sink:<14} {job[:24]:<24} "
               f"{age:>7} {r.attempts:>5}  {error}")
+
+
+def _whole_words(error: str, limit: int = 400) -> str:
+    """The error on one line, last in the row so nothing needs cutting; only a runaway one
+    is shortened, at a word boundary, keeping its start (the code and the next step)."""
+    text = " ".join(error.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _short_age(seconds: float) -> str:

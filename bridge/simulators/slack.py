@@ -99,6 +99,8 @@ class FakeSlack:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        # Read methods (conversations.list) come as GET with query arguments from slack_sdk.
+        app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/services/{team}/{bot}/{secret}", self._webhook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -319,6 +321,8 @@ def _token(request: web.Request, body: Mapping[str, Any]) -> str | None:
 
 
 async def _read_body(request: web.Request) -> dict[str, Any]:
+    if request.method == "GET":
+        return dict(request.query)
     if request.content_type == "application/json":
         try:
             data = await request.json()

@@ -20,6 +20,7 @@ import aiohttp
 from bridge.errors import DeliveryError, PermanentDelivery, RetryableDelivery
 from bridge.retry_after import DEFAULT_MAX_RETRY_AFTER, retry_delay
 from bridge.secrets import redact
+from bridge.sinks.slack_hints import next_step
 
 
 class Verdict(StrEnum):
@@ -122,12 +123,15 @@ def classify(
 def classify_slack(
     error: str | None, status: int, headers: Mapping[str, str] | None = None, *,
     now: Clock = _utcnow, max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    needed: str | None = None,
 ) -> Outcome:
-    """The outcome of a Slack answer: the HTTP status first (429, 5xx), then the error code."""
+    """The outcome of a Slack answer: the HTTP status first (429, 5xx), then the error code.
+    The reason says what to do about the code (`needed`: the scope `missing_scope` names)."""
     by_status = classify(status, headers, now=now, max_retry_after=max_retry_after)
     if error is None:
         return by_status
-    reason = f"Slack error {error} (HTTP {status})"
+    step = next_step(error, needed=needed)
+    reason = f"Slack error {error} (HTTP {status})" + (f": {step}" if step else "")
     if by_status.verdict is Verdict.RETRY:
         return Outcome(verdict=Verdict.RETRY, reason=reason, retry_after=by_status.retry_after)
     verdict = SLACK_ERRORS.get(error, Verdict.PERMANENT)

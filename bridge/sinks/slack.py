@@ -224,7 +224,11 @@ class SlackNotifier:
         if error is not None:
             # A Slack-compatible server may quote the request, token and all, in `error`.
             error = redact(error, self._clients.secrets)
-        outcome = classify_slack(error, status, headers, max_retry_after=self._max_retry_after)
+        data = getattr(exc.response, "data", None)
+        needed = data.get("needed") if isinstance(data, dict) else None
+        outcome = classify_slack(error, status, headers, max_retry_after=self._max_retry_after,
+                                 needed=redact(str(needed), self._clients.secrets)
+                                 if needed else None)
         if status == 429 or error in {"ratelimited", "rate_limited"}:
             return RateLimited(outcome.reason, outcome.retry_after)
         return outcome.error(f"Slack {method} on sink {self.name!r}")
