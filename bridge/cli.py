@@ -71,8 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="print what a rule would send for an event")
     _config_arg(render)
-    render.add_argument("--rule", required=True)
-    render.add_argument("--event", required=True, type=Path, help="event as JSON")
+    render.add_argument("--rule", help="the rule to render (without it, --sample KIND prints "
+                        "the sample event)")
+    what = render.add_mutually_exclusive_group(required=True)
+    what.add_argument("--event", help="event as JSON: a file, or - for stdin")
+    what.add_argument("--sample", nargs="?", const="", metavar="KIND",
+                      help="the sample event `bridge check` uses (default: the rule's kind)")
 
     watch = sub.add_parser("watch", help="ask a running bridge to track one job id")
     _config_arg(watch)
@@ -97,8 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     notify = sub.add_parser("notify-test", help="send sample notifications to one sink now")
     _config_arg(notify)
     notify.add_argument("sink", help="a sink of the config")
-    notify.add_argument("--all-types", action="store_true",
-                        help="one sample of every event type (default: one job.transition)")
+    kinds = notify.add_mutually_exclusive_group()
+    kinds.add_argument("--all-types", action="store_true",
+                       help="one sample of every event type (default: one job.transition)")
+    kinds.add_argument("--rule", help="render this rule's template with a sample event of its "
+                       "kind instead")
     from bridge.silence_cli import add_parser as add_silence_parser
 
     add_silence_parser(sub, _config_arg)
@@ -229,11 +236,32 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     config = _load(args.config)
     from bridge.checks import render_event
+    from bridge.checks.render_event import sample_data
 
-    try:
-        event = json.loads(args.event.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"{args.event}: cannot read the event: {exc}", file=sys.stderr)
+    if args.sample is not None:
+        try:
+            event = sample_data(config, args.sample or None, args.rule)
+        except ValueError as exc:
+            print(f"bridge render: {exc}", file=sys.stderr)
+            return 1
+        if args.rule is None:
+            print(json.dumps(event, indent=2, ensure_ascii=False))
+            return 0
+    else:
+        where = "stdin" if args.event == "-" else args.event
+        try:
+            text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(
+                encoding="utf-8")
+            event = json.loads(text)
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"{where}: cannot read the event: {exc}", file=sys.stderr)
+            return 1
+        if not isinstance(event, dict):
+            print(f"{where}: the event must be a JSON object", file=sys.stderr)
+            return 1
+    if args.rule is None:
+        names = ", ".join(r.name for r in config.rules) or "none"
+        print(f"bridge render: give --rule NAME (rules: {names})", file=sys.stderr)
         return 1
     return _report(lambda out: render_event(config, args.rule, event, out))
 
@@ -386,7 +414,8 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     config = _load(args.config)
     from bridge.notify_test import notify_test
 
-    return asyncio.run(notify_test(config, args.sink, all_types=args.all_types, out=sys.stdout))
+    return asyncio.run(notify_test(config, args.sink, all_types=args.all_types, out=sys.stdout,
+                                   rule=args.rule))
 
 
 def cmd_silence(args: argparse.Namespace) -> int:

@@ -1,4 +1,8 @@
-"""`bridge notify-test SINK [--all-types]`: send sample notifications to one sink, now.
+"""`bridge notify-test SINK [--all-types | --rule NAME]`: send sample notifications to one
+sink, now.
+
+With `--rule NAME`, the rule's own template renders the sample event of the rule's kind
+(the one `bridge check` renders) for the sink, as the pipeline would.
 
 One sample event (`job.transition`), or with `--all-types` one of every type of the webhook
 catalog, is rendered by the real renderer (`bridge.webhooks.examples`) with the templates
@@ -25,9 +29,11 @@ from typing import TextIO
 
 import aiohttp
 
+from bridge.checks.samples import sample_event, source_for
 from bridge.config.schema import Config, SinkBase
-from bridge.errors import BridgeError, DeliveryError
-from bridge.model import Delivery
+from bridge.errors import BridgeError, DeliveryError, TemplateError
+from bridge.model import Delivery, Notification
+from bridge.render import Renderer
 from bridge.sinks import build_sink
 from bridge.store import open_store
 from bridge.webhooks.catalog import CATALOG, ENTRIES
@@ -40,6 +46,10 @@ DEFAULT_TYPE = "job.transition"
 
 class UnknownSink(BridgeError):
     """`bridge notify-test` named a sink the config does not have."""
+
+
+class UnknownRule(BridgeError):
+    """`bridge notify-test --rule` named a rule the config does not have."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,7 +67,8 @@ class Answer:
         return self.error is None
 
 
-def plan(config: Config, sink_name: str, *, all_types: bool) -> tuple[SinkBase, list[Example]]:
+def plan(config: Config, sink_name: str, *, all_types: bool,
+         rule: str | None = None) -> tuple[SinkBase, list[Example]]:
     """The sink and the examples to send it, rendered as the pipeline would."""
     try:
         sink = config.sink(sink_name)
@@ -65,12 +76,32 @@ def plan(config: Config, sink_name: str, *, all_types: bool) -> tuple[SinkBase, 
         names = ", ".join(s.name for s in config.sinks) or "none"
         raise UnknownSink(f"no sink {sink_name!r} in {config.path or 'the config'} "
                           f"(sinks: {names})") from None
+    if rule is not None:
+        return sink, [_rule_example(config, sink, rule)]
     types = list(ENTRIES) if all_types else [CATALOG[DEFAULT_TYPE]]
     # The config's folder first, then the bundled templates: a `body` template and the
     # user's own `<on>.slack.j2` are used as the pipeline would use them.
     source = config.sources[0].name if config.sources else "example"
     return sink, render_examples(sink, templates=config.bridge.templates, rule=RULE, source=source,
                                  types=types)
+
+
+def _rule_example(config: Config, sink: SinkBase, name: str) -> Example:
+    rule = next((r for r in config.rules if r.name == name), None)
+    if rule is None:
+        names = ", ".join(r.name for r in config.rules) or "none"
+        raise UnknownRule(f"no rule {name!r} in {config.path or 'the config'} (rules: {names})")
+    event = sample_event(rule.on, source=source_for(config, rule), rule=rule)
+    entry = next(e for e in ENTRIES if e.on == rule.on)
+    try:
+        payload = Renderer(config, strict=False).render(rule, event, sink)
+    except TemplateError as exc:
+        return Example(entry=entry, event=event, error=str(exc))
+    job = event.job
+    return Example(entry=entry, event=event, notification=Notification(
+        event_id=event.id, rule=rule.name, sink=sink.name, source=event.source,
+        job_id=job.id if job else None, payload=payload, on=event.on,
+        terminal=bool(job and job.state.terminal), state=str(job.state) if job else None))
 
 
 async def send(sink_config: SinkBase, examples: Sequence[Example]) -> list[Answer]:
@@ -139,6 +170,9 @@ def report(sink: SinkBase, answers: Sequence[Answer], out: TextIO) -> int:
     return 1 if failed else 0
 
 
-async def notify_test(config: Config, sink_name: str, *, all_types: bool, out: TextIO) -> int:
-    sink, examples = plan(config, sink_name, all_types=all_types)
+async def notify_test(config: Config, sink_name: str, *, all_types: bool, out: TextIO,
+                      rule: str | None = None) -> int:
+    sink, examples = plan(config, sink_name, all_types=all_types, rule=rule)
+    if rule is not None:
+        out.write(f"rule {rule}: its template with a sample {examples[0].entry.on} event\n")
     return report(sink, await send(sink, examples), out)

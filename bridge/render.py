@@ -40,6 +40,7 @@ from bridge.model import Event
 from bridge.resources import template_loader
 from bridge.rules import Predicate, event_context
 from bridge.webhooks import catalog
+from bridge.when_hints import syntax_message, undefined_message
 
 log = logging.getLogger(__name__)
 
@@ -347,14 +348,17 @@ def compile_when(expression: str) -> Predicate:
     try:
         compiled = _WHEN_ENV.compile_expression(expression, undefined_to_none=False)
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(f"`when` {expression!r} does not compile: {exc.message}") from None
+        raise RenderError(syntax_message(expression, str(exc.message))) from None
 
     def predicate(context: Mapping[str, Any]) -> Any:
-        result = compiled(context)
-        # A bare undefined name (or a refused attribute) must fail here, not later as a truth
-        # test somewhere else: StrictUndefined raises its error on bool().
-        if isinstance(result, jinja2.Undefined):
-            bool(result)
+        try:
+            result = compiled(context)
+            # A bare undefined name (or a refused attribute) must fail here, not later as a
+            # truth test somewhere else: StrictUndefined raises its error on bool().
+            if isinstance(result, jinja2.Undefined):
+                bool(result)
+        except jinja2.UndefinedError as exc:
+            raise RenderError(undefined_message(expression, str(exc.message), context)) from None
         return result
 
     return predicate

@@ -149,8 +149,28 @@ def test_check_reports_a_when_that_fails_on_a_sample_event(write: Write) -> None
     config = write(HEAD + rule, **{"failed.slack.j2": FAILED_TEMPLATE})
     code, out = run(check, config)
     assert code == 1
-    assert "rules[0].when: `when` fails on a sample transition event" in out
-    assert "'jobb' is undefined" in out
+    assert ("rules[0].when: `when` 'jobb.progress < 100': unknown name 'jobb'; did you mean "
+            "'job'? (names: at, duration, event, first_seen, from, job, on, previous, reason, "
+            "rule, source, to) (on a sample transition event)") in out
+
+
+@pytest.mark.parametrize(("when", "message"), [
+    ("job.progress = 100", "`when` 'job.progress = 100' does not compile: = is not a "
+     "comparison, use == (write 'job.progress == 100')"),
+    ("job.progres == 100", "`when` 'job.progres == 100': job has no field 'progres'; did you "
+     "mean 'progress'? (job fields: id, state, raw_state, progress, message, url, fields, "
+     "failed_items, run, run_key, due_at) (on a sample transition event)"),
+    ("to == failed", "`when` 'to == failed': unknown name 'failed': a state is text, quote it "
+     "(\"to == 'failed'\") (on a sample transition event)"),
+])
+def test_check_explains_a_when_in_the_words_of_a_rule(write: Write, when: str,
+                                                       message: str) -> None:
+    rule = FAILED_RULE.replace('to = ["failed", "cancelled"]', f'when = "{when}"')
+    config = write(HEAD + rule, **{"failed.slack.j2": FAILED_TEMPLATE})
+    code, out = run(check, config)
+    assert code == 1
+    assert out.splitlines()[0] == (f"{config.path}:{line_of(config, 'when =')}: rules[0].when: "
+                                   f"{message}")
 
 
 def test_check_renders_against_a_sample_of_the_rules_event_kind(write: Write) -> None:
@@ -298,12 +318,18 @@ def test_run_tests_fails_with_a_diff_on_a_wrong_expectation(write: Write) -> Non
     config = write(HEAD + FAILED_RULE + wrong, **{"failed.slack.j2": FAILED_TEMPLATE})
     code, out = run(run_tests, config)
     assert code == 1
-    assert "FAIL  a failed zendesk job pages" in out
-    assert "- ops-slack: no notification containing 'Printer on ice'" in out
-    assert "--- expected" in out
-    assert "+++ got" in out
-    assert "-[ops-slack] (contains 'Printer on ice')" in out
-    assert "+[ops-slack] ❌ zendesk job 8b72 failed: Printer on fire" in out
+    # The cause sits under the lines it is about, inside the diff (issue 15).
+    assert out.splitlines()[:8] == [
+        "FAIL  a failed zendesk job pages",
+        "      --- expected",
+        "      +++ got",
+        "      -[ops-slack] (contains 'Printer on ice')",
+        "         ^ ops-slack: no notification containing 'Printer on ice'",
+        "      -[pager] (any message)",
+        "      +[ops-slack] ❌ zendesk job 8b72 failed: Printer on fire",
+        "         ^ ops-slack: unexpected notification from rule job-failed (no expectation "
+        "took it)",
+    ]
 
 
 def test_run_tests_diffs_text_line_by_line_for_equals(write: Write) -> None:
@@ -343,8 +369,8 @@ expect = []
     config = write(HEAD + FAILED_RULE + test, **{"failed.slack.j2": FAILED_TEMPLATE})
     code, out = run(run_tests, config)
     assert code == 1
-    assert "- ops-slack: unexpected notification from rule job-failed" in out
-    assert "- pager: unexpected notification from rule job-failed" in out
+    assert "   ^ ops-slack: unexpected notification from rule job-failed" in out
+    assert "   ^ pager: unexpected notification from rule job-failed" in out
 
 
 def test_run_tests_checks_not_contains(write: Write) -> None:

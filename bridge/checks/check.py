@@ -126,9 +126,14 @@ def _check_rule(config: Config, renderer: Renderer, index: int, rule: Rule,
     if rule.when is not None:
         try:
             predicate = compile_when(rule.when)
-            bool(predicate(event_context(sample, rule.name)))
         except TemplateError as exc:
             problems.add(f"{where}.when", str(exc))
+            predicate = None
+        try:
+            if predicate is not None:
+                bool(predicate(event_context(sample, rule.name)))
+        except TemplateError as exc:
+            problems.add(f"{where}.when", f"{exc} (on a sample {rule.on} event)")
         except Exception as exc:  # a user's expression may fail in any way; report it
             problems.add(f"{where}.when", f"`when` fails on a sample {rule.on} event: "
                          f"{type(exc).__name__}: {exc}")

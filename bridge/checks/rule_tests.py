@@ -97,19 +97,39 @@ def _satisfies(sent: Sent, expect: Expectation) -> bool:
     return expect.equals is None or sent.text.strip() == expect.equals.strip()
 
 
-def compare(expected: Sequence[Expectation], got: Sequence[Sent]) -> list[str]:
-    """Why `got` does not match `expected` (each expectation takes one notification)."""
-    problems = [f"rule {s.rule}: template failed for sink {s.sink}: {s.error}"
-                for s in got if s.error is not None]
-    unused = [s for s in got if s.error is None]
-    for expect in expected:
-        match = next((s for s in unused if _satisfies(s, expect)), None)
+@dataclass(frozen=True, slots=True)
+class Causes:
+    """Why a test failed: by expectation index and by index of what was sent."""
+
+    expected: Mapping[int, str]
+    got: Mapping[int, str]
+
+    def __bool__(self) -> bool:
+        return bool(self.expected or self.got)
+
+
+def causes(expected: Sequence[Expectation], got: Sequence[Sent]) -> Causes:
+    """Each expectation takes one notification; what is left over on either side fails."""
+    bad_got = {j: f"rule {s.rule}: template failed for sink {s.sink}: {s.error}"
+               for j, s in enumerate(got) if s.error is not None}
+    unused = [j for j, s in enumerate(got) if s.error is None]
+    bad_expected: dict[int, str] = {}
+    for i, expect in enumerate(expected):
+        match = next((j for j in unused if _satisfies(got[j], expect)), None)
         if match is None:
-            problems.append(f"{expect.sink}: no notification {_describe(expect)}")
+            bad_expected[i] = f"{expect.sink}: no notification {_describe(expect)}"
         else:
             unused.remove(match)
-    problems.extend(f"{s.sink}: unexpected notification from rule {s.rule}" for s in unused)
-    return problems
+    for j in unused:
+        bad_got[j] = (f"{got[j].sink}: unexpected notification from rule {got[j].rule} "
+                      "(no expectation took it)")
+    return Causes(expected=bad_expected, got=bad_got)
+
+
+def compare(expected: Sequence[Expectation], got: Sequence[Sent]) -> list[str]:
+    """Why `got` does not match `expected`, one line per cause."""
+    found = causes(expected, got)
+    return [*found.got.values(), *found.expected.values()]
 
 
 def _describe(expect: Expectation) -> str:
@@ -123,32 +143,59 @@ def _describe(expect: Expectation) -> str:
     return " and ".join(parts) if parts else "at all"
 
 
-def _expected_lines(expected: Sequence[Expectation]) -> list[str]:
-    lines: list[str] = []
-    for expect in expected:
+def _expected_lines(expected: Sequence[Expectation]) -> list[tuple[int, str]]:
+    """The expected side of the diff: (index of the expectation, line)."""
+    lines: list[tuple[int, str]] = []
+    for i, expect in enumerate(expected):
         if expect.equals is not None:
-            lines.extend(f"[{expect.sink}] {line}" for line in expect.equals.strip().splitlines())
+            lines.extend((i, f"[{expect.sink}] {line}")
+                         for line in (expect.equals.strip().splitlines() or [""]))
             continue
         conditions = []
         if expect.contains is not None:
             conditions.append(f"contains {expect.contains!r}")
         if expect.not_contains is not None:
             conditions.append(f"not contains {expect.not_contains!r}")
-        lines.append(f"[{expect.sink}] ({', '.join(conditions) or 'any message'})")
+        lines.append((i, f"[{expect.sink}] ({', '.join(conditions) or 'any message'})"))
     return lines
 
 
-def _got_lines(got: Sequence[Sent]) -> list[str]:
-    lines: list[str] = []
-    for sent in got:
+def _got_lines(got: Sequence[Sent]) -> list[tuple[int, str]]:
+    lines: list[tuple[int, str]] = []
+    for j, sent in enumerate(got):
         text = f"(template error: {sent.error})" if sent.error else sent.text.strip()
-        lines.extend(f"[{sent.sink}] {line}" for line in (text.splitlines() or [""]))
+        lines.extend((j, f"[{sent.sink}] {line}") for line in (text.splitlines() or [""]))
     return lines
 
 
 def diff(expected: Sequence[Expectation], got: Sequence[Sent]) -> list[str]:
-    return list(difflib.unified_diff(_expected_lines(expected), _got_lines(got),
-                                     fromfile="expected", tofile="got", lineterm=""))
+    """A whole-text diff (`-` expected, `+` got) with each failure's cause written under
+    the lines it is about (`   ^ cause`), so the reason sits where the mismatch shows."""
+    found = causes(expected, got)
+    left, right = _expected_lines(expected), _got_lines(got)
+    last_left = {i: n for n, (i, _) in enumerate(left)}
+    last_right = {j: n for n, (j, _) in enumerate(right)}
+    out = ["--- expected", "+++ got"]
+
+    def emit(mark: str, text: str, a: int | None, b: int | None) -> None:
+        out.append(mark + text)
+        if a is not None and last_left[left[a][0]] == a and left[a][0] in found.expected:
+            out.append(f"   ^ {found.expected[left[a][0]]}")
+        if b is not None and last_right[right[b][0]] == b and right[b][0] in found.got:
+            out.append(f"   ^ {found.got[right[b][0]]}")
+
+    matcher = difflib.SequenceMatcher(a=[t for _, t in left], b=[t for _, t in right],
+                                      autojunk=False)
+    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        if tag == "equal":
+            for k in range(a1 - a0):
+                emit(" ", left[a0 + k][1], a0 + k, b0 + k)
+            continue
+        for a in range(a0, a1):
+            emit("-", left[a][1], a, None)
+        for b in range(b0, b1):
+            emit("+", right[b][1], None, b)
+    return out
 
 
 async def _run_one(test: RuleTest, index: int, config: Config, stages: Chain,
@@ -159,13 +206,10 @@ async def _run_one(test: RuleTest, index: int, config: Config, stages: Chain,
         out.write(f"FAIL  {test.name}\n      not a valid event: {reason(exc)}\n")
         return False
     got = await outputs(stages, event, FIXED_NOW)
-    problems = compare(test.expect, got)
-    if not problems:
+    if not causes(test.expect, got):
         out.write(f"PASS  {test.name}\n")
         return True
     out.write(f"FAIL  {test.name}\n")
-    for problem in problems:
-        out.write(f"      - {problem}\n")
     for line in diff(test.expect, got):
         out.write(f"      {line}\n")
     return False
