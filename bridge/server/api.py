@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -23,7 +24,7 @@ from bridge.server.views import (
     source_json,
     stats_json,
 )
-from bridge.signing import SignatureError, verify
+from bridge.signing import SignatureError, SignedMessage, verify
 from bridge.sources import SOURCE_KINDS, source_kind
 from bridge.sources.shapes import parse_json
 
@@ -252,21 +253,39 @@ async def push_event(request: web.Request) -> web.Response:
     except SignatureError as exc:
         log.warning("push to %s refused: %s", name, exc.problem)
         raise web.HTTPUnauthorized(text=str(exc)) from None
-    if not state.replay.claim(name, message, now):
+    if not await _claim(state, name, message, now):
         raise web.HTTPConflict(text=f"webhook-id {message.id!r} was already accepted (replay)")
     try:
         payload = parse_json(body)
         events = await state.runtime.push(name, payload)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and too-deep nesting
-        state.replay.release(name, message)
+        await _release(state, name, message)
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
     except SourceError as exc:
-        state.replay.release(name, message)
+        await _release(state, name, message)
         raise web.HTTPBadRequest(text=f"cannot read a job from the body: {exc}") from None
     except BaseException:
-        state.replay.release(name, message)
+        await _release(state, name, message)
         raise
     return json_response({"accepted": True, "events": [e.id for e in events]}, status=202)
+
+
+async def _claim(state: ServerState, name: str, message: SignedMessage, now: datetime) -> bool:
+    """Remember an accepted webhook-id: in the store when several instances share it (a
+    replay to any of them is refused), else in this process's bounded memory."""
+    store = state.runtime.store
+    if store.shared:
+        expires = message.timestamp + state.replay.tolerance
+        return await store.claim_message(name, message.id, expires, now)
+    return state.replay.claim(name, message, now)
+
+
+async def _release(state: ServerState, name: str, message: SignedMessage) -> None:
+    store = state.runtime.store
+    if store.shared:
+        await store.forget_message(name, message.id)
+    else:
+        state.replay.release(name, message)
 
 
 def _push_key(state: ServerState, name: str) -> bytes:
