@@ -3,19 +3,22 @@
 Several bridge instances may point at one database: `claim_due` takes rows with
 `FOR UPDATE SKIP LOCKED`, so two delivery workers never lease the same delivery, and
 migrations run under an advisory lock so instances starting together do not race.
-A small pool of our own (no extra dependency) lets pollers, delivery workers and the HTTP
-API use the store concurrently; each call runs in its own short transaction.
+`psycopg_pool` lets pollers, delivery workers, the lease keeper and the HTTP API use the
+store concurrently (it replaces a hand-written pool: it also reconnects in the background,
+and discards a connection the server killed); each call runs in its own short transaction.
+The schema is migrated on a connection of its own before the pool opens, so a refused
+connection is reported with the server's own reason.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bridge.errors import StoreError
 from bridge.secrets import hide_password
@@ -51,9 +54,7 @@ class PostgresStore(SqlStore):
         self._where = hide_password(url)
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
-        self._idle: list[psycopg.AsyncConnection[Any]] | None = None
-        self._slots: asyncio.Semaphore | None = None
-        self._all: set[psycopg.AsyncConnection[Any]] = set()
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._where!r})"
@@ -61,23 +62,34 @@ class PostgresStore(SqlStore):
     # --- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._idle is not None:
+        if self._pool is not None:
             return
-        self._idle = []
-        self._slots = asyncio.Semaphore(self._pool_size)
+        conn = await self._connect()
         try:
-            async with self._connection() as conn, conn.transaction():
+            async with conn.transaction():
                 await self._migrate(conn)
-        except BaseException:
-            await self.close()
-            raise
+        except psycopg.Error as exc:
+            raise StoreError(f"state store {self._where} failed: {exc}") from exc
+        finally:
+            await conn.close()
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            self.url, min_size=1, max_size=self._pool_size, open=False,
+            kwargs={"autocommit": True, "connect_timeout": self._connect_seconds},
+            timeout=max(self._connect_timeout, 30.0), name="bridge-state")
+        try:
+            await pool.open(wait=True, timeout=self._connect_timeout)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise StoreError(
+                f"cannot connect to the state store {self._where}: {exc}: check that the "
+                "server is running and that the URL's host, port, user and database are right"
+            ) from exc
+        self._pool = pool
 
     async def close(self) -> None:
-        self._idle = None
-        self._slots = None
-        conns, self._all = self._all, set()
-        for conn in conns:
-            await conn.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
     async def ping(self) -> None:
         await self._rows("SELECT 1")
@@ -99,39 +111,34 @@ class PostgresStore(SqlStore):
 
     # --- plumbing -------------------------------------------------------------------------
 
+    @property
+    def _connect_seconds(self) -> int:
+        return max(1, int(self._connect_timeout))
+
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
-            )
+            return await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, connect_timeout=self._connect_seconds)
         except psycopg.Error as exc:
             raise StoreError(
                 f"cannot connect to the state store {self._where}: {exc}: check that the "
                 "server is running and that the URL's host, port, user and database are right"
             ) from exc
-        self._all.add(conn)
-        return conn
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        # The semaphore bounds the pool; a slot frees whenever a call ends, even one whose
-        # connection died, so a waiter never hangs on a connection that will not come back.
-        slots, idle = self._slots, self._idle
-        if slots is None or idle is None:
+        # The pool hands a connection back after the call, or discards it if it broke (a
+        # server restart, the network) and opens a new one in the background.
+        pool = self._pool
+        if pool is None:
             raise StoreError(f"state store {self._where} is not open (or already closed)")
-        async with slots:
-            conn = idle.pop() if idle else await self._connect()
-            try:
+        try:
+            async with pool.connection() as conn:
                 yield conn
-            except psycopg.Error as exc:
-                raise StoreError(f"state store {self._where} failed: {exc}") from exc
-            finally:
-                if conn.closed or conn.broken or idle is not self._idle:
-                    # A dead connection (server restart, network): forget it; the next call
-                    # opens a new one.
-                    self._all.discard(conn)
-                else:
-                    idle.append(conn)
+        except PoolTimeout as exc:
+            raise StoreError(f"state store {self._where}: no connection free: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"state store {self._where} failed: {exc}") from exc
 
     async def _rows(self, query: str, params: sql.Row = ()) -> list[Any]:
         async with self._connection() as conn:
