@@ -6,7 +6,8 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("bench.detect", "bench.rules_render", "bench.pipeline", "bench.delivery")
+BENCHMARKS = ("bench.detect", "bench.rules_render", "bench.pipeline", "bench.delivery",
+              "bench.scale_out")
 
 
 def main() -> int:
