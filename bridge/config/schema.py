@@ -324,6 +324,17 @@ class SinkBase(Strict):
         return value
 
 
+class SlackRateLimits(Strict):
+    """Slack's documented budgets (api.slack.com/apis/rate-limits), as token buckets the
+    sender keeps to: posts about 1/s per channel with short bursts (also incoming webhooks),
+    `chat.update` Tier 3, 50+/min per workspace. An extension of the contract."""
+
+    post_per_second: float = Field(default=1.0, gt=0, le=1000)
+    post_burst: int = Field(default=3, ge=1, le=100)
+    update_per_minute: float = Field(default=50.0, gt=0, le=60_000)
+    update_burst: int = Field(default=10, ge=1, le=1000)
+
+
 class SlackSink(SinkBase):
     kind: Literal["slack"]
     token: SecretStr | None = None
@@ -331,8 +342,10 @@ class SlackSink(SinkBase):
     channel: str | None = None
     mode: Literal["post", "update", "thread"] = "post"
     base_url: SlackApiUrl = "https://slack.com/api/"
-    # Slack allows about one message per second per channel.
-    min_interval: Duration = timedelta(seconds=1)
+    rate_limits: SlackRateLimits = Field(default_factory=SlackRateLimits)
+    # The older setting: when given, every call (post or edit) is spaced this far apart,
+    # no bursts, instead of `rate_limits`; "0s" turns pacing off.
+    min_interval: Duration | None = None
     # Buttons on job messages (bridge.sinks.slack_actions), verified with the app's secret.
     signing_secret: SecretStr | None = None
     actions: list[str] = Field(default_factory=list)
@@ -365,6 +378,8 @@ class SlackSink(SinkBase):
         if self.actions and (self.signing_secret is None or self.token is None):
             raise ValueError("'actions' need 'signing_secret' (your Slack app's signing secret, "
                              "to verify button presses) and 'token' (to update the message)")
+        if self.min_interval is not None and "rate_limits" in self.model_fields_set:
+            raise ValueError("give 'rate_limits' or the older 'min_interval', not both")
         return self
 
 

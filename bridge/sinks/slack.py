@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import aiohttp
@@ -29,7 +29,8 @@ from bridge.secrets import redact, redact_url
 from bridge.sinks.base import SinkCapabilities
 from bridge.sinks.retry import Verdict, classify_exception, classify_slack
 from bridge.sinks.slack_actions import decorate
-from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, RateLimited
+from bridge.sinks.slack_budget import Budget, Clock, Gate, Sleep, shared_gate
+from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, Op, RateLimited
 from bridge.store.base import MessageRef, Store
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,18 @@ class _Clients:
     secrets: tuple[str, ...] = field(default=())
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Send:
+    """What one queued operation sends; a newer one of the same job may take its place."""
+
+    notification: Notification
+    job_id: str | None
+    message: SlackMessage
+
+
+_Op = Op[_Send]
+
+
 class SlackNotifier:
     """Sends notifications to one Slack channel, through the Web API or an incoming webhook."""
 
@@ -78,7 +91,8 @@ class SlackNotifier:
         store: Store,
         *,
         max_wait: float = DEFAULT_MAX_WAIT,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ):
         self.config: SinkBase = config
         self._config = config
@@ -86,10 +100,11 @@ class SlackNotifier:
         self._clients = _clients(config, session)
         self._timeout = config.timeout.total_seconds()
         self._max_retry_after = config.max_retry_after.total_seconds()
+        self._clock, self._sleep = clock, sleep
         lane = config.channel if self._clients.web is not None else "incoming-webhook"
-        self._sender = ChannelSender(
-            f"{config.name}:{lane}", min_interval=config.min_interval.total_seconds(),
-            max_wait=max_wait, max_retry_after=self._max_retry_after, clock=clock,
+        self._sender: ChannelSender[_Send] = ChannelSender(
+            f"{config.name}:{lane}", gate_of=self._gate_of, max_wait=max_wait,
+            max_retry_after=self._max_retry_after, clock=clock, sleep=sleep,
         )
 
     @property
@@ -97,73 +112,101 @@ class SlackNotifier:
         return self._config.name
 
     @property
-    def sender(self) -> ChannelSender:
-        """The channel's queue (its counters show coalesced edits and rate limits)."""
+    def sender(self) -> ChannelSender[_Send]:
+        """The channel's queue (its counters show coalesced sends and rate limits)."""
         return self._sender
 
     async def send(self, delivery: Delivery) -> None:
-        notification = delivery.notification
+        n = delivery.notification
         message = _message(delivery)
         if self._config.actions and self._config.signing_secret is not None:
             # Buttons (opt-in, verified presses only): bridge.sinks.slack_actions.
             message = SlackMessage(text=message.text, blocks=await decorate(
-                self._store, self.name, self._config.actions, notification, message.text,
+                self._store, self.name, self._config.actions, n, message.text,
                 message.blocks))
+        send = _Send(notification=n, job_id=n.job_id, message=message)
         mode = self._config.mode
+        run: Callable[[_Op], Awaitable[None]]
         key: tuple[str, str] | None = None
-        run: Callable[[], Awaitable[None]]
         if self._clients.webhook is not None:
-            run = partial(self._post_webhook, message)
-        elif notification.job_id is None or mode == "post":
-            run = partial(self._post_standalone, message)
+            run = self._post_webhook
+        elif n.job_id is None or mode == "post":
+            run = self._post_standalone
         elif mode == "update":
-            run = partial(self._update, notification, notification.job_id, message)
-            key = (notification.source, notification.job_id)
+            run, key = self._update, (n.source, n.job_id)
         else:
-            run = partial(self._thread, notification, notification.job_id, message)
-        await self._sender.submit(run, key=key, final=notification.terminal)
+            run = self._thread
+        # A job's sends keep their order, and so do a source's own events (down, then up).
+        lane = (n.source, n.job_id)
+        await self._sender.submit(run, send, lane=lane, key=key, final=n.terminal,
+                                  rank=n.priority.rank)
 
     async def aclose(self) -> None:
         await self._sender.aclose()
 
+    def _gate_of(self, method: str) -> Gate:
+        """The budget `method` spends, shared with every sink using the same token (edits)
+        or the same token and channel (posts)."""
+        post, update = budgets(self._config)
+        clients, base = self._clients, self._config.base_url
+        if clients.webhook is not None:
+            return shared_gate(("incoming-webhook",), clients.webhook.url, post,
+                               clock=self._clock, sleep=self._sleep)
+        if method == "chat.update":
+            return shared_gate((method, base), clients.secrets[0], update,
+                               clock=self._clock, sleep=self._sleep)
+        return shared_gate((method, base, str(self._config.channel)), clients.secrets[0], post,
+                           clock=self._clock, sleep=self._sleep)
+
     # --- modes ------------------------------------------------------------------------------
 
-    async def _post_standalone(self, message: SlackMessage) -> None:
-        await self._post(message)
+    async def _post_standalone(self, op: _Op) -> None:
+        await self._post(op)
 
-    async def _update(self, n: Notification, job_id: str, message: SlackMessage) -> None:
+    async def _update(self, op: _Op) -> None:
+        n, job_id = op.payload.notification, str(op.payload.job_id)
         ref = await self._ref(n, job_id)
         if ref is None:
-            await self._post_root(n, job_id, message)
+            ref = await self._post_root(op)
+            if op.replaced:
+                # The failure took the place of a waiting post (say "started"): without
+                # coalescing that post and then an edit and a reply would have gone out, so
+                # the reply that alerts people still does.
+                await self._alert(op, ref)
             return
         try:
-            await self._call("chat.update", channel=ref.channel, ts=ref.ts, **message.fields())
+            await self._call("chat.update", op, channel=ref.channel, ts=ref.ts)
         except _MessageGone:
             log.info("sink %s: message %s for job %s/%s was deleted; posting a new one",
                      self.name, ref.ts, n.source, job_id)
-            await self._post_root(n, job_id, message)
+            await self._post_root(op)
             return
-        if n.state in _ALERT_STATES:
-            try:
-                await self._reply(ref, message)
-            except _MessageGone:  # deleted between the edit and the reply: the edit stands
-                log.info("sink %s: message %s vanished before the failure reply",
-                         self.name, ref.ts)
+        await self._alert(op, ref)
 
-    async def _thread(self, n: Notification, job_id: str, message: SlackMessage) -> None:
-        ref = await self._ref(n, job_id)
-        if ref is None:
-            await self._post_root(n, job_id, message)
+    async def _alert(self, op: _Op, ref: MessageRef) -> None:
+        if op.payload.notification.state not in _ALERT_STATES:
             return
         try:
-            await self._reply(ref, message)
+            await self._reply(op, ref)
+        except _MessageGone:  # deleted between the edit and the reply: the edit stands
+            log.info("sink %s: message %s vanished before the failure reply", self.name, ref.ts)
+
+    async def _thread(self, op: _Op) -> None:
+        n, job_id = op.payload.notification, str(op.payload.job_id)
+        ref = await self._ref(n, job_id)
+        if ref is None:
+            await self._post_root(op)
+            return
+        try:
+            await self._reply(op, ref)
         except _MessageGone:
             log.info("sink %s: thread %s for job %s/%s is gone; starting a new one",
                      self.name, ref.ts, n.source, job_id)
-            await self._post_root(n, job_id, message)
+            await self._post_root(op)
 
-    async def _post_root(self, n: Notification, job_id: str, message: SlackMessage) -> None:
-        posted = await self._post(message)
+    async def _post_root(self, op: _Op) -> MessageRef:
+        posted = await self._post(op)
+        n, job_id = op.payload.notification, str(op.payload.job_id)
         ref = MessageRef(channel=posted.channel, ts=posted.ts)
         try:
             await self._store.set_message_ref(self.name, n.source, job_id, ref)
@@ -171,6 +214,7 @@ class SlackNotifier:
             # Posted but not remembered: the retry posts again (at-least-once), so say so.
             raise RetryableDelivery(f"posted to Slack but could not remember message {ref.ts} "
                                     f"in the state store: {exc}") from exc
+        return ref
 
     async def _ref(self, n: Notification, job_id: str) -> MessageRef | None:
         try:
@@ -179,13 +223,11 @@ class SlackNotifier:
             raise RetryableDelivery(f"could not read the Slack message of job "
                                     f"{n.source}/{job_id} from the state store: {exc}") from exc
 
-    async def _reply(self, ref: MessageRef, message: SlackMessage) -> None:
-        await self._call("chat.postMessage", channel=ref.channel, thread_ts=ref.ts,
-                         **message.fields())
+    async def _reply(self, op: _Op, ref: MessageRef) -> None:
+        await self._call("chat.postMessage", op, channel=ref.channel, thread_ts=ref.ts)
 
-    async def _post(self, message: SlackMessage) -> _Posted:
-        data = await self._call("chat.postMessage", channel=self._config.channel,
-                                **message.fields())
+    async def _post(self, op: _Op) -> _Posted:
+        data = await self._call("chat.postMessage", op, channel=self._config.channel)
         channel, ts = data.get("channel"), data.get("ts")
         if not isinstance(channel, str) or not isinstance(ts, str):
             raise PermanentDelivery(
@@ -196,8 +238,13 @@ class SlackNotifier:
 
     # --- calls ------------------------------------------------------------------------------
 
-    async def _call(self, method: str, **fields: Any) -> Mapping[str, Any]:
-        return await self._sender.call(partial(self._web_call, method, fields))
+    async def _call(self, method: str, op: _Op, **where: Any) -> Mapping[str, Any]:
+        """Call `method` with the op's message as it is when the gate lets the call in (a
+        newer send of the same job may have replaced it while it waited)."""
+        async def call() -> Mapping[str, Any]:
+            return await self._web_call(method, where | op.payload.message.fields())
+
+        return await self._sender.call(call, method=method, op=op)
 
     async def _web_call(self, method: str, fields: dict[str, Any]) -> Mapping[str, Any]:
         client = self._clients.web
@@ -233,8 +280,11 @@ class SlackNotifier:
             return RateLimited(outcome.reason, outcome.retry_after)
         return outcome.error(f"Slack {method} on sink {self.name!r}")
 
-    async def _post_webhook(self, message: SlackMessage) -> None:
-        await self._sender.call(partial(self._webhook_call, message))
+    async def _post_webhook(self, op: _Op) -> None:
+        async def call() -> None:
+            await self._webhook_call(op.payload.message)
+
+        await self._sender.call(call, method="incoming-webhook", op=op)
 
     async def _webhook_call(self, message: SlackMessage) -> None:
         client = self._clients.webhook
@@ -299,6 +349,18 @@ def _details(response: Any) -> tuple[int, Mapping[str, str], str | None]:
     data = getattr(response, "data", None)
     error = data.get("error") if isinstance(data, dict) else None
     return int(status), headers, str(error) if error is not None else None
+
+
+def budgets(config: SlackSink) -> tuple[Budget, Budget]:
+    """The sink's (post, update) budgets: `rate_limits`, or the older fixed `min_interval`
+    spacing for both when it is given."""
+    if config.min_interval is not None:
+        seconds = config.min_interval.total_seconds()
+        spaced = Budget(per_second=1 / seconds if seconds > 0 else math.inf)
+        return spaced, spaced
+    limits = config.rate_limits
+    return (Budget(per_second=limits.post_per_second, burst=limits.post_burst),
+            Budget(per_second=limits.update_per_minute / 60, burst=limits.update_burst))
 
 
 def capabilities(config: SlackSink) -> SinkCapabilities:

@@ -1,40 +1,53 @@
-"""One Slack channel's send queue: in order, paced, honouring 429s, coalescing stale edits.
+"""One Slack channel's sender: the most urgent first, each job in order, within Slack's budgets.
 
-Slack allows about one message per second per channel and answers bursts with HTTP 429 +
-`Retry-After`. Every send to a channel goes through its `ChannelSender`: one worker task
-runs the queued operations in submission order and spaces the API calls `min_interval`
-apart. A 429 is waited out and the same call repeated, so nothing is dropped; only a wait
-longer than `max_wait` hands the delivery back to the outbox (RetryableDelivery) rather than
-holding its lease (a Retry-After of `inf` or 1e20 is clamped first and takes that path).
-While an edit of a message waits, a newer edit of the same message replaces it, and the
-replaced one counts as delivered; an operation marked `final` (a terminal state) is never
-replaced.
+Every send to a channel is an operation (`Op`) submitted here. Operations of one job (a
+`lane`) run one after another, in submission order; operations of different jobs run side
+by side, and every API call they make waits at the gate of its method's budget
+(`slack_budget.Gate`: `chat.postMessage` per channel, `chat.update` per workspace), which
+lets the most urgent waiting call in first. So a failure queued behind 50 "job started"
+posts goes out next, edits never wait for posts, and a 429 on one method pauses only that
+method's gate.
+
+Coalescing: while an operation has not made its first call yet, a newer one with the same
+`key` (the same job's message) takes its place: the waiting operation's payload becomes the
+newer one, so a root post that is still waiting goes out once with the latest state (never
+a post followed by an edit), and waiting edits collapse into the latest. The replaced
+submission counts as delivered. An operation marked `final` (a terminal state) is never
+replaced; later ones queue behind it.
+
+A 429 is waited out and the call repeated; a wait longer than `max_wait` hands the delivery
+back to the outbox (RetryableDelivery) rather than holding its lease (a Retry-After of `inf`
+or 1e20 is clamped first and takes that path).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from bridge.errors import RetryableDelivery
 from bridge.retry_after import DEFAULT_MAX_RETRY_AFTER, clamp
+from bridge.sinks.slack_budget import Budget, Clock, Gate, Sleep, TokenBucket
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 # Slack always sends Retry-After with a 429; this is for Slack-compatible servers that do not.
 DEFAULT_RATE_LIMIT_WAIT = 1.0
 DEFAULT_MAX_WAIT = 30.0
-# A 429 asking to wait 0 s (or a hair more) with `min_interval = 0` would repeat the call
-# in a tight loop: every 429 waits at least this, and a call answered 429 this many times
-# in a row goes back to the outbox.
+# A 429 asking to wait 0 s (or a hair more) with no pacing would repeat the call in a tight
+# loop: every 429 waits at least this, and a call answered 429 this many times in a row goes
+# back to the outbox.
 MIN_RATE_LIMIT_WAIT = 0.05
 MAX_RATE_LIMITS_PER_CALL = 20
 
@@ -48,151 +61,204 @@ class RateLimited(Exception):
 
 
 @dataclass(slots=True, eq=False)
-class _Op:
-    run: Callable[[], Awaitable[None]]
+class Op(Generic[P]):
+    """One queued send. `payload` is what it sends; a newer submission may replace it until
+    the operation's first call (`started`)."""
+
+    run: Callable[[Op[P]], Awaitable[None]]
+    payload: P
     future: asyncio.Future[None]
+    lane: Hashable
     # Operations with the same key edit the same message: a waiting one may be replaced.
     key: Hashable | None
     final: bool
+    rank: int
+    seq: int
+    started: bool = False
+    # How many newer submissions took this operation's place.
+    replaced: int = 0
 
 
-class ChannelSender:
-    """The ordered, paced queue of one channel. Create once per channel; `aclose()` at the end."""
+class ChannelSender(Generic[P]):
+    """The operations of one channel. Create once per channel; `aclose()` at the end.
+
+    `gate_of(method)` gives the gate of a method's budget (shared with other senders that
+    spend it); a method it has none for gets a gate of its own here, paced at
+    `min_interval` (0: unpaced)."""
 
     def __init__(
         self,
         channel: str,
         *,
-        min_interval: float,
+        min_interval: float = 0.0,
+        gate_of: Callable[[str], Gate | None] | None = None,
         max_wait: float = DEFAULT_MAX_WAIT,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ):
         self.channel = channel
         self._min_interval = min_interval
+        self._gate_of = gate_of
+        self._gates: dict[str, Gate] = {}
         self._max_wait = max_wait
         self._max_retry_after = max_retry_after
         self._clock = clock
         self._sleep = sleep
-        self._queue: deque[_Op] = deque()
-        self._worker: asyncio.Task[None] | None = None
-        self._next_at = 0.0
+        self._lanes: dict[Hashable, deque[Op[P]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._seq = itertools.count()
         self._closed = False
         self.coalesced = 0
         self.rate_limited = 0
 
     @property
     def pending(self) -> int:
-        """Operations queued and not started yet."""
-        return len(self._queue)
+        """Operations submitted that have not made their first call yet."""
+        return sum(1 for lane in self._lanes.values() for op in lane if not op.started)
+
+    def gate(self, method: str) -> Gate:
+        """The gate `method`'s calls wait at."""
+        gate = self._gates.get(method)
+        if gate is None and self._gate_of is not None:
+            gate = self._gate_of(method)
+            if gate is not None:
+                self._gates[method] = gate
+        if gate is None:
+            per_second = 1 / self._min_interval if self._min_interval > 0 else math.inf
+            gate = self._gates[method] = Gate(
+                name=f"{method} to {self.channel}",
+                bucket=TokenBucket(Budget(per_second=per_second), self._clock()),
+                clock=self._clock, sleep=self._sleep)
+        return gate
 
     def submit(
-        self, run: Callable[[], Awaitable[None]], *, key: Hashable | None = None,
-        final: bool = False,
+        self, run: Callable[[Op[P]], Awaitable[None]], payload: P, *,
+        lane: Hashable | None = None, key: Hashable | None = None, final: bool = False,
+        rank: int = 1,
     ) -> asyncio.Future[None]:
-        """Queue `run`; the future resolves when it ran (or was replaced by a newer edit).
+        """Queue `run(op)`; the future resolves when it ran (or was replaced by a newer one).
 
-        Queues synchronously, so callers started in order are queued in that order.
+        Queues synchronously, so callers started in order are queued in that order. `lane`
+        (None: a lane of its own) keeps one job's operations in order; `rank` (0 first) is
+        the urgency its calls wait at the gates with.
         """
         if self._closed:
             raise RetryableDelivery(f"the Slack sender for {self.channel} is closed; "
                                     "the delivery stays in the outbox")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        op = _Op(run=run, future=future, key=key, final=final)
-        if not self._replace_waiting(op):
-            self._queue.append(op)
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work(), name=f"slack:{self.channel}")
+        lane_key: Hashable = lane if lane is not None else object()
+        op = Op(run=run, payload=payload, future=future, lane=lane_key, key=key, final=final,
+                rank=rank, seq=next(self._seq))
+        queue = self._lanes.get(lane_key)
+        if queue is not None and self._replace_waiting(queue, op):
+            return future
+        if queue is None:
+            queue = self._lanes[lane_key] = deque()
+        queue.append(op)
+        if len(queue) == 1:
+            self._start(op)
         return future
 
-    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run one API call at the channel's pace, waiting out rate limits up to `max_wait`."""
-        waited = 0.0
+    async def call(self, fn: Callable[[], Awaitable[T]], *, method: str = "chat.postMessage",
+                   op: Op[P] | None = None) -> T:
+        """Run one API call of `method` when its gate lets it in (the op's urgency decides
+        who goes first), waiting out rate limits up to `max_wait`."""
+        gate = self.gate(method)
+        ticket: _Ticket | Op[P] = op if op is not None else _Ticket(rank=1, seq=next(self._seq))
         refusals = 0
         while True:
-            delay = self._next_at - self._clock()
-            if delay > self._max_wait - waited:
-                raise self._too_long(delay)
-            if delay > 0:
-                await self._sleep(delay)
-                waited += delay
+            await gate.acquire(ticket, max_wait=self._max_wait)
+            if op is not None:
+                op.started = True  # from here on its payload is what Slack got
             try:
-                result = await fn()
+                return await fn()
             except RateLimited as exc:
                 self.rate_limited += 1
                 refusals += 1
-                # Clamped so that `inf` or 1e20 neither blocks the channel for good nor
-                # leaves `_next_at` unreachable: above `max_wait` it goes back to the outbox.
+                # Clamped so that `inf` or 1e20 neither blocks the gate for good nor leaves
+                # it paused out of reach: above `max_wait` it goes back to the outbox.
                 wait = clamp(exc.retry_after, self._max_retry_after)
                 if wait is None:
                     wait = DEFAULT_RATE_LIMIT_WAIT
-                wait = max(wait, self._min_interval, MIN_RATE_LIMIT_WAIT)
-                self._next_at = self._clock() + wait
-                if refusals >= MAX_RATE_LIMITS_PER_CALL:
-                    raise self._too_long(wait) from None
-                log.warning("Slack rate-limited channel %s (%s); waiting %.2f s",
-                            self.channel, exc, wait)
-                continue
-            except BaseException:
-                self._next_at = self._clock() + self._min_interval
-                raise
-            self._next_at = self._clock() + self._min_interval
-            return result
+                wait = max(wait, MIN_RATE_LIMIT_WAIT)
+                gate.pause(wait)
+                if wait > self._max_wait or refusals >= MAX_RATE_LIMITS_PER_CALL:
+                    raise gate.too_long(wait) from None
+                log.warning("Slack rate-limited %s (%s); waiting %.2f s", gate.name, exc, wait)
 
     async def aclose(self) -> None:
-        """Stop the worker; queued operations fail as retryable and stay in the outbox."""
+        """Stop; operations not started fail as retryable and stay in the outbox."""
         self._closed = True
-        while self._queue:
-            op = self._queue.popleft()
-            if not op.future.done():
-                op.future.set_exception(RetryableDelivery(
-                    f"the Slack sender for {self.channel} closed before sending"))
-        if self._worker is not None:
-            self._worker.cancel()
+        for lane in self._lanes.values():
+            for op in lane:
+                if not op.future.done():
+                    op.future.set_exception(RetryableDelivery(
+                        f"the Slack sender for {self.channel} closed before sending"))
+        self._lanes.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+                await task
 
-    def _replace_waiting(self, op: _Op) -> bool:
+    def _replace_waiting(self, queue: deque[Op[P]], op: Op[P]) -> bool:
         if op.key is None:
             return False
-        for index in range(len(self._queue) - 1, -1, -1):
-            waiting = self._queue[index]
+        for waiting in reversed(queue):
             if waiting.key != op.key:
                 continue
-            if waiting.final:
+            if waiting.final or waiting.started:
                 return False
-            self._queue[index] = op
+            replaced = waiting.future
+            waiting.run, waiting.payload, waiting.future = op.run, op.payload, op.future
+            waiting.final = op.final
+            waiting.rank = min(waiting.rank, op.rank)
+            waiting.replaced += 1
             self.coalesced += 1
-            if not waiting.future.done():
-                waiting.future.set_result(None)
-            log.debug("channel %s: a newer edit replaced a waiting one (%s)", self.channel, op.key)
+            if not replaced.done():
+                replaced.set_result(None)
+            log.debug("channel %s: a newer send replaced a waiting one (%s)", self.channel,
+                      op.key)
             return True
         return False
 
-    async def _work(self) -> None:
-        while self._queue:
-            op = self._queue.popleft()
-            if op.future.done():  # the caller gave up (cancelled): nothing to report to
-                continue
-            try:
-                await op.run()
-            except asyncio.CancelledError:
-                if not op.future.done():
-                    op.future.set_exception(RetryableDelivery(
-                        f"the Slack sender for {self.channel} closed while sending"))
-                raise
-            except Exception as exc:  # handed to the caller, who decides
-                if not op.future.done():
-                    op.future.set_exception(exc)
-            else:
-                if not op.future.done():
-                    op.future.set_result(None)
+    def _start(self, op: Op[P]) -> None:
+        task = asyncio.create_task(self._run_lane(op.lane), name=f"slack:{self.channel}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _too_long(self, delay: float) -> RetryableDelivery:
-        return RetryableDelivery(
-            f"Slack asks to wait {delay:.1f} s before the next message to {self.channel}; "
-            "the outbox will retry then",
-            retry_after=delay,
-        )
+    async def _run_lane(self, lane: Hashable) -> None:
+        """Run a lane's operations in order until it is empty."""
+        while (queue := self._lanes.get(lane)):
+            op = queue[0]
+            if not op.future.done():  # done: the caller gave up (cancelled)
+                await self._run_one(op)
+            if queue and queue[0] is op:
+                queue.popleft()
+            if not queue:
+                self._lanes.pop(lane, None)
+
+    async def _run_one(self, op: Op[P]) -> None:
+        try:
+            await op.run(op)
+        except asyncio.CancelledError:
+            if not op.future.done():
+                op.future.set_exception(RetryableDelivery(
+                    f"the Slack sender for {self.channel} closed while sending"))
+            raise
+        except Exception as exc:  # handed to the caller, who decides
+            if not op.future.done():
+                op.future.set_exception(exc)
+        else:
+            if not op.future.done():
+                op.future.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ticket:
+    """The place in line of a call made outside an operation."""
+
+    rank: int
+    seq: int
