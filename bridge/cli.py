@@ -360,7 +360,8 @@ def _print_outbox(rows: Sequence[Any], now: datetime, *, as_json: bool) -> None:
              "rule": r.notification.rule, "source": r.notification.source,
              "job_id": r.notification.job_id, "attempts": r.attempts,
              "created_at": r.created_at.isoformat(), "last_error": r.last_error,
-             "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at else None}
+             "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at else None,
+             "silenced": r.notification.silenced}
             for r in rows], indent=2))
         return
     if not rows:
@@ -372,7 +373,8 @@ def _print_outbox(rows: Sequence[Any], now: datetime, *, as_json: bool) -> None:
     for r in rows:
         age = _short_age((now - r.created_at).total_seconds())
         job = f"{r.notification.source}/{r.notification.job_id or '-'}"
-        error = _whole_words(r.last_error or "")
+        # A silenced row has no error: say what silenced it instead.
+        error = _whole_words(r.last_error or r.notification.silenced or "")
         print(f"{r.id:<28} {r.status!s:<9} {r.notification.sink:<14} {job[:24]:<24} "
               f"{age:>7} {r.attempts:>5}  {error}")
 

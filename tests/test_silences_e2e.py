@@ -271,3 +271,22 @@ async def test_bridge_silence_add_list_expire(
     assert expired_out.strip() == f"expired {silence_id}"
     assert "HTTP 404" in missing_err
     assert current["silences"] == []
+
+
+async def test_bridge_outbox_lists_silenced_rows_with_their_reason(
+        tmp_path: Path, receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str]) -> None:
+    async with instance(tmp_path, receiver) as r:
+        _, made = await r.call("POST", "/v1/silences", {
+            "matchers": {"job.id": "exp-1"}, "duration": "1h", "comment": "upgrade"})
+        await r.push("exp-1", "run")
+        config = str(tmp_path / "config" / "rules.toml")
+        listed = await asyncio.to_thread(main, ["outbox", "--status", "silenced",
+                                                "--config", config, "--json"])
+        rows = json.loads(capsys.readouterr().out)
+        text = await asyncio.to_thread(main, ["outbox", "--status", "silenced",
+                                              "--config", config])
+        table = capsys.readouterr().out
+    assert (listed, text) == (0, 0)
+    assert [(row["status"], row["job_id"], row["silenced"]) for row in rows] == [
+        ("silenced", "exp-1", f"silence {made['id']} (upgrade)")]
+    assert f"silence {made['id']} (upgrade)" in table
