@@ -30,7 +30,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridge.config.schema import SlackSink
+from bridge.config.schema import Config, SlackSink
 from bridge.server.api import json_response
 from bridge.server.state import ServerState, state_of
 from bridge.silences import SilenceError
@@ -82,6 +82,8 @@ SEEN = web.AppKey("bridge_slack_seen", SeenSignatures)
 @dataclass(frozen=True, slots=True)
 class _Services:
     store: Store
+    config: Config
+    session: aiohttp.ClientSession
 
 
 def _refuse(message: str) -> web.HTTPUnauthorized:
@@ -144,7 +146,9 @@ async def interactions(request: web.Request) -> web.Response:
         raise _refuse("this signed request was already accepted (replay)")
     press = parse_press(sink, body, state.clock())
     try:
-        outcome = await ACTIONS[press.action].handler(press, _Services(store=state.runtime.store))
+        services = _Services(store=state.runtime.store, config=state.runtime.config,
+                             session=state.runtime.session)
+        outcome = await ACTIONS[press.action].handler(press, services)
     except SilenceError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     log.info("Slack user %s (%s) pressed %s on %s/%s: %s", press.user_id, press.user_name,

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import aiohttp
+
+from bridge.config.schema import Config
 from bridge.errors import RetryableDelivery, StoreError
 from bridge.model import Notification
 from bridge.silences import new_silence
@@ -69,10 +72,18 @@ class Outcome:
 
 
 class Services(Protocol):
-    """What action handlers may use: the store (silences, the action record)."""
+    """What action handlers may use: the store (silences, the action record), the config
+    (a source's settings, for an action that calls the source's API) and the shared HTTP
+    session to call it with."""
 
     @property
     def store(self) -> Store: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def session(self) -> aiohttp.ClientSession: ...
 
 
 Handler = Callable[[Press, Services], Awaitable[Outcome]]
