@@ -19,6 +19,7 @@ from enum import StrEnum
 
 from bridge.config.schema import RetryPolicy
 from bridge.errors import DeliveryError, RetryableDelivery, StoreError
+from bridge.logs import for_sink
 from bridge.metrics import Metrics
 from bridge.model import Delivery
 from bridge.retry_after import DEFAULT_MAX_RETRY_AFTER, clamp
@@ -136,8 +137,9 @@ class _Recorder:
                 self._metrics.deliveries.labels(sent.sink).inc()
                 self._metrics.delivery_latency.labels(sent.sink).observe(
                     max(0.0, (sent.at - sent.delivery.created_at).total_seconds()))
-                log.info("delivered %s to %s (attempt %d)", sent.delivery.id, sent.sink,
-                         sent.delivery.attempts + 1)
+                for_sink(log, sent.sink).info("delivered %s to %s (attempt %d)",
+                                              sent.delivery.id, sent.sink,
+                                              sent.delivery.attempts + 1)
 
     async def _write(self, batch: list[_Sent]) -> None:
         await self._store.mark_delivered_many([(s.delivery.id, s.at) for s in batch])
@@ -230,7 +232,8 @@ class DeliveryWorkers:
                     self._clock(), CLAIM_BATCH, self._claim_lease, sink=sink_name
                 )
             except StoreError as exc:
-                log.error("outbox claim failed for sink %s: %s", sink_name, exc)
+                for_sink(log, sink_name).error("outbox claim failed for sink %s: %s",
+                                               sink_name, exc)
                 claimed = []
             self._idle[sink_name] = not claimed
             if not claimed:
@@ -246,7 +249,8 @@ class DeliveryWorkers:
             except Exception:
                 # A store that fails while recording an outcome must not end this sink's
                 # worker: the rows stay leased and come back after their lease.
-                log.exception("delivery to %s failed while recording outcomes", sink_name)
+                for_sink(log, sink_name).exception(
+                    "delivery to %s failed while recording outcomes", sink_name)
                 await asyncio.sleep(IDLE_WAIT)
             finally:
                 renewing.cancel()
@@ -261,7 +265,8 @@ class DeliveryWorkers:
             try:
                 await self._store.renew_claims(ids, self._clock() + self._claim_lease)
             except StoreError as exc:
-                log.error("could not renew claims for sink %s: %s", sink_name, exc)
+                for_sink(log, sink_name).error("could not renew claims for sink %s: %s",
+                                               sink_name, exc)
 
     async def _send(self, sink_name: str, claimed: list[Delivery]) -> None:
         """Send one claimed batch, as the sink's capabilities say."""
@@ -298,8 +303,9 @@ class DeliveryWorkers:
             if step is None:
                 delivered_after.add(lane)
             elif step.kind is StepKind.RETRY and lane in delivered_after and not n.terminal:
-                log.info("delivery %s to %s superseded by a later edit of the same message",
-                         delivery.id, sink_name)
+                for_sink(log, sink_name).info(
+                    "delivery %s to %s superseded by a later edit of the same message",
+                    delivery.id, sink_name)
                 self._recorder.add(_Sent(sink=sink_name, delivery=delivery, at=self._clock()))
 
     def _idle_wait(self, sink_name: str) -> float:
@@ -332,7 +338,7 @@ class DeliveryWorkers:
         except DeliveryError as exc:
             return await self._failed(sink_name, delivery, exc)
         except Exception as exc:  # a bug in a sink must not kill its worker or lose the row
-            log.exception("sink %s raised unexpectedly; will retry", sink_name)
+            for_sink(log, sink_name).exception("sink %s raised unexpectedly; will retry", sink_name)
             return await self._failed(sink_name, delivery, _as_retryable(exc))
         self._recorder.add(_Sent(sink=sink_name, delivery=delivery, at=self._clock()))
         return None
@@ -354,14 +360,14 @@ class DeliveryWorkers:
             soonest = self._next_retry[sink_name]
             if soonest is None or step.at < soonest:
                 self._next_retry[sink_name] = step.at
-            log.warning(
+            for_sink(log, sink_name).warning(
                 "delivery %s to %s failed (attempt %d): %s; retrying at %s",
                 delivery.id, sink_name, delivery.attempts + 1, error, step.at.isoformat(),
             )
             return step
         await self._store.mark_dead(delivery.id, f"{step.kind}: {error}", now)
         self._metrics.dead_letters.labels(sink_name).inc()
-        log.error(
+        for_sink(log, sink_name).error(
             "delivery %s to %s dead-lettered (%s) after %d attempts: %s; "
             "`bridge outbox retry %s` re-queues it",
             delivery.id, sink_name, step.kind, delivery.attempts + 1,

@@ -5,6 +5,10 @@ The filter masks every secret the process's `bridge.secrets.REGISTRY` knows (the
 `SecretStr` values and URL credentials, the admin token) in the message, its arguments,
 extra context and tracebacks, so a secret that leaks into an exception message from a
 library still never reaches the log.
+
+Records about one source or one sink carry it as context (`source=`, `sink=`): modules log
+through `for_source(log, name)` / `for_sink(log, name)`, LoggerAdapters that add it, so a
+JSON collector can filter on the key instead of parsing messages.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
@@ -28,6 +32,24 @@ _LEVELS = ("debug", "info", "warning", "error", "critical")
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__
 ) | {"message", "asctime", "taskName"}
+
+
+class ContextLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose records carry its context, merged with any `extra=` of the call
+    (Python 3.11's LoggerAdapter would replace that `extra` instead)."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]
+                ) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
+def for_source(logger: logging.Logger, source: str) -> ContextLogger:
+    return ContextLogger(logger, {"source": source})
+
+
+def for_sink(logger: logging.Logger, sink: str) -> ContextLogger:
+    return ContextLogger(logger, {"sink": sink})
 
 
 class RedactingFilter(logging.Filter):
@@ -71,7 +93,10 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message, the `extra=` context, exc."""
+    """One JSON object per line: ts, level, logger, message, the `extra=` context, exc.
+
+    Ours, not python-json-logger's: that one formats `record.exc_info` itself, ahead of the
+    `exc_text` RedactingFilter masked, so a secret in a traceback would reach the log."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

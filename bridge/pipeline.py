@@ -21,6 +21,7 @@ from datetime import datetime
 
 from bridge.config.schema import Config
 from bridge.errors import SourceError, SourceUnavailable
+from bridge.logs import for_sink, for_source
 from bridge.metrics import Metrics
 from bridge.model import Event, JobStatus, Notification, PollResult, SourceHealth, TrackedJob
 from bridge.render import Renderer
@@ -166,7 +167,7 @@ class Pipeline:
                 return await self._run(name, Batch(error=exc))
             except Exception as exc:
                 # A bug in a source must not look like "no news": mark the source down, loudly.
-                log.exception("source %s: poll raised unexpectedly", name)
+                for_source(log, name).exception("source %s: poll raised unexpectedly", name)
                 self._metrics.poll_errors.labels(name).inc()
                 error = SourceUnavailable(f"internal error while polling: {type(exc).__name__}")
                 return await self._run(name, Batch(error=error))
@@ -193,7 +194,8 @@ class Pipeline:
                 # was computed from stale state, commits nothing and emits nothing. A poll is
                 # simply repeated by the next one; a push is run again on fresh state.
                 self._metrics.stale_commits.labels(name).inc()
-                log.info("source %s: %s; reloading its state from the store", name, exc)
+                for_source(log, name).info("source %s: %s; reloading its state from the store",
+                                           name, exc)
                 await self._load_source(name)
                 if retries <= 0:
                     return PollOutcome(source=name)
@@ -238,6 +240,7 @@ class Pipeline:
                 (n.rule, n.sink) for n in batch.silenced_notifications).items():
             metrics.silenced.labels(rule, sink).inc(count)
         for failure in batch.failures:
-            log.error("rule %s: template failed for sink %s: %s", failure.rule, failure.sink,
-                      failure.error)
+            for_sink(log, failure.sink).error(
+                "rule %s: template failed for sink %s: %s", failure.rule, failure.sink,
+                failure.error)
             metrics.render_errors.labels(failure.rule).inc()

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bridge.logs import for_source
+
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=5)
@@ -100,12 +102,13 @@ class PollScheduler:
     async def _run(self, name: str) -> None:
         not_before = self._not_before.get(name)
         if not_before is not None and self._clock() < not_before:
-            log.debug("source %s backing off until %s", name, not_before.isoformat())
+            for_source(log, name).debug("source %s backing off until %s", name,
+                                        not_before.isoformat())
             return
         try:
             ok, retry_after = await self._poll(name)
         except Exception:  # the schedule must survive any bug in one poll
-            log.exception("poll of %s crashed; will retry", name)
+            for_source(log, name).exception("poll of %s crashed; will retry", name)
             ok, retry_after = False, None
         if ok:
             self._failures[name] = 0
@@ -114,5 +117,5 @@ class PollScheduler:
         self._failures[name] = self._failures.get(name, 0) + 1
         delay = backoff_delay(self._failures[name], self._intervals[name], retry_after)
         self._not_before[name] = self._clock() + delay
-        log.info("source %s: next poll in %.1fs (failure %d)", name, delay.total_seconds(),
-                 self._failures[name])
+        for_source(log, name).info("source %s: next poll in %.1fs (failure %d)", name,
+                                   delay.total_seconds(), self._failures[name])

@@ -6,13 +6,18 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from bridge.config.loader import parse_config
 from bridge.errors import ConfigError
-from bridge.logs import RedactingFilter, installed_filter, setup_logging
+from bridge.app import Bridge
+from bridge.logs import RedactingFilter, for_sink, for_source, installed_filter, setup_logging
+from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.secrets import secret_values
+from tests.crash_support import eventually
+from tests.hostile_support import Answer, HostileServer
 
 CONFIG = """
 [bridge]
@@ -39,6 +44,7 @@ url = "https://hooks.example.com/T000/very-secret-path"
 secret = "whsec_c2lua3NlY3JldHNpbmtzZWNyZXQ="
 """
 
+SINK_SECRET = "whsec_c29hay10ZXN0LXNlY3JldC0wMTIzNDU2Nzg5YWI="
 SECRETS = (
     "admin-token-123456",
     "zendesk-api-token-abcdef",
@@ -97,6 +103,66 @@ def test_text_lines_show_level_logger_message_and_context() -> None:
     assert "WARNING" in line
     assert "bridge.test: source down" in line
     assert line.endswith("source=zd")
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_source_and_sink_loggers_add_their_context_to_the_call_s_own() -> None:
+    stream = _setup("json")
+    for_source(logging.getLogger("bridge.test"), "zd").warning("down", extra={"failures": 3})
+    for_sink(logging.getLogger("bridge.test"), "pager").error("dead")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (first["source"], first["failures"], first["message"]) == ("zd", 3, "down")
+    assert (second["sink"], second["message"]) == ("pager", "dead")
+    assert "source" not in second
+
+
+@pytest.mark.usefixtures("restore_root")
+async def test_a_failed_poll_and_a_failed_delivery_log_their_source_and_sink(
+    tmp_path: Path,
+) -> None:
+    stream = _setup("json")
+    async with WebhookReceiver(secret=SINK_SECRET) as receiver, HostileServer(
+            Answer(status=500)) as api:
+        receiver.script([503])
+        config = parse_config(f"""
+[bridge]
+state = "sqlite:///{tmp_path}/state.db"
+[[sources]]
+name = "zd"
+kind = "zendesk"
+base_url = "{api.url}"
+interval = "1h"
+down_after = 1
+[sources.auth]
+type = "basic"
+username = "ops@example.com/token"
+password = "zendesk-api-token-abcdef"
+[[sinks]]
+name = "pager"
+kind = "webhook"
+url = "{receiver.url}"
+secret = "{SINK_SECRET}"
+retry = {{ schedule = ["1h"] }}
+[[rules]]
+name = "down"
+on = "source_down"
+template = "source_down.slack.j2"
+notify = ["pager"]
+""", str(tmp_path / "rules.toml"), env={})
+        async with Bridge(config, serve_http=False, drain_timeout=0.5) as bridge:
+            await bridge.pipeline.poll("zd")
+            await receiver.wait_for(lambda: len(receiver.requests) == 1, within=10)
+
+            def logged() -> list[dict[str, object]]:
+                return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+            async def retry_logged() -> bool:
+                return any(e.get("sink") == "pager" and "retrying" in str(e["message"])
+                           for e in logged())
+
+            await eventually(retry_logged, within=10, what="the failed delivery's log line")
+    entries = logged()
+    assert any(e.get("source") == "zd" and "down" in str(e["message"]) for e in entries)
 
 
 @pytest.mark.usefixtures("restore_root")

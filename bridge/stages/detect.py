@@ -17,6 +17,7 @@ from typing import cast
 
 from bridge.detect import DetectSettings, detect, finished_ids, source_failed, source_succeeded
 from bridge.errors import SourceMisconfigured
+from bridge.logs import for_source
 from bridge.model import Event, TrackedJob
 from bridge.stages.base import Batch, Context
 
@@ -46,7 +47,7 @@ class Detect:
                 source=ctx.source, health=ctx.health, now=ctx.now, latency=batch.latency
             )
             if up:
-                log.info("source %s is up again", ctx.source)
+                for_source(log, ctx.source).info("source %s is up again", ctx.source)
             events.extend(up)
         detection = detect(source=ctx.source, known=ctx.jobs, poll=batch.poll, now=ctx.now,
                            settings=self._settings[ctx.source])
@@ -71,11 +72,12 @@ class Detect:
         health, events = source_failed(source=ctx.source, health=ctx.health,
                                        reason=str(batch.error), now=ctx.now,
                                        down_after=down_after)
+        said = for_source(log, ctx.source)
         if health.up:
-            log.warning("source %s: poll failed (%d of %d before it counts as down): %s",
+            said.warning("source %s: poll failed (%d of %d before it counts as down): %s",
                         ctx.source, health.failures, down_after, batch.error)
         elif events or ctx.health is None or ctx.health.up:
-            log.warning("source %s is down: %s", ctx.source, batch.error)
+            said.warning("source %s is down: %s", ctx.source, batch.error)
         else:
-            log.debug("source %s still down: %s", ctx.source, batch.error)
+            said.debug("source %s still down: %s", ctx.source, batch.error)
         return replace(batch, health=health, events=events)
