@@ -33,12 +33,13 @@ import jinja2
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.exceptions import SecurityError
 
-from bridge.config.schema import Config, Rule, SinkBase, SlackSink, WebhookSink
+from bridge.config.schema import Config, Rule, SinkBase
 from bridge.errors import TemplateError
 from bridge.filters import FILTERS, BridgeEnvironment, Flavor
 from bridge.model import Event
 from bridge.resources import template_loader
 from bridge.rules import Predicate, event_context
+from bridge.sinks import PayloadShape, sink_capabilities
 from bridge.webhooks import catalog
 from bridge.when_hints import syntax_message, undefined_message
 
@@ -77,9 +78,10 @@ def is_json_template(name: str) -> bool:
     return name.endswith(_JSON_SUFFIXES)
 
 
-def flavor_for(template: str, sink: SinkBase) -> Flavor:
-    """How interpolated values are escaped when `template` renders for `sink`."""
-    if isinstance(sink, SlackSink):
+def flavor_for(template: str, shape: PayloadShape) -> Flavor:
+    """How interpolated values are escaped when `template` renders for a sink whose
+    payload has this shape."""
+    if shape is PayloadShape.SLACK:
         return Flavor.BLOCKS if is_json_template(template) else Flavor.SLACK
     return Flavor.JSON if is_json_template(template) else Flavor.TEXT
 
@@ -251,6 +253,7 @@ class Renderer:
     def __init__(self, config: Config, *, strict: bool = True):
         self.templates = Templates(config.bridge.templates, timezone_named(config.bridge.timezone))
         self._sinks = {s.name: s for s in config.sinks}
+        self._shapes = {s.name: sink_capabilities(s).payload for s in config.sinks}
         # The context of the last (event, rule) rendered: a rule notifying several sinks
         # renders the same event for each, and they can share one (templates never write to
         # it: Templates.render copies it into Jinja's own context).
@@ -267,10 +270,11 @@ class Renderer:
             for name in rule.notify:
                 sink = self._sinks.get(name)
                 if sink is not None:
-                    wanted[(rule.template, flavor_for(rule.template, sink))] = None
+                    wanted[(rule.template, flavor_for(rule.template, self._shape(sink)))] = None
         for sink in self._sinks.values():
-            if isinstance(sink, WebhookSink) and sink.body:
-                wanted[(sink.body, Flavor.JSON)] = None
+            body = sink.body_template()
+            if body:
+                wanted[(body, Flavor.JSON)] = None
         problems: dict[str, RenderError] = {}
         for name, flavor in wanted:
             try:
@@ -282,16 +286,24 @@ class Renderer:
     def render(self, rule: Rule, event: Event, sink: SinkBase) -> dict[str, Any]:
         """The payload `rule` sends to `sink` about `event`. Raises RenderError."""
         context = self._context(event, rule.name)
-        if isinstance(sink, SlackSink):
+        shape = self._shape(sink)
+        if shape is PayloadShape.SLACK:
             return self._slack(rule.template, context)
         text = self.text(rule.template, context)
-        if isinstance(sink, WebhookSink):
-            if sink.body:
-                body = self.body(sink.body, {**context, "text": text, "sink": sink.name})
+        if shape is PayloadShape.WEBHOOK:
+            template = sink.body_template()
+            if template:
+                body = self.body(template, {**context, "text": text, "sink": sink.name})
             else:
                 body = _dump(envelope(event, rule.name, text))
             return {"text": text, "body": body}
         return {"text": text}
+
+    def _shape(self, sink: SinkBase) -> PayloadShape:
+        # Read once per configured sink: rendering runs per event and sink.
+        if self._sinks.get(sink.name) is sink:
+            return self._shapes[sink.name]
+        return sink_capabilities(sink).payload
 
     def _context(self, event: Event, rule: str) -> dict[str, Any]:
         last = self._last

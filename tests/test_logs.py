@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from bridge.app import Bridge
 from bridge.config.loader import parse_config
 from bridge.errors import ConfigError
-from bridge.app import Bridge
 from bridge.logs import RedactingFilter, for_sink, for_source, installed_filter, setup_logging
-from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.secrets import secret_values
+from bridge.simulators.webhook_receiver import WebhookReceiver
 from tests.crash_support import eventually
 from tests.hostile_support import Answer, HostileServer
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import typing
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,13 +22,15 @@ import pytest
 from pydantic import field_validator, model_validator
 
 from bridge.app import Bridge
+from bridge.checks import sample_event
 from bridge.config import parse_config
 from bridge.config.schema import SinkBase, SourceBase
 from bridge.errors import ConfigError, ConfigErrors, PermanentDelivery, SourceUnavailable
-from bridge.model import Delivery, JobState, JobStatus, PollResult
+from bridge.model import Delivery, EventKind, JobState, JobStatus, PollResult
+from bridge.render import Renderer
 from bridge.secrets import redact_url
 from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
-from bridge.sinks import SINK_KINDS, SinkCapabilities, SinkKind, sink_capabilities
+from bridge.sinks import SINK_KINDS, PayloadShape, SinkCapabilities, SinkKind, sink_capabilities
 from bridge.sinks.base import Sink
 from bridge.sinks.retry import Verdict, classify, classify_exception
 from bridge.sources import SOURCE_KINDS, SourceCapabilities, SourceKind, build_source
@@ -78,14 +81,14 @@ def test_the_loader_knows_exactly_the_registered_kinds(section: str, registry: A
 def test_slack_capabilities_follow_its_mode(mode: str, edits: bool) -> None:
     config = parse_config(f'[[sinks]]\nname = "s"\nkind = "slack"\ntoken = "xoxb-1"\n'
                           f'channel = "#c"\nmode = "{mode}"\n', "rules.toml", {})
-    assert sink_capabilities(config.sinks[0]) == SinkCapabilities(orders_itself=True,
-                                                                  edits_in_place=edits)
+    assert sink_capabilities(config.sinks[0]) == SinkCapabilities(
+        orders_itself=True, edits_in_place=edits, payload=PayloadShape.SLACK)
 
 
 def test_a_webhook_sink_is_sent_row_by_row_in_job_order() -> None:
     config = parse_config('[[sinks]]\nname = "w"\nkind = "webhook"\nurl = "http://h/x"\n',
                           "rules.toml", {})
-    assert sink_capabilities(config.sinks[0]) == SinkCapabilities()
+    assert sink_capabilities(config.sinks[0]) == SinkCapabilities(payload=PayloadShape.WEBHOOK)
 
 
 # --- README "How to add a source kind", step by step ---------------------------------------
@@ -233,6 +236,23 @@ on = "appeared"
 template = "seen.txt.j2"
 notify = ["plain"]
 """
+
+
+@pytest.mark.usefixtures("registered")
+def test_rendering_follows_the_payload_a_sink_kind_declares_not_its_class(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = parse_config(_config_text(tmp_path, "http://127.0.0.1:9/", "http://127.0.0.1:9/in"),
+                          str(tmp_path / "rules.toml"), {})
+    rule, sink = config.rules[0], config.sinks[0]
+    event = sample_event(EventKind.APPEARED, source="lighthouse")
+    assert Renderer(config).render(rule, event, sink) == {
+        "text": "lighthouse job 8b72 is pending"}
+    # The same kind, declaring the webhook payload: the default envelope comes with it.
+    monkeypatch.setitem(SINK_KINDS, "textpost", replace(
+        TEXTPOST, capabilities=SinkCapabilities(payload=PayloadShape.WEBHOOK)))
+    payload = Renderer(config).render(rule, event, sink)
+    assert json.loads(payload["body"])["type"] == "job.appeared"
+    assert json.loads(payload["body"])["data"]["text"] == payload["text"]
 
 
 @pytest.mark.usefixtures("registered")

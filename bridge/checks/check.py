@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bridge.checks.advice import warnings
 from bridge.checks.samples import event_from_data, reason, sample_event, source_for
 from bridge.config.loader import locate
-from bridge.config.schema import Config, Rule, WebhookSink
+from bridge.config.schema import Config, Rule
 from bridge.errors import ConfigError, TemplateError
 from bridge.filters import Flavor
 from bridge.model import EventKind
@@ -94,7 +94,7 @@ def _template_origins(config: Config) -> tuple[list[str], list[str]]:
 
 def _used_templates(config: Config) -> set[str]:
     used = {r.template for r in config.rules}
-    return used | {s.body for s in config.sinks if isinstance(s, WebhookSink) and s.body}
+    return used | {body for s in config.sinks if (body := s.body_template())}
 
 
 def _check_timezone(config: Config, problems: _Problems) -> None:
@@ -144,7 +144,7 @@ def _check_rule(config: Config, renderer: Renderer, index: int, rule: Rule,
         try:
             renderer.render(rule, sample, sink)
         except RenderError as exc:
-            body = sink.body if isinstance(sink, WebhookSink) else None
+            body = sink.body_template()
             path = f"sinks[{sink_index}].body" if body and exc.template == body else (
                 f"{where}.template")
             failures.setdefault((path, str(exc)), []).append(repr(name))
@@ -157,11 +157,12 @@ def _check_idle_bodies(config: Config, renderer: Renderer, problems: _Problems) 
     """Body templates of webhook sinks no rule notifies yet (the rules check the others)."""
     notified = {name for rule in config.rules for name in rule.notify}
     for index, sink in enumerate(config.sinks):
-        if not isinstance(sink, WebhookSink) or not sink.body or sink.name in notified:
+        body = sink.body_template()
+        if not body or sink.name in notified:
             continue
         sample = sample_event(EventKind.TRANSITION, source=source_for(config, None))
         context = {**event_context(sample, "sample"), "text": "sample text", "sink": sink.name}
         try:
-            renderer.body(sink.body, context)
+            renderer.body(body, context)
         except RenderError as exc:
             problems.add(f"sinks[{index}].body", f"{exc} (sample transition event)")

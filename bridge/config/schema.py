@@ -314,6 +314,10 @@ class SinkBase(Strict):
     # retried after this. An extension of the contract.
     max_retry_after: PositiveDuration = timedelta(hours=1)
 
+    def body_template(self) -> str | None:
+        """The template that renders this sink's request body, if its kind has one."""
+        return None
+
     @field_validator("max_retry_after")
     @classmethod
     def _at_most_a_week(cls, value: timedelta) -> timedelta:
@@ -389,6 +393,10 @@ class WebhookSink(SinkBase):
     secret: SigningSecret | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
+
+    def body_template(self) -> str | None:
+        return self.body
+
 
 # --- rules and tests ----------------------------------------------------------------------
 

@@ -15,16 +15,17 @@ import aiohttp
 from bridge.config.schema import SinkBase, SlackSink, WebhookSink
 from bridge.errors import ConfigError
 from bridge.sinks import slack, webhook
-from bridge.sinks.base import Sink, SinkCapabilities, SinkKind
+from bridge.sinks.base import PayloadShape, Sink, SinkCapabilities, SinkKind
 from bridge.store.base import Store
 
-__all__ = ["SINK_KINDS", "Sink", "SinkCapabilities", "SinkKind", "build_sink",
+__all__ = ["SINK_KINDS", "PayloadShape", "Sink", "SinkCapabilities", "SinkKind", "build_sink",
            "sink_capabilities", "sink_kind"]
 
 SINK_KINDS: dict[str, SinkKind[Any]] = {
     "slack": SinkKind(model=SlackSink, factory=slack.SlackNotifier,
                       capabilities=slack.capabilities),
-    "webhook": SinkKind(model=WebhookSink, factory=webhook.build),
+    "webhook": SinkKind(model=WebhookSink, factory=webhook.build,
+                        capabilities=SinkCapabilities(payload=PayloadShape.WEBHOOK)),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
 import aiohttp
@@ -32,6 +33,20 @@ class Sink(Protocol):
         """Stop background senders (per-channel queues); pending work stays in the outbox."""
 
 
+class PayloadShape(StrEnum):
+    """What a notification's payload holds for a sink, so rendering asks the sink's
+    capabilities rather than its kind."""
+
+    # `text`: the rule's template as plain text (`*.json.j2` ones JSON-escaped).
+    TEXT = "text"
+    # `text` in Slack mrkdwn (values escaped for it), plus `blocks` from a Block Kit
+    # (`*.blocks.j2`) template.
+    SLACK = "slack"
+    # `text`, plus `body`: the sink's `body` template, or the default envelope (contract
+    # section 6) built through the webhook catalog.
+    WEBHOOK = "webhook"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SinkCapabilities:
     """How the delivery worker treats a sink. The default is a plain request per row."""
@@ -46,6 +61,8 @@ class SinkCapabilities:
     # Only matters with `orders_itself`: otherwise a failed row holds its job's later rows
     # back, so no later edit can overtake it.
     edits_in_place: bool = False
+    # What the render stage puts in the payload for this sink (see PayloadShape).
+    payload: PayloadShape = PayloadShape.TEXT
 
 
 ConfigT = TypeVar("ConfigT", bound=SinkBase)

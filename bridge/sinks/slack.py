@@ -26,7 +26,7 @@ from bridge.config.schema import SinkBase, SlackSink
 from bridge.errors import PermanentDelivery, RetryableDelivery, StoreError
 from bridge.model import Delivery, JobState, Notification
 from bridge.secrets import redact, redact_url
-from bridge.sinks.base import SinkCapabilities
+from bridge.sinks.base import PayloadShape, SinkCapabilities
 from bridge.sinks.retry import Verdict, classify_exception, classify_slack
 from bridge.sinks.slack_actions import decorate
 from bridge.sinks.slack_budget import Budget, Clock, Gate, Sleep, shared_gate
@@ -366,4 +366,5 @@ def budgets(config: SlackSink) -> tuple[Budget, Budget]:
 def capabilities(config: SlackSink) -> SinkCapabilities:
     """The channel sender keeps order and coalesces edits itself; `update` mode edits one
     message per job in place."""
-    return SinkCapabilities(orders_itself=True, edits_in_place=config.mode == "update")
+    return SinkCapabilities(orders_itself=True, edits_in_place=config.mode == "update",
+                            payload=PayloadShape.SLACK)
