@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--duration", type=float, default=None,
                       help="stop by itself after this many seconds")
-    demo.add_argument("--quiet", action="store_true", help="print events only, not messages")
+    demo.add_argument("--verbose", "-v", action="store_true",
+                      help="print each rendered message under its event, too")
+    demo.add_argument("--quiet", action="store_true",
+                      help="one line per event, no messages (the default)")
 
     check = sub.add_parser("check", help="validate the config and every template")
     _config_arg(check)
@@ -208,7 +211,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _setup_logging("warning" if args.log_level == "info" else args.log_level, args.log_format)
     return asyncio.run(run_demo(listen=args.listen, tick=args.tick, seed=args.seed,
-                                duration=args.duration, quiet=args.quiet))
+                                duration=args.duration,
+                                verbose=args.verbose and not args.quiet))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

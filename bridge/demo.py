@@ -2,26 +2,35 @@
 
 Starts simulators of the four seed APIs, a fake Slack and a webhook receiver on 127.0.0.1,
 points the bundled config (`bridge/demo.toml`, package data) at them through `${DEMO_*}`
-variables passed to the loader (never through os.environ), and prints every event and every
-rendered notification as it happens. The dashboard shows the same live.
+variables passed to the loader (never through os.environ), and prints one line per event
+as it happens (with `--verbose`, every rendered notification too) and one line per delivery
+that failed for good. The dashboard shows the same live. The demo's state is temporary, so
+the hint for a dead letter points at the dashboard's retry button, not `bridge outbox`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
 import sys
 import tempfile
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from bridge.config import load_config
-from bridge.model import Event, EventKind, Notification
+from bridge.model import Delivery, DeliveryStatus, Event, EventKind, Notification
 from bridge.pipeline import PollOutcome
 from bridge.resources import demo_config
+from bridge.store.base import Store
+
+# How often the demo looks for deliveries that were dead-lettered.
+DEAD_LETTER_POLL = 0.5
 
 _COLOURS = {
     "succeeded": "32", "failed": "31", "cancelled": "35", "running": "36", "pending": "33",
@@ -34,9 +43,9 @@ _EMOJI = {"succeeded": "✅", "failed": "❌", "cancelled": "🚫", "pending": "
 class Printer:
     """Prints events and rendered notifications readably (colour only on a terminal)."""
 
-    def __init__(self, out: TextIO, *, quiet: bool = False):
+    def __init__(self, out: TextIO, *, verbose: bool = False):
         self.out = out
-        self.quiet = quiet
+        self.verbose = verbose
         self.colour = out.isatty() and "NO_COLOR" not in os.environ
         # Held back until the banner is out, so the dashboard URL comes first.
         self._held: list[PollOutcome] | None = []
@@ -57,9 +66,16 @@ class Printer:
         if self._held is not None:
             self._held.append(outcome)
             return
+        sent: dict[str, list[str]] = {}
+        for notification in outcome.notifications:
+            sent.setdefault(notification.event_id, []).append(notification.sink)
         for event in outcome.events:
-            self.out.write(self.event_line(event) + "\n")
-        if not self.quiet:
+            # Where the event's messages went, on its own line: quiet, yet every rendered
+            # notification is shown (the content with --verbose).
+            sinks = sent.get(event.id)
+            tail = self.dim(f"  → {', '.join(sinks)}") if sinks else ""
+            self.out.write(self.event_line(event) + tail + "\n")
+        if self.verbose:
             for notification in outcome.notifications:
                 self.out.write(self.notification_block(notification))
         self.out.flush()
@@ -81,8 +97,19 @@ class Printer:
             detail += self.dim(f"  “{job.message}”")
         return f"{self.dim(at)} {self.paint(kind, str(event.on))} {event.source:<9} {detail}"
 
+    def dead_letter_line(self, delivery: Delivery, dashboard: str) -> str:
+        """A delivery that failed for good, with where it can be retried in the demo."""
+        n = delivery.notification
+        at = datetime.now(UTC).strftime("%H:%M:%S")  # when it was noticed, a moment after
+        error = " ".join((delivery.last_error or "").split("; fix the sink's config")[0].split())
+        failed = self.paint(f"{'FAILED':<11}", "failed")
+        return (f"{self.dim(at)} {failed} {n.source:<9} "
+                f"{n.job_id or '-'}  {n.rule} → {n.sink}: {error}; dead-lettered, "
+                f"retry it from the dashboard's outbox at {dashboard}")
+
     def notification_block(self, notification: Notification) -> str:
-        head = self.dim(f"   ┌─ {notification.rule} → {notification.sink}")
+        # Queued, not yet delivered: a failed delivery gets its own FAILED line later.
+        head = self.dim(f"   ┌─ {notification.rule} → {notification.sink} (queued)")
         lines = [head]
         lines.extend(self.dim("   │ ") + terminal_mrkdwn(line)
                      for line in render_payload(notification.payload))
@@ -140,7 +167,7 @@ async def run_demo(
     tick: float = 2.0,
     seed: int = 7,
     duration: float | None = None,
-    quiet: bool = False,
+    verbose: bool = False,
     out: TextIO = sys.stdout,
 ) -> int:
     from bridge.app import Bridge
@@ -173,7 +200,12 @@ async def run_demo(
             update={"state": f"sqlite:///{state_dir}/state.db", "listen": listen}
         )
         config = config.model_copy(update={"bridge": settings})
-        printer = Printer(out, quiet=quiet)
+        printer = Printer(out, verbose=verbose)
+        # Dead letters get the demo's own line (the log's `bridge outbox retry` hint does
+        # not work against the demo's temporary state).
+        logging.getLogger("bridge.deliver").setLevel(logging.CRITICAL)
+        # The fake Slack's budgets make the sender wait now and then; that is handled, quietly.
+        logging.getLogger("bridge.sinks.slack_sender").setLevel(logging.ERROR)
         async with Bridge(config, observers=[printer], drain_timeout=2.0) as bridge:
             for import_id in world.esales_ids():
                 await bridge.watch("esales", import_id)
@@ -183,10 +215,28 @@ async def run_demo(
             install_stop_signals(bridge.stop)
             if duration is not None:
                 asyncio.get_running_loop().call_later(duration, bridge.stop)
-            await bridge.wait()
+            watcher = asyncio.create_task(_print_dead_letters(bridge.store, printer,
+                                                              bridge.http_url or ""))
+            try:
+                await bridge.wait()
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
         out.write(_slack_summary(slack.render()))
         out.write("\nstopped cleanly; the demo's state was temporary.\n")
     return 0
+
+
+async def _print_dead_letters(store: Store, printer: Printer, dashboard: str) -> None:
+    seen: set[str] = set()
+    while True:
+        await asyncio.sleep(DEAD_LETTER_POLL)
+        for delivery in await store.list_outbox(DeliveryStatus.DEAD, limit=100):
+            if delivery.id not in seen:
+                seen.add(delivery.id)
+                printer.out.write(printer.dead_letter_line(delivery, dashboard) + "\n")
+                printer.out.flush()
 
 
 DEMO_SLACK_TOKEN = "xoxb-demo-token"
@@ -210,6 +260,6 @@ def _banner(url: str, config: str) -> str:
         "bridge demo: simulated JTL, Terminal, Voyado eSales and Zendesk APIs on 127.0.0.1\n"
         f"  config     {config}\n"
         f"  dashboard  {url}\n"
-        "  Ctrl-C to stop. Events stream below; each notification shows what Slack and\n"
-        "  the webhook receiver got.\n\n"
+        "  Ctrl-C to stop. One line per event below (--verbose: each message too);\n"
+        "  a delivery that fails for good shows as FAILED.\n\n"
     )

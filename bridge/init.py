@@ -307,7 +307,8 @@ def init(folder: Path, sources: Sequence[str], sinks: Sequence[str], *, force: b
     for name in what.templates:
         shutil.copyfile(bundled_templates() / name, folder / TEMPLATES_DIR / name)
     out.write(f"wrote {CONFIG_NAME} and {TEMPLATES_DIR}/ ({', '.join(what.templates)})"
-              f" in {folder}\n\nset these variables (in the environment bridge runs in):\n")
+              f" in {folder.resolve()}\n\n"
+              "set these variables (in the environment bridge runs in):\n")
     width = max(len(v.name) for v in what.variables)
     for variable in what.variables:
         flag = "(optional) " if variable.optional else ""

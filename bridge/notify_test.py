@@ -148,8 +148,9 @@ async def _send_one(
     except DeliveryError as exc:
         error = exc
     status = statuses[-1] if len(statuses) > seen else None
-    return Answer(type=name, delivery_id=delivery.id, status=status,
-                  error=str(error) if error else None,
+    # Nothing was queued: the outbox's "then `bridge outbox retry`" advice does not apply.
+    said = str(error).split("; fix the sink's config")[0] if error else None
+    return Answer(type=name, delivery_id=delivery.id, status=status, error=said,
                   retryable=bool(error and error.retryable))
 
 

@@ -112,7 +112,7 @@ async def test_an_uninvited_bot_without_chat_write_public_is_told_to_invite_the_
     assert code == 1
     assert lines[2] == (
         "FAIL  sink ops-slack (slack) channel #ops-alerts: @bridge is not in the channel and "
-        "lacks chat:write.public: invite the bot: /invite @your-bot in the channel (or add the "
+        "lacks chat:write.public: invite the bot: /invite @bridge in the channel (or add the "
         "chat:write.public scope under OAuth & Permissions > Bot Token Scopes, then reinstall "
         "the app)")
 

@@ -69,7 +69,7 @@ async def demo(*args: str) -> AsyncIterator[Demo]:
 
 @pytest.mark.timeout(90)
 async def test_demo_shows_events_from_all_four_apis_within_30s_and_stops_on_ctrl_c() -> None:
-    async with demo("--tick", "1") as run:
+    async with demo("--tick", "1", "--verbose") as run:
         await run.read_until(
             lambda: {"jtl", "terminal", "esales", "zendesk"} <= run.sources_with_events(),
             within=30,
@@ -130,3 +130,5 @@ async def test_demo_in_process_leaves_the_environment_as_it_found_it() -> None:
     assert not [name for name in os.environ if name.startswith("DEMO_")]
     assert any(EVENT_LINE.match(line) for line in printed.splitlines()), printed
     assert "stopped cleanly" in printed
+    # Quiet by default: one line per event, no message blocks.
+    assert "┌─" not in printed

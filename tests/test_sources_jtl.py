@@ -14,7 +14,7 @@ from bridge.model import JobState
 from bridge.simulators.base import Fault
 from bridge.simulators.jtl import JtlSimulator
 from bridge.sources import build_source
-from bridge.sources.jtl import DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, JtlWorkers
+from bridge.sources.jtl import DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, STATE_NAMES, JtlWorkers
 
 TENANT = "0b9f4a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
 TOKEN = "jtl-static-bearer-token-42"
@@ -52,7 +52,9 @@ async def test_state_numbers_map_to_canonical(sim: JtlSimulator, session: aiohtt
     sync_id = sim.add_sync(state=raw)
     result = await source(sim, session).poll([])
     [job] = result.observations
-    assert (job.id, job.state, job.raw_state) == (sync_id, state, str(raw))
+    # Mapped by number, shown by name (issue 15: people read "SleepingError", not "4").
+    name = STATE_NAMES[raw][0] if raw < len(STATE_NAMES) else str(raw)
+    assert (job.id, job.state, job.raw_state) == (sync_id, state, name)
     assert result.complete
 
 

@@ -162,8 +162,9 @@ async def _channel(client: AsyncWebClient, sink: SlackSink, scopes: set[str], bo
         return Finding("ok", where, f"{bot} is a member")
     if public_ok:
         return Finding("ok", where, f"{bot} is not a member but may post (chat:write.public)")
+    step = str(next_step("not_in_channel")).replace("@your-bot", bot)
     return Finding("FAIL", where, f"{bot} is not in the channel and lacks chat:write.public: "
-                   f"{next_step('not_in_channel')}")
+                   f"{step}")
 
 
 async def _find_channel(client: AsyncWebClient, channel: str) -> Mapping[str, Any] | None:

@@ -53,6 +53,13 @@ DEFAULT_STATES: dict[str, JobState] = {
     **dict(STATE_NAMES),
     **{re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper(): state for name, state in STATE_NAMES},
 }
+def state_name(raw: str) -> str:
+    """The enum's name for a state number ("4" -> "SleepingError"); other values as they are."""
+    if raw.isdigit() and int(raw) < len(STATE_NAMES):
+        return STATE_NAMES[int(raw)][0]
+    return raw
+
+
 _HINTS = {
     # JTL answers 401 for a missing or wrong x-tenant-id too (its error guide).
     401: "JTL rejected the request: check the bearer token or the OAuth2 client_id and "
@@ -112,8 +119,10 @@ class JtlWorkers:
         raw = raw_text(state)
         return JobStatus(
             id=require_str_or_int(folded, "identifier", where),
+            # Mapped by what the API sent (so `[sources.states]` keys "0".."7" work), shown
+            # by name: people read "SleepingError", not "4".
             state=self.states(raw),
-            raw_state=raw,
+            raw_state=state_name(raw),
             # Progress < 0 means "none" in JTL's API.
             progress=percent_value(optional_number(folded, "progress", where)),
             # GraphQL's `errorMessage` says why a sync failed; else the progress text.
