@@ -1,0 +1,259 @@
+"""The signal-quality benchmark's world: a plan of jobs, the four simulators that play it,
+and what the fake Slack's record says about it. `bench/signal.py` runs and prints it.
+
+Each planned job appears in one of the four simulated APIs, starts running, and ends
+succeeded, failed, cancelled or vanished at planned times; `Player` makes those changes in
+the simulators at those times (wall clock) and remembers when it made each one. The
+figures come from `FakeSlack.calls` (what Slack received, when) alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bridge.simulators.esales import EsalesSimulator
+from bridge.simulators.jtl import JtlSimulator
+from bridge.simulators.slack import FakeCall, FakeSlack
+from bridge.simulators.terminal import TerminalSimulator
+from bridge.simulators.zendesk import ZendeskSimulator
+
+SOURCES = ("jtl", "terminal", "esales", "zendesk")
+# What the bundled templates write for each final state: the message shows it.
+SHOWN = {"succeeded": "*succeeded*", "failed": "*failed*", "cancelled": "*cancelled*",
+         "vanished": "disappeared"}
+ALERTS = ("failed", "cancelled")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedJob:
+    source: str
+    id: str
+    appear: float  # seconds after the start
+    run: float
+    end: float
+    outcome: str  # succeeded | failed | cancelled | vanished
+
+
+def plan(jobs: int, seconds: float, seed: int = 11) -> list[PlannedJob]:
+    """`jobs` jobs appearing over the first 80% of `seconds`, each ending by `seconds`:
+    about 60% succeed, 25% fail, 10% are cancelled, 5% vanish."""
+    rng = random.Random(seed)
+    planned = []
+    for n in range(jobs):
+        source = SOURCES[n % len(SOURCES)]
+        appear = rng.uniform(0, seconds * 0.8)
+        end = min(appear + rng.uniform(3, 20), seconds)
+        roll = rng.random()
+        outcome = ("succeeded" if roll < 0.60 else "failed" if roll < 0.85
+                   else "cancelled" if roll < 0.95 else "vanished")
+        if source == "terminal" and outcome == "cancelled":
+            outcome = "failed"  # Terminal's syncs cannot be cancelled
+        planned.append(PlannedJob(source=source, id=_job_id(source, rng), appear=appear,
+                                  run=appear + min(1.5, (end - appear) / 3), end=end,
+                                  outcome=outcome))
+    return sorted(planned, key=lambda j: j.appear)
+
+
+def _job_id(source: str, rng: random.Random) -> str:
+    if source == "jtl":
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    if source == "terminal":
+        return "sync_" + "".join(rng.choice(_CROCKFORD) for _ in range(26))
+    if source == "esales":
+        return str(rng.randrange(10**18, 10**19))
+    return f"{rng.getrandbits(128):032x}"
+
+
+@dataclass(slots=True)
+class World:
+    jtl: JtlSimulator = field(default_factory=lambda: JtlSimulator(
+        token_ttl=3600, client_id="bench", client_secret="bench-secret"))
+    terminal: TerminalSimulator = field(default_factory=lambda: TerminalSimulator(
+        api_key="bench-terminal", connection_token="con_tkn_bench"))
+    esales: EsalesSimulator = field(default_factory=lambda: EsalesSimulator(
+        api_key="bench-esales"))
+    zendesk: ZendeskSimulator = field(default_factory=lambda: ZendeskSimulator(
+        email="bench@example.com", api_token="bench-zendesk"))
+
+    async def start(self) -> None:
+        for simulator in (self.jtl, self.terminal, self.esales, self.zendesk):
+            await simulator.start()
+
+    async def stop(self) -> None:
+        for simulator in (self.jtl, self.terminal, self.esales, self.zendesk):
+            await simulator.stop()
+
+    def config(self, slack: FakeSlack, state: str) -> str:
+        """rules.toml for this world: four sources polled every second, one Slack channel
+        in update mode, rules on start, success, failure, stall and vanish."""
+        def source(name: str, body: str) -> str:
+            return f'[[sources]]\nname = "{name}"\nkind = "{name}"\ninterval = "1s"\n{body}\n'
+
+        return "".join([
+            f'[bridge]\nstate = "{state}"\n\n',
+            source("jtl", f'base_url = "{self.jtl.base_url}"\ntenant_id = "{self.jtl.tenant_id}"\n'
+                   f'[sources.auth]\ntype = "oauth2"\ntoken_url = "{self.jtl.token_url}"\n'
+                   f'client_id = "bench"\nclient_secret = "bench-secret"'),
+            source("terminal", f'base_url = "{self.terminal.base_url}"\n'
+                   'connection_token = "con_tkn_bench"\n'
+                   '[sources.auth]\ntype = "bearer"\ntoken = "bench-terminal"'),
+            source("esales", f'base_url = "{self.esales.base_url}"\napi_key = "bench-esales"\n'
+                   'vanish_after = "1s"'),
+            source("zendesk", f'base_url = "{self.zendesk.base_url}"\n'
+                   '[sources.auth]\ntype = "basic"\nusername = "bench@example.com/token"\n'
+                   'password = "bench-zendesk"'),
+            f'[[sinks]]\nname = "ops"\nkind = "slack"\ntoken = "{slack.token}"\n'
+            f'channel = "#ops"\nmode = "update"\nbase_url = "{slack.api_url}"\n\n',
+            _rule("job-started", "appeared"),
+            _rule("job-succeeded", "transition", 'to = ["succeeded"]'),
+            _rule("job-failed", "transition", 'to = ["failed", "cancelled"]'),
+            _rule("job-stalled", "stalled"),
+            _rule("job-vanished", "vanished"),
+        ])
+
+
+def _rule(name: str, on: str, extra: str = "") -> str:
+    template = "transition" if on == "transition" else on
+    return (f'[[rules]]\nname = "{name}"\non = "{on}"\n{extra}\n'
+            f'template = "{template}.slack.j2"\nnotify = ["ops"]\n\n')
+
+
+class Player:
+    """Makes the planned changes in the simulators at their times; `changed[(id, what)]` is
+    when (time.monotonic) each was made."""
+
+    def __init__(self, world: World, jobs: list[PlannedJob], watch: object):
+        self._world = world
+        self._jobs = jobs
+        self._watch = watch
+        self.changed: dict[tuple[str, str], float] = {}
+
+    async def play(self, started: float) -> None:
+        steps = sorted([(j.appear, "appear", j) for j in self._jobs]
+                       + [(j.run, "run", j) for j in self._jobs]
+                       + [(j.end, "end", j) for j in self._jobs], key=lambda s: s[0])
+        for at, what, job in steps:
+            delay = started + at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self._apply(what, job)
+            self.changed[(job.id, what)] = time.monotonic()
+
+    async def _apply(self, what: str, job: PlannedJob) -> None:
+        if job.source == "esales":
+            await self._esales(what, job)
+        else:
+            {"zendesk": self._zendesk, "terminal": self._terminal,
+             "jtl": self._jtl}[job.source](what, job)
+
+    def _zendesk(self, what: str, job: PlannedJob) -> None:
+        sim = self._world.zendesk
+        if what == "appear":
+            sim.add_job(job.id, status="queued", total=100, progress=0)
+        elif what == "run":
+            sim.set_job(job.id, status="working", progress=10)
+        elif job.outcome == "vanished":
+            sim.expire(job.id)
+        else:
+            status = {"succeeded": "completed", "failed": "failed",
+                      "cancelled": "killed"}[job.outcome]
+            sim.set_job(job.id, status=status, progress=100,
+                        message="Printer on fire" if job.outcome == "failed" else None)
+
+    def _terminal(self, what: str, job: PlannedJob) -> None:
+        sim = self._world.terminal
+        if what == "appear":
+            sim.add_sync(job.id, status="requested")
+        elif what == "run":
+            sim.set_sync(job.id, status="in_progress", progress=10)
+        elif job.outcome == "vanished":
+            sim.delete_sync(job.id)
+        elif job.outcome == "succeeded":
+            sim.set_sync(job.id, status="completed", progress=100)
+        else:
+            sim.set_sync(job.id, status="failed", failureReason="token revoked")
+
+    def _jtl(self, what: str, job: PlannedJob) -> None:
+        sim = self._world.jtl
+        if what == "appear":
+            sim.add_sync(job.id, state=1)
+        elif what == "run":
+            sim.set_sync(job.id, State=2, Progress=10)
+        elif job.outcome == "vanished":
+            sim.remove_sync(job.id)
+        else:
+            sim.set_sync(job.id, State={"succeeded": 3, "failed": 4,
+                                        "cancelled": 7}[job.outcome])
+
+    async def _esales(self, what: str, job: PlannedJob) -> None:
+        w = self._world
+        if what == "appear":
+            w.esales.add_import(job.id, status="WAITING")
+            await self._watch("esales", job.id)  # type: ignore[operator]
+        elif what == "run":
+            w.esales.set_import(job.id, status="IN_PROGRESS")
+        elif job.outcome == "vanished":
+            w.esales.remove_import(job.id)
+        else:
+            status = {"succeeded": "SUCCESS", "failed": "FAILURE",
+                      "cancelled": "ABORTED"}[job.outcome]
+            w.esales.set_import(job.id, status=status, reason="feed rejected")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Figures:
+    alert_latency: list[float]  # API change -> first Slack call naming the failed job
+    alerts_missing: int
+    final_correct: int
+    final_after_end: list[float]  # when each job's message came to show its final state
+    jobs: int
+    roots: Counter[int]  # roots per job -> how many jobs
+    false_alerts: int
+    rate_limited: int
+    by_method: Counter[str]
+
+
+def figures(jobs: list[PlannedJob], changed: dict[tuple[str, str], float],
+            calls: list[FakeCall], burst_end: float) -> Figures:
+    ok = [c for c in calls if c.status == 200 and c.error is None]
+    latency, missing, final_after, correct, false_alerts = [], 0, [], 0, 0
+    roots: Counter[int] = Counter()
+    for job in jobs:
+        naming = [c for c in ok if job.id in str(c.body.get("text", ""))]
+        if job.outcome in ALERTS:
+            at = changed.get((job.id, "end"))
+            first = next((c.at for c in naming if at is not None and c.at >= at), None)
+            if first is None or at is None:
+                missing += 1
+            else:
+                latency.append(first - at)
+        elif any(f"*{word}*" in str(c.body.get("text")) for c in naming for word in ALERTS):
+            false_alerts += 1
+        root_calls = [c for c in naming
+                      if c.method == "chat.postMessage" and "thread_ts" not in c.body]
+        roots[len(root_calls)] += 1
+        shown = [c for c in naming if "thread_ts" not in c.body]
+        if shown and SHOWN[job.outcome] in str(shown[-1].body.get("text")):
+            correct += 1
+            # The last edit or post of the message is when it came to show the final state.
+            final_after.append(shown[-1].at - burst_end)
+    return Figures(alert_latency=latency, alerts_missing=missing, final_correct=correct,
+                   final_after_end=final_after, jobs=len(jobs), roots=roots,
+                   false_alerts=false_alerts,
+                   rate_limited=sum(1 for c in calls if c.status == 429),
+                   by_method=Counter(c.method for c in calls))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
