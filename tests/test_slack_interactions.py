@@ -304,3 +304,17 @@ def test_mute_silences_match_the_job_id_literally() -> None:
     assert silence.matches({"job.id": odd})
     assert not silence.matches({"job.id": "sync1x"})
     assert not silence.matches({"job.id": "sync[1]*?-other"})
+
+
+async def test_a_replay_to_another_instance_sharing_the_store_is_refused(
+        tmp_path: Path) -> None:
+    async with running(tmp_path) as first, running(tmp_path) as second:
+        await first.push("exp-1", "run")
+        message = await first.message("exp-1")
+        status, _, sent = await first.press(message, "ack")
+        again, answer = await second.send(sent)
+        actions = (await second.get("/v1/actions"))["actions"]
+    assert status == 200
+    assert again == 401
+    assert "replay" in answer["error"]
+    assert len(actions) == 1

@@ -72,7 +72,6 @@ def create_app(
         middlewares=[redact_middleware, errors_middleware],
     )
     app[STATE] = state
-    app[slack_interactions.SEEN] = slack_interactions.SeenSignatures()
     _add_routes(app)
     return app
 

@@ -4,7 +4,8 @@ Slack signs each request with the app's signing secret: `X-Slack-Signature` is `
 the hex HMAC-SHA256 of `v0:{X-Slack-Request-Timestamp}:{body}`. The signature is checked
 with slack_sdk's `SignatureVerifier` against every Slack sink that has a `signing_secret`
 (the one that verifies is the sink pressed); a timestamp more than 5 minutes from our clock,
-or a signature already accepted (a replay), is refused with 401 before anything is read.
+or a signature already accepted (a replay, remembered in the store's replay guard, so any
+instance sharing it refuses it), is refused with 401 before anything is read.
 
 The body is form-encoded `payload=<json>` of type `block_actions`. The pressed button's
 `action_id` (`bridge.<name>`) picks the handler from the registry in
@@ -17,10 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -60,23 +60,6 @@ class _InjectedClock(Clock):
         return self._now().timestamp()
 
 
-@dataclass(slots=True)
-class SeenSignatures:
-    """Signatures accepted within the tolerance: the same one again is a replay."""
-
-    seen: dict[str, float] = field(default_factory=dict)
-
-    def claim(self, signature: str, at: float) -> bool:
-        for old, when in list(self.seen.items()):
-            if at - when > 2 * TOLERANCE:
-                del self.seen[old]
-        if signature in self.seen:
-            return False
-        self.seen[signature] = at
-        return True
-
-
-SEEN = web.AppKey("bridge_slack_seen", SeenSignatures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +125,12 @@ async def interactions(request: web.Request) -> web.Response:
     state = state_of(request)
     body = await request.read()
     sink = verified_sink(state, body, request.headers)
-    if not request.app[SEEN].claim(request.headers["X-Slack-Signature"], time.monotonic()):
+    # Remembered in the store, so a replay is refused by every instance sharing it, until
+    # the timestamp check would refuse it anyway.
+    stamp = int(request.headers["X-Slack-Request-Timestamp"])
+    expires = datetime.fromtimestamp(stamp + TOLERANCE, UTC)
+    if not await state.runtime.store.claim_message(
+            f"slack:{sink.name}", request.headers["X-Slack-Signature"], expires, state.clock()):
         raise _refuse("this signed request was already accepted (replay)")
     press = parse_press(sink, body, state.clock())
     try:
