@@ -251,3 +251,57 @@ def test_mute_during_and_active_during_together_is_an_error() -> None:
     assert [e.render() for e in caught.value.errors] == [
         "rules.toml:12: rules[0].active_during: give `mute_during` or `active_during`, not both"]
 
+
+
+def test_bridge_test_places_events_in_and_out_of_a_window(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.cli import main
+
+    (tmp_path / "rules.toml").write_text("""
+[[sinks]]
+name = "pager"
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+
+[[rules]]
+name = "failed"
+on = "transition"
+to = "failed"
+template = "transition.slack.j2"
+notify = ["pager"]
+mute_during = ["weekend"]
+
+[[windows]]
+name = "weekend"
+days = ["sat", "sun"]
+start = "00:00"
+end = "24:00"
+timezone = "Europe/Berlin"
+
+[[tests]]
+name = "muted on a Saturday in Berlin"
+expect = []
+[tests.event]
+on = "transition"
+source = "jtl"
+from = "running"
+to = "failed"
+at = "2026-11-27T23:30:00Z"
+job = { id = "j1", state = "failed" }
+
+[[tests]]
+name = "sent on a Friday evening in Berlin"
+expect = [ { sink = "pager" } ]
+[tests.event]
+on = "transition"
+source = "jtl"
+from = "running"
+to = "failed"
+at = "2026-11-27T22:30:00Z"
+job = { id = "j1", state = "failed" }
+""")
+    code = main(["test", "--config", str(tmp_path / "rules.toml")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS  muted on a Saturday in Berlin" in out
+    assert "PASS  sent on a Friday evening in Berlin" in out
