@@ -130,6 +130,26 @@ async def test_blind_commits_stay_blind_without_seen_versions(store: Store) -> N
     assert (await store.load_jobs("src"))["j1"].version == 2
 
 
+async def test_rule_marks_compare_and_set(store: Store) -> None:
+    """Two instances that both let a throttled rule through for one job: one commits."""
+    first = RuleMark(rule="r", source="src", job_id="j1", notified_at=T0)
+    await store.commit_poll(PollCommit(source="src", rule_marks=[first], seen_marks={}, at=T0))
+    later = replace(first, notified_at=T0 + timedelta(minutes=20))
+    seen = {("r", "src", "j1"): sql.to_us(T0)}
+    await store.commit_poll(PollCommit(source="src", rule_marks=[later], seen_marks=seen,
+                                       notifications=[note(1)], at=T0))
+    rival = replace(first, notified_at=T0 + timedelta(minutes=21))
+    with pytest.raises(StaleCommit, match="rule's memory"):
+        await store.commit_poll(PollCommit(source="src", rule_marks=[rival], seen_marks=seen,
+                                           notifications=[note(2)], at=T0))
+    with pytest.raises(StaleCommit, match="rule notified"):  # saw no mark: there is one now
+        await store.commit_poll(PollCommit(source="src", rule_marks=[rival], seen_marks={},
+                                           at=T0))
+    [mark] = await store.load_rule_marks("src")
+    assert mark.notified_at == later.notified_at
+    assert (await store.outbox_stats()).pending == 1
+
+
 async def test_rule_marks_load_per_source(store: Store) -> None:
     marks = [RuleMark(rule="r", source=s, job_id="j", notified_at=T0) for s in ("a", "b")]
     await store.commit_poll(PollCommit(source="a", rule_marks=marks, at=T0))

@@ -4,13 +4,15 @@ Job records, health, events, outbox rows and rule marks are written by one `comm
 so a crash keeps all of a poll or none of it (at-least-once, contract section 7). Runs on
 every batch, even an empty one: health's `last_poll_at` moves with every poll. On a shared
 store the commit compares-and-sets each job against the version the batch was computed
-from and is fenced by the source's lease: a stale batch raises StaleCommit, writes nothing.
+from, and each rule mark against the one it read, and is fenced by the source's lease: a
+stale batch raises StaleCommit and writes nothing.
 """
 
 from __future__ import annotations
 
 from bridge.stages.base import Batch, Context
 from bridge.store.base import PollCommit, Store
+from bridge.store.times import to_us
 
 
 class Enqueue:
@@ -20,10 +22,12 @@ class Enqueue:
         self._store = store
 
     async def run(self, ctx: Context, batch: Batch) -> Batch:
-        seen = None
+        seen = seen_marks = None
         if ctx.compare_and_set:
-            jobs = ctx.jobs
+            jobs, marks = ctx.jobs, ctx.marks
             seen = {job.id: jobs[job.id].version for job in batch.upserts if job.id in jobs}
+            seen_marks = {key: to_us(marks[key].notified_at) for key in
+                          ((m.rule, m.source, m.job_id) for m in batch.marks) if key in marks}
         await self._store.commit_poll(
             PollCommit(
                 source=ctx.source,
@@ -37,6 +41,7 @@ class Enqueue:
                 ended_silences=batch.ended_silences,
                 at=ctx.now,
                 seen_versions=seen,
+                seen_marks=seen_marks,
                 fence=ctx.fence,
             )
         )

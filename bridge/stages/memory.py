@@ -42,6 +42,12 @@ class Memory:
             jobs[job.id] = job
         for job_id in batch.removals:
             jobs.pop(job_id, None)
+        if batch.removals:
+            # The store forgets a removed job's rule marks with it (so after a restart they
+            # are gone): forget them here too, or a compare-and-set would expect them.
+            removed = frozenset(batch.removals)
+            for key in [k for k in self.marks if k[1] == source and k[2] in removed]:
+                del self.marks[key]
         state.watches.difference_update(batch.finished_watches)
         if batch.health is not None:
             state.health = batch.health

@@ -54,6 +54,9 @@ class PollCommit:
     # version differs was written by someone else meanwhile: the whole commit is refused
     # (StaleCommit) and nothing is written.
     seen_versions: Mapping[str, int] | None = None
+    # Likewise the rule marks as the poll read them: (rule, source, job id) -> when the rule
+    # notified, in microseconds since the epoch (absent: no mark). None: blind writes.
+    seen_marks: Mapping[tuple[str, str, str], int] | None = None
     # (lease name, owner): commit only while `owner` still holds that lease (a fence).
     fence: tuple[str, str] | None = None
 

@@ -1,7 +1,8 @@
-"""SQL for several instances on one store: leases, the commit fence, compare-and-set on
-job records, the shared push replay guard. Written once for SQLite and PostgreSQL (`?`
-placeholders, `INSERT ... ON CONFLICT ... DO UPDATE ... WHERE`, `RETURNING`), so SQLite
-runs the same statements (and the contract tests) although one process owns it.
+"""SQL for several instances on one store: leases, claim release and renewal, the shared
+push replay guard (the commit's compare-and-set steps are in `cas`). Written once for
+SQLite and PostgreSQL (`?` placeholders, `INSERT ... ON CONFLICT ... DO UPDATE ... WHERE`,
+`RETURNING`), so SQLite runs the same statements (and the contract tests) although one
+process owns it.
 
 Why an atomic upsert rather than `SELECT ... FOR UPDATE SKIP LOCKED` for leases: a lease
 is one row and one statement decides it, on both engines; PostgreSQL locks the row for the
@@ -12,36 +13,17 @@ row back. SKIP LOCKED stays where many rows are handed out (outbox claims).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.store.base import Lease
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from bridge.store.times import EPOCH, from_us
 
 
 def lease_from(row: Sequence[Any]) -> Lease:
     name, owner, until_us, since_us, previous = row
-    return Lease(name=name, owner=owner, until=_at(until_us), since=_at(since_us),
-                 previous=previous or "")
+    return Lease(name=name, owner=owner, until=from_us(int(until_us)) or EPOCH,
+                 since=from_us(int(since_us)) or EPOCH, previous=previous or "")
 
-
-def _at(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(us))
-
-# Compare-and-set on the job record: a job the poll saw absent is inserted only if still
-# absent; one it saw at version N is updated only if still at N.
-INSERT_NEW_JOB = (
-    "INSERT INTO jobs (source, job_id, state, updated_us, data, version) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, job_id) DO NOTHING"
-)
-UPDATE_SEEN_JOB = (
-    "UPDATE jobs SET state = ?, updated_us = ?, data = ?, version = ? "
-    "WHERE source = ? AND job_id = ? AND version = ?"
-)
-# The fence: touching the lease row (and, in PostgreSQL, locking it until the commit ends,
-# so a takeover waits for this commit and then reads what it wrote).
-FENCE = "UPDATE leases SET until_us = until_us WHERE name = ? AND owner = ?"
 
 # Start-up releases only claims that expired (live instances are sending the others); a
 # sink's delivery lease changing hands releases that sink's claims (its sender died).

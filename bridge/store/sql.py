@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,41 +26,22 @@ from bridge.model import (
     from_json,
     to_json,
 )
-from bridge.store.base import OutboxStats, PollCommit, RuleMark, StaleCommit
-from bridge.store.shared_sql import FENCE, INSERT_NEW_JOB, UPDATE_SEEN_JOB
+from bridge.store import cas
+from bridge.store.base import OutboxStats, PollCommit, RuleMark
+from bridge.store.cas import Guarded, check_guard
+from bridge.store.times import EPOCH as _EPOCH
+from bridge.store.times import from_us, to_us
 
 Row = Sequence[Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Guarded:
-    """A commit step whose rows must each change exactly one row; if fewer did, the state
-    the commit was computed from is stale and the transaction is rolled back (StaleCommit)."""
-
-    query: str
-    rows: Sequence[Row]
-    what: str
-
-
 Step = tuple[str, Iterable[Row]] | Guarded
+__all__ = ["Guarded", "check_guard", "from_us", "to_us"]
 
 # Delivered outbox rows are kept this long (dashboard, `bridge outbox`), then pruned.
 DELIVERED_KEEP = timedelta(days=7)
 EVENTS_KEEP = 10_000
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-
-def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch; a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _US
-
-
-def from_us(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + value * _US
 
 
 def dumps(data: Any) -> str:
@@ -251,13 +231,13 @@ def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[Step]:
     at_us = to_us(at)
     source = commit.source
     if commit.fence is not None:
-        yield Guarded(FENCE, [commit.fence], f"lease {commit.fence[0]} is no longer held")
+        yield cas.fence_step(commit.fence)
     removed = [(source, job_id) for job_id in commit.removals]
     # Forget what rules and sinks remembered of a job together with the job.
     yield DELETE_JOB, removed
     yield DELETE_JOB_MARKS, removed
     yield DELETE_JOB_REFS, removed
-    yield from _job_steps(commit, at_us)
+    yield from cas.job_steps(commit, at_us, UPSERT_JOB)
     if commit.health is not None:
         yield UPSERT_HEALTH, [(source, health_json(commit.health))]
     yield (
@@ -280,41 +260,11 @@ def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[Step]:
     )
     if commit.notifications:
         yield PRUNE_DELIVERED, [(to_us(at - DELIVERED_KEEP),)]
-    yield (
-        UPSERT_MARK,
-        ((m.rule, m.source, m.job_id, to_us(m.notified_at), m.state) for m in commit.rule_marks),
-    )
+    yield from cas.mark_steps(commit, UPSERT_MARK)
     yield (
         "DELETE FROM watches WHERE source = ? AND job_id = ?",
         ((source, job_id) for job_id in commit.finished_watches),
     )
-
-
-def _job_steps(commit: PollCommit, at_us: int) -> Iterator[Step]:
-    """Job upserts: blind (no `seen_versions`: a single process owns the store), else
-    compare-and-set against the versions the poll read."""
-    source = commit.source
-    if commit.seen_versions is None:
-        yield (
-            UPSERT_JOB,
-            ((source, j.id, str(j.status.state), at_us, to_json(j), j.version)
-             for j in commit.upserts),
-        )
-        return
-    latest = {job.id: job for job in commit.upserts}  # one write per job, the last one
-    seen = commit.seen_versions
-    fresh = [(source, j.id, str(j.status.state), at_us, to_json(j), j.version)
-             for j in latest.values() if j.id not in seen]
-    changed = [(str(j.status.state), at_us, to_json(j), j.version, source, j.id, seen[j.id])
-               for j in latest.values() if j.id in seen]
-    yield Guarded(INSERT_NEW_JOB, fresh, "a job this poll saw as new was stored meanwhile")
-    yield Guarded(UPDATE_SEEN_JOB, changed, "a job this poll read was changed meanwhile")
-
-
-def check_guard(step: Guarded, changed: int) -> None:
-    """Raise StaleCommit when a guarded step changed fewer rows than it has (rolls back)."""
-    if changed < len(step.rows):
-        raise StaleCommit(f"commit refused, state is stale: {step.what}")
 
 
 def serialise_failure(exc: Exception, where: str) -> StoreError:
