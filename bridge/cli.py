@@ -240,33 +240,13 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     config = _load(args.config)
     from bridge.checks import render_event
-    from bridge.checks.render_event import sample_data
+    from bridge.checks.render_event import read_event
 
-    if args.sample is not None:
-        try:
-            event = sample_data(config, args.sample or None, args.rule)
-        except ValueError as exc:
-            print(f"bridge render: {exc}", file=sys.stderr)
-            return 1
-        if args.rule is None:
-            print(json.dumps(event, indent=2, ensure_ascii=False))
-            return 0
-    else:
-        where = "stdin" if args.event == "-" else args.event
-        try:
-            text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(
-                encoding="utf-8")
-            event = json.loads(text)
-        except (OSError, json.JSONDecodeError) as exc:
-            print(f"{where}: cannot read the event: {exc}", file=sys.stderr)
-            return 1
-        if not isinstance(event, dict):
-            print(f"{where}: the event must be a JSON object", file=sys.stderr)
-            return 1
-    if args.rule is None:
-        names = ", ".join(r.name for r in config.rules) or "none"
-        print(f"bridge render: give --rule NAME (rules: {names})", file=sys.stderr)
-        return 1
+    event = read_event(config, event=args.event, sample=args.sample, rule=args.rule,
+                       stdin=sys.stdin)
+    if args.rule is None:  # read_event allows it only for --sample: show the sample
+        print(json.dumps(event, indent=2, ensure_ascii=False))
+        return 0
     return _report(lambda out: render_event(config, args.rule, event, out))
 
 

@@ -172,6 +172,7 @@ kind = "slack"
 token = "${SLACK_BOT_TOKEN}"
 channel = "${SLACK_CHANNEL:-#ops-alerts}"
 mode = "update"                       # one message per job, edited; failures add a reply
+# Slack's API; a test against a fake Slack or a proxy sets SLACK_API_URL.
 base_url = "${SLACK_API_URL:-https://slack.com/api/}"
 ''', variables=(
         Variable(name="SLACK_BOT_TOKEN", what="xoxb-… from your Slack app's "

@@ -12,15 +12,43 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 from bridge.checks.samples import event_from_data, reason, sample_event, source_for
 from bridge.config.schema import Config, Rule
-from bridge.errors import TemplateError
+from bridge.errors import BridgeError, TemplateError
 from bridge.model import Event, EventKind
 from bridge.render import Renderer, compile_when
 from bridge.rules import RuleBook
 from bridge.stages import Batch, Chain, Context, Match, build_stages
+
+
+class BadEventInput(BridgeError):
+    """`bridge render` got no usable event (unreadable file or stdin, unknown kind)."""
+
+
+def read_event(config: Config, *, event: str | None, sample: str | None, rule: str | None,
+               stdin: TextIO) -> dict[str, Any]:
+    """The event `bridge render` renders: `--sample [KIND]`, or `--event FILE` / `-` (stdin).
+    Without a rule only `--sample` makes sense (it prints the sample)."""
+    if sample is not None:
+        try:
+            return sample_data(config, sample or None, rule)
+        except ValueError as exc:
+            raise BadEventInput(str(exc)) from None
+    if rule is None:
+        names = ", ".join(r.name for r in config.rules) or "none"
+        raise BadEventInput(f"give --rule NAME (rules: {names})")
+    where = "stdin" if event == "-" else str(event)
+    try:
+        text = stdin.read() if event == "-" else Path(str(event)).read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadEventInput(f"{where}: cannot read the event: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadEventInput(f"{where}: the event must be a JSON object")
+    return data
 
 
 def sample_data(config: Config, kind: str | None, rule_name: str | None) -> dict[str, Any]:
