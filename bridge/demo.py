@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -203,9 +203,10 @@ async def run_demo(
         printer = Printer(out, verbose=verbose)
         # Dead letters get the demo's own line (the log's `bridge outbox retry` hint does
         # not work against the demo's temporary state).
-        logging.getLogger("bridge.deliver").setLevel(logging.CRITICAL)
         # The fake Slack's budgets make the sender wait now and then; that is handled, quietly.
-        logging.getLogger("bridge.sinks.slack_sender").setLevel(logging.ERROR)
+        # Restored when the demo ends: a demo run in-process leaves logging as it found it.
+        stack.enter_context(_quieter({"bridge.deliver": logging.CRITICAL,
+                                      "bridge.sinks.slack_sender": logging.ERROR}))
         async with Bridge(config, observers=[printer], drain_timeout=2.0) as bridge:
             for import_id in world.esales_ids():
                 await bridge.watch("esales", import_id)
@@ -226,6 +227,19 @@ async def run_demo(
         out.write(_slack_summary(slack.render()))
         out.write("\nstopped cleanly; the demo's state was temporary.\n")
     return 0
+
+
+@contextlib.contextmanager
+def _quieter(levels: Mapping[str, int]) -> Iterator[None]:
+    loggers = {name: logging.getLogger(name) for name in levels}
+    before = {name: logger.level for name, logger in loggers.items()}
+    for name, logger in loggers.items():
+        logger.setLevel(levels[name])
+    try:
+        yield
+    finally:
+        for name, logger in loggers.items():
+            logger.setLevel(before[name])
 
 
 async def _print_dead_letters(store: Store, printer: Printer, dashboard: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import re
 import signal
@@ -123,10 +124,14 @@ async def test_dashboard_during_the_demo_shows_sources_jobs_and_retries_a_dead_l
 async def test_demo_in_process_leaves_the_environment_as_it_found_it() -> None:
     """The simulators' addresses reach the config loader, never os.environ."""
     before = dict(os.environ)
+    levels = {name: logging.getLogger(name).level for name in ("bridge.deliver",
+                                                              "bridge.sinks.slack_sender")}
     out = io.StringIO()
     assert await run_demo(listen="127.0.0.1:0", tick=0.5, duration=3, out=out) == 0
     printed = out.getvalue()
     assert dict(os.environ) == before
+    # The demo quiets two loggers while it runs, and gives them back as they were.
+    assert {name: logging.getLogger(name).level for name in levels} == levels
     assert not [name for name in os.environ if name.startswith("DEMO_")]
     assert any(EVENT_LINE.match(line) for line in printed.splitlines()), printed
     assert "stopped cleanly" in printed
