@@ -11,20 +11,19 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from standardwebhooks.webhooks import Webhook
 
 from bridge.app import Bridge
 from bridge.cli import main
 from bridge.config.loader import load_config
 from bridge.server.app import create_app
 from bridge.simulators.webhook_receiver import WebhookReceiver
+from tests.push_support import signed_push
 from tests.server_support import serve
 from tests.test_server_bridge import PUSH_SECRET
 
@@ -75,15 +74,8 @@ class Instance:
 
     async def push(self, job_id: str, status: str) -> None:
         self.pushes.append(len(self.pushes) + 1)
-        msg_id = f"msg_{job_id}_{status}_{len(self.pushes)}"
-        body = json.dumps({"id": job_id, "status": status})
-        when = datetime.now(UTC)
-        headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())),
-                   "webhook-signature": Webhook(PUSH_SECRET).sign(msg_id, when, body),
-                   "Content-Type": "application/json"}
-        async with self.http.post(f"{self.url}/v1/events/hooks", data=body,
-                                  headers=headers) as response:
-            assert response.status == 202, await response.text()
+        await signed_push(self.http, self.url, "hooks", {"id": job_id, "status": status},
+                          f"msg_{job_id}_{status}_{len(self.pushes)}")
 
     async def call(self, method: str, path: str, body: object = None,
                    token: str | None = TOKEN) -> tuple[int, Any]:

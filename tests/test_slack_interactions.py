@@ -20,13 +20,13 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from standardwebhooks.webhooks import Webhook
 
 from bridge.app import Bridge
 from bridge.config.loader import load_config, parse_config
 from bridge.errors import ConfigErrors
 from bridge.server.app import create_app
 from bridge.simulators.slack import FakeMessage, FakeSlack
+from tests.push_support import signed_push
 from tests.server_support import serve
 from tests.test_server_bridge import PUSH_SECRET
 
@@ -81,15 +81,8 @@ class Running:
     bridge: Bridge
 
     async def push(self, job_id: str, status: str) -> None:
-        msg_id = f"msg_{job_id}_{status}"
-        body = json.dumps({"id": job_id, "status": status})
-        when = datetime.now(UTC)
-        headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())),
-                   "webhook-signature": Webhook(PUSH_SECRET).sign(msg_id, when, body),
-                   "Content-Type": "application/json"}
-        async with self.http.post(f"{self.url}/v1/events/hooks", data=body,
-                                  headers=headers) as response:
-            assert response.status == 202, await response.text()
+        await signed_push(self.http, self.url, "hooks", {"id": job_id, "status": status},
+                          f"msg_{job_id}_{status}")
 
     async def message(self, job_id: str, *, edits: int = 0) -> FakeMessage:
         def found() -> FakeMessage | None:

@@ -4,13 +4,11 @@ crosses Europe/Berlin's spring-forward night muting exactly while the window is 
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
-from standardwebhooks.webhooks import Webhook
 
 from bridge.app import Bridge
 from bridge.config.loader import load_config, parse_config
@@ -20,6 +18,7 @@ from bridge.server.app import create_app
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.stages import Batch, Context, stages_for
 from bridge.windows import Window
+from tests.push_support import signed_push
 from tests.server_support import serve
 from tests.test_server_bridge import PUSH_SECRET
 
@@ -180,16 +179,8 @@ async def test_a_berlin_window_mutes_across_the_dst_change(tmp_path: Path) -> No
                 # Signed at the injected time: the push check's tolerance uses that clock.
                 clock.now = utc(at)
                 for status in ("run", "boom"):
-                    msg_id = f"{job_id}-{status}"
-                    body = json.dumps({"id": job_id, "status": status})
-                    headers = {"webhook-id": msg_id,
-                               "webhook-timestamp": str(int(clock.now.timestamp())),
-                               "webhook-signature": Webhook(PUSH_SECRET).sign(
-                                   msg_id, clock.now, body),
-                               "Content-Type": "application/json"}
-                    async with http.post(f"{url}/v1/events/{source}", data=body,
-                                         headers=headers) as response:
-                        assert response.status == 202, await response.text()
+                    await signed_push(http, url, source, {"id": job_id, "status": status},
+                                      f"{job_id}-{status}", at=clock.now)
 
             await fail("jtl-main", "before", "2026-03-28T23:30:00")   # 00:30 CET: sent
             await fail("jtl-main", "in-cet", "2026-03-29T00:30:00")   # 01:30 CET: muted
