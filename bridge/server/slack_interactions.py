@@ -48,6 +48,7 @@ from bridge.store.base import Store
 log = logging.getLogger(__name__)
 
 TOLERANCE = 5 * 60
+SHOW_TIMEOUT = 1  # seconds per Slack call made to show a press (two calls)
 
 
 class _InjectedClock(Clock):
@@ -172,8 +173,11 @@ async def _show(state: ServerState, sink: SlackSink, press: Press, outcome: Outc
     took effect: a Slack failure here is logged, not answered as an error."""
     assert sink.token is not None
     text, blocks = message
+    # Slack wants the answer within 3 seconds or tells the person the press failed: a slow
+    # Slack API costs the note and the reply (logged), never the answer.
     client = AsyncWebClient(token=sink.token.get_secret_value(), base_url=sink.base_url,
-                            session=state.runtime.session, retry_handlers=[])
+                            session=state.runtime.session, retry_handlers=[],
+                            timeout=SHOW_TIMEOUT)
     try:
         await client.api_call("chat.update", json={
             "channel": press.channel, "ts": press.message_ts, "text": text or outcome.note,
