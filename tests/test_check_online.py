@@ -20,7 +20,8 @@ SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldC0xMjM0NTY="
 
 
 def config(tmp_path: Path, *, zendesk: str, slack: str, token: str = TOKEN,
-           password: str = "zd-token-123456", hook: str | None = None) -> Config:
+           password: str = "zd-token-123456", hook: str | None = None,
+           channel: str = "#ops-alerts") -> Config:
     webhook = f"""
 [[sinks]]
 name = "pager"
@@ -42,7 +43,7 @@ password = "{password}"
 name = "ops-slack"
 kind = "slack"
 token = "{token}"
-channel = "#ops-alerts"
+channel = "{channel}"
 base_url = "{slack}"
 {webhook}
 [[rules]]
@@ -146,3 +147,19 @@ async def test_a_webhook_is_posted_a_signed_test_event_only_with_send(
         assert lines[3].startswith("ok    sink pager (webhook): test event delivered (HTTP 2")
         assert len([r for r in hook.requests if r.status < 300]) == 1
         assert hook.problems == []  # verified with the standardwebhooks package
+
+
+async def test_a_channel_given_by_id_is_looked_up_by_id(
+        tmp_path: Path, zendesk: ZendeskSimulator) -> None:
+    async with FakeSlack(token=TOKEN, channels={"#ops-alerts": "C0OPS1234"}) as slack:
+        code, lines = await online(config(tmp_path, zendesk=zendesk.base_url,
+                                          slack=slack.api_url, channel="C0OPS1234"))
+        assert code == 0, lines
+        assert lines[2] == "ok    sink ops-slack (slack) channel C0OPS1234: @bridge is a member"
+        assert slack.calls_to("conversations.info")
+        code, lines = await online(config(tmp_path, zendesk=zendesk.base_url,
+                                          slack=slack.api_url, channel="C0NOPE999"))
+    assert code == 1
+    assert lines[2].startswith("FAIL  sink ops-slack (slack) channel C0NOPE999: no such public "
+                               "channel: check `channel`; a private channel must have @bridge "
+                               "invited")

@@ -16,6 +16,7 @@ what to do. Exit 0 when nothing failed, 1 otherwise.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
@@ -34,6 +35,8 @@ from bridge.sources.exchange import describe_url
 PROBE_ID = "0"
 # Channels read from conversations.list before giving up on finding it.
 MAX_CHANNEL_PAGES = 20
+# A channel id (public C…, private G…) rather than a name.
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
 Level = Literal["ok", "WARN", "FAIL"]
 
 
@@ -168,6 +171,17 @@ async def _channel(client: AsyncWebClient, sink: SlackSink, scopes: set[str], bo
 
 
 async def _find_channel(client: AsyncWebClient, channel: str) -> Mapping[str, Any] | None:
+    if _CHANNEL_ID.match(channel):
+        # An id names one channel, private ones included (those the bot is in).
+        try:
+            info = await client.conversations_info(channel=channel)
+        except SlackApiError as exc:
+            data = getattr(exc.response, "data", None)
+            if isinstance(data, dict) and data.get("error") == "channel_not_found":
+                return None
+            raise
+        found = info.get("channel")
+        return found if isinstance(found, dict) else None
     name = channel.removeprefix("#")
     cursor: str | None = None
     for _ in range(MAX_CHANNEL_PAGES):

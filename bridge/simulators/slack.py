@@ -286,6 +286,13 @@ class FakeSlack:
             return {"channels": [self._channel_info(name, cid)
                                  for name, cid in self.channels.ids.items()],
                     "response_metadata": {"next_cursor": ""}}
+        if method == "conversations.info":
+            self._need_scope("channels:read")
+            cid = str(body.get("channel"))
+            name = next((n for n, c in self.channels.ids.items() if c == cid), None)
+            if name is None:
+                raise SlackError("channel_not_found")
+            return {"channel": self._channel_info(name, cid)}
         raise SlackError("unknown_method", status=404)
 
     def _need_scope(self, scope: str) -> None:
