@@ -17,7 +17,9 @@ the same webhook receiver process (`bench.peer_parts`). For each:
 
 Then the ratios bridge/Alertmanager and bridge/forwarder. Every process is stopped by its
 PID; each phase has a deadline. Without Alertmanager (not installed and not root), its row
-says why and the ratios against it are left out. `BENCH_PEER_N` scales the burst.
+says why and the ratios against it are left out. `BENCH_PEER_N` scales the burst,
+`BENCH_PEER_PEERS=bridge,forwarder` picks peers, `BENCH_PEER_PYSPY=FILE` records a py-spy
+profile of the bridge (raw collapsed stacks).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -47,6 +50,7 @@ IN_FLIGHT = 4
 PACED_RATE = 1_000
 PACED_SECONDS = 5.0
 PACED_BATCH = 10
+PEERS = os.environ.get("BENCH_PEER_PEERS", "alertmanager,bridge,forwarder").split(",")
 PHASE_DEADLINE = 180.0  # seconds for all of one phase's notifications to arrive
 
 Post = Callable[[aiohttp.ClientSession, list[str]], Any]
@@ -210,12 +214,18 @@ async def run_peer(name: str, work: Path, receiver: str) -> Result:
     else:
         process, url = parts.start_forwarder(work, receiver)
         ready, post = f"{url}/ready", forwarder_post(url)
+    profiler = None
     try:
         await parts.wait_ready(ready, process)
+        if name == "bridge" and os.environ.get("BENCH_PEER_PYSPY"):
+            profiler = parts.start_profiler(process, os.environ["BENCH_PEER_PYSPY"], work)
+            await asyncio.sleep(1.0)  # py-spy attaches
         return await measure(name, name, process, post, receiver)
     except (RuntimeError, TimeoutError, aiohttp.ClientError) as exc:
         return Result(name=name, note=f"failed: {exc}")
     finally:
+        if profiler is not None:
+            profiler.stop(signal.SIGINT)
         process.stop()
 
 
@@ -245,10 +255,12 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
 
 def ratios(results: Sequence[Result]) -> str:
     by = {r.name: r for r in results}
+    if "bridge" not in by:
+        return ""
     bridge, lines = by["bridge"], []
     for peer, targets in (("alertmanager", "throughput >= 1.5x, CPU <= 0.5x, p99 <= 1x"),
                           ("forwarder", "throughput >= 0.75x")):
-        other = by[peer]
+        other = by.get(peer, Result(name=peer, note="not run"))
         if other.throughput is None:
             lines.append(f"bridge/{peer}: - ({other.note})")
             continue
@@ -266,7 +278,7 @@ async def _run() -> list[Result]:
         try:
             await parts.wait_ready(f"{receiver}/ready", receiver_process)
             results = []
-            for name in ("alertmanager", "bridge", "forwarder"):
+            for name in PEERS:
                 (work / name).mkdir()
                 print(f"   {name}...", flush=True)
                 results.append(await run_peer(name, work / name, receiver))

@@ -67,10 +67,10 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self) -> None:
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
         if self.popen.poll() is not None:
             return
-        os.kill(self.pid, signal.SIGTERM)
+        os.kill(self.pid, how)
         try:
             self.popen.wait(STOP_GRACE)
         except subprocess.TimeoutExpired:
@@ -265,6 +265,14 @@ def start_bridge(work: Path, receiver: str) -> tuple[Process, str]:
     process = Process("bridge", [sys.executable, "-m", "bridge", "run", "--config", str(config)],
                       work / "bridge.log")
     return process, f"http://{HOST}:{port}"
+
+
+def start_profiler(target: Process, out: str, work: Path) -> Process:
+    """py-spy (in the venv, not a dependency) sampling `target` until stopped with SIGINT;
+    raw collapsed stacks, one line per distinct stack with its sample count."""
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    return Process("py-spy", [spy, "record", "--format", "raw", "-r", "200", "-o", out,
+                              "--pid", str(target.pid)], work / "py-spy.log")
 
 
 def start_receiver(work: Path) -> tuple[Process, str]:

@@ -3,8 +3,8 @@
 Pure: no I/O and no clock (`now` is a parameter), so every rule is tested with plain tables.
 Given what the store remembers (`known`) and one successful poll, `detect` returns the events,
 the job records that changed (`upserts`) and the ids to forget (`removals`); the pipeline
-commits them in one transaction. A failed poll never reaches `detect`: `source_failed` and
-`source_succeeded` turn poll outcomes into source health and `source_down` / `source_up`.
+commits them in one transaction. A failed poll never reaches `detect`: `bridge.source_health`
+turns poll outcomes into source health and `source_down` / `source_up`.
 
 Event ids are built from the stored record the event is derived from (its `version`), never
 from `now`, so replaying an observation after a crash yields the same ids and the outbox
@@ -30,7 +30,6 @@ from bridge.model import (
     JobState,
     JobStatus,
     PollResult,
-    SourceHealth,
     TrackedJob,
     event_id,
 )
@@ -79,8 +78,14 @@ def detect(
     poll: PollResult,
     now: datetime,
     settings: DetectSettings,
+    expiring: Iterable[str] | None = None,
 ) -> Detection:
-    """Compare one successful poll with the remembered jobs of `source`."""
+    """Compare one successful poll with the remembered jobs of `source`.
+
+    `expiring`: the done jobs of `known` that finished `retain` ago or earlier (from a
+    `bridge.deadlines.FinishTimes`), so a push or a by-id poll of a few jobs does not walk
+    every tracked job to find them; None looks at every job the poll did not observe.
+    """
     observations = poll.observations
     ids = list(map(_ID, observations))
     observed = set(ids)
@@ -127,15 +132,19 @@ def detect(
             continue
         run.changed(prev, obs)
     # Every known job observed (the usual list poll): none can be missing or be removed.
+    # Only a complete list says that an unobserved job is gone; otherwise the unobserved
+    # jobs matter only for expiry, which `expiring` answers without walking them all.
     matched = len(observations) - fresh
-    unobserved = () if matched == len(known) else known.keys() - observed
+    unobserved: Iterable[str] = ()
+    if matched != len(known) and (poll.complete or expiring is None):
+        unobserved = known.keys() - observed
     for job_id, reason in _missing(unobserved, observed, poll):
         run.missing(job_id, known.get(job_id), reason)
-    return Detection(
-        events=tuple(run.events),
-        upserts=tuple(run.upserts),
-        removals=_expired(known, unobserved, now - settings.retain),
-    )
+    if expiring is not None:
+        removals = tuple(sorted(i for i in expiring if i not in observed))
+    else:
+        removals = _expired(known, unobserved, now - settings.retain)
+    return Detection(events=tuple(run.events), upserts=tuple(run.upserts), removals=removals)
 
 
 def finished_ids(ids: Iterable[str], jobs: Mapping[str, TrackedJob]) -> list[str]:
@@ -146,63 +155,6 @@ def finished_ids(ids: Iterable[str], jobs: Mapping[str, TrackedJob]) -> list[str
         if job is not None and job.done:
             finished.append(job_id)
     return finished
-
-
-def source_failed(
-    *, source: str, health: SourceHealth | None, reason: str, now: datetime, down_after: int = 1
-) -> tuple[SourceHealth, tuple[Event, ...]]:
-    """A poll failed. The source goes down (`source_down`, once) when this is the
-    `down_after`-th failed poll in a row; before that it stays up with the failure counted,
-    so one hiccup of a vendor's API pages nobody."""
-    if health is not None and not health.up:
-        return replace(health, reason=reason, failures=health.failures + 1, last_poll_at=now), ()
-    failures = (health.failures if health else 0) + 1
-    if failures < down_after:
-        base = health or SourceHealth(source=source, since=now)
-        return replace(base, reason=reason, failures=failures, last_poll_at=now), ()
-    down = SourceHealth(
-        source=source,
-        up=False,
-        since=now,
-        reason=reason,
-        failures=failures,
-        last_poll_at=now,
-        last_latency=health.last_latency if health else None,
-    )
-    # `since` of the up period that ends here: the same failure replayed gets the same id.
-    up_since = health.since.isoformat() if health and health.since else ""
-    event = Event(
-        id=event_id(source, "", EventKind.SOURCE_DOWN, up_since),
-        on=EventKind.SOURCE_DOWN,
-        source=source,
-        at=now,
-        reason=reason,
-    )
-    return down, (event,)
-
-
-def source_succeeded(
-    *, source: str, health: SourceHealth | None, now: datetime, latency: float | None
-) -> tuple[SourceHealth, tuple[Event, ...]]:
-    """A poll worked: the source is up (`source_up` when it recovers from being down)."""
-    if health is None:
-        return SourceHealth(source=source, since=now, last_poll_at=now, last_latency=latency), ()
-    if health.up:
-        # A success ends a run of failures that stayed below `down_after`.
-        return replace(health, last_poll_at=now, last_latency=latency, failures=0,
-                       reason=None), ()
-    up = SourceHealth(source=source, since=now, last_poll_at=now, last_latency=latency)
-    down_since = health.since.isoformat() if health.since else ""
-    event = Event(
-        id=event_id(source, "", EventKind.SOURCE_UP, down_since),
-        on=EventKind.SOURCE_UP,
-        source=source,
-        at=now,
-        duration=(now - health.since) if health.since else None,
-        # Why it was down, for a "recovered from ..." message.
-        reason=health.reason,
-    )
-    return up, (event,)
 
 
 # --- the pass ------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ class Pipeline:
 
     async def _load_source(self, name: str, *, marks: bool = True) -> None:
         state = self._memory.sources[name]
-        state.jobs = await self._store.load_jobs(name)
+        state.load(await self._store.load_jobs(name))
         state.health = await self._store.load_health(name)
         state.watches = set(await self._store.list_watches(name))
         self._metrics.tracked_jobs.labels(name).set(len(state.jobs))

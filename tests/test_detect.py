@@ -7,18 +7,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import pytest
 
-from bridge.detect import (
-    Detection,
-    DetectSettings,
-    detect,
-    finished_ids,
-    source_failed,
-    source_succeeded,
-)
+from bridge.deadlines import FinishTimes
+from bridge.detect import Detection, DetectSettings, detect, finished_ids
 from bridge.model import EventKind, JobState, JobStatus, PollResult, TrackedJob
+from bridge.source_health import source_failed, source_succeeded
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 SETTINGS = DetectSettings(
@@ -72,25 +68,41 @@ def poll(
 
 @dataclass
 class Tracker:
-    """Applies detections the way the pipeline does, with a clock the test moves."""
+    """Applies detections the way the pipeline does, with a clock the test moves.
+
+    Every test runs twice (the `expiry` fixture): once finding expired jobs by walking the
+    unobserved ones, once from `FinishTimes` as the pipeline does; both must agree."""
 
     settings: DetectSettings = SETTINGS
     known: dict[str, TrackedJob] = field(default_factory=dict)
     now: datetime = T0
     history: list[Detection] = field(default_factory=list)
+    finish_times: FinishTimes = field(default_factory=FinishTimes)
+    use_finish_times: ClassVar[bool] = False
 
     def feed(self, result: PollResult, *, at: timedelta | None = None) -> Detection:
         if at is not None:
             self.now = T0 + at
+        expiring = None
+        if self.use_finish_times:
+            expiring = self.finish_times.due(self.now - self.settings.retain, self.known)
         detection = detect(
-            source="src", known=self.known, poll=result, now=self.now, settings=self.settings
+            source="src", known=self.known, poll=result, now=self.now, settings=self.settings,
+            expiring=expiring,
         )
         for tracked in detection.upserts:
             self.known[tracked.id] = tracked
         for job_id in detection.removals:
             del self.known[job_id]
+        self.finish_times.add(detection.upserts)
+        self.finish_times.compact(self.known)
         self.history.append(detection)
         return detection
+
+
+@pytest.fixture(autouse=True, params=["walk", "finish_times"])
+def expiry(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Tracker, "use_finish_times", request.param == "finish_times")
 
 
 def kinds(detection: Detection) -> list[EventKind]:

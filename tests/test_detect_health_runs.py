@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bridge.detect import DetectSettings, detect, source_failed, source_succeeded
+from bridge.detect import DetectSettings, detect
 from bridge.model import EventKind, JobState, JobStatus, PollResult, SourceHealth, TrackedJob
+from bridge.source_health import source_failed, source_succeeded
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 SETTINGS = DetectSettings(stall_after=timedelta(minutes=15))

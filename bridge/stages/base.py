@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from bridge.config.schema import Rule
+from bridge.deadlines import FinishTimes
 from bridge.errors import SourceError
 from bridge.model import Event, Notification, PollResult, SourceHealth, TrackedJob
 from bridge.rules import Decision
@@ -46,8 +47,10 @@ class Context:
     """What a stage may read besides the batch: the clock, the source, the memory.
 
     `jobs`, `health` and `watches` are the source's state as committed before this batch;
-    `marks` is the rule memory (throttle, repeat) of every source. All read-only views:
-    the pipeline applies a batch to them only once the batch is committed.
+    `marks` is the rule memory (throttle, repeat) of every source; `finish_times` the
+    source's done jobs by finish time, to find expired ones (None: detection walks the
+    unobserved jobs). All read-only views: the pipeline applies a batch to them only once
+    the batch is committed.
     """
 
     source: str
@@ -60,6 +63,7 @@ class Context:
     # (`jobs`), and, for a polled source, only while this instance holds its lease.
     compare_and_set: bool = False
     fence: tuple[str, str] | None = None
+    finish_times: FinishTimes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

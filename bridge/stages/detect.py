@@ -15,10 +15,11 @@ from collections.abc import Collection, Mapping, MutableMapping
 from dataclasses import replace
 from typing import cast
 
-from bridge.detect import DetectSettings, detect, finished_ids, source_failed, source_succeeded
+from bridge.detect import DetectSettings, detect, finished_ids
 from bridge.errors import SourceMisconfigured
 from bridge.logs import for_source
 from bridge.model import Event, TrackedJob
+from bridge.source_health import source_failed, source_succeeded
 from bridge.stages.base import Batch, Context
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,12 @@ class Detect:
             if up:
                 for_source(log, ctx.source).info("source %s is up again", ctx.source)
             events.extend(up)
+        settings = self._settings[ctx.source]
+        expiring = None
+        if ctx.finish_times is not None:
+            expiring = ctx.finish_times.due(ctx.now - settings.retain, ctx.jobs)
         detection = detect(source=ctx.source, known=ctx.jobs, poll=batch.poll, now=ctx.now,
-                           settings=self._settings[ctx.source])
+                           settings=settings, expiring=expiring)
         events.extend(detection.events)
         keep = self._keep.get(ctx.source)
         removals = detection.removals

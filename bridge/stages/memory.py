@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bridge.deadlines import FinishTimes
 from bridge.model import SourceHealth, TrackedJob
 from bridge.stages.base import Batch, Context, MarkKey
 from bridge.store.base import RuleMark
@@ -21,6 +22,12 @@ class SourceMemory:
     jobs: dict[str, TrackedJob] = field(default_factory=dict)
     health: SourceHealth | None = None
     watches: set[str] = field(default_factory=set)
+    finish_times: FinishTimes = field(default_factory=FinishTimes)
+
+    def load(self, jobs: dict[str, TrackedJob]) -> None:
+        """Replace the jobs with ones read from the store."""
+        self.jobs = jobs
+        self.finish_times.reset(jobs)
 
 
 class Memory:
@@ -31,7 +38,8 @@ class Memory:
     def context(self, source: str, now: datetime) -> Context:
         state = self.sources[source]
         return Context(source=source, now=now, jobs=state.jobs, health=state.health,
-                       watches=state.watches, marks=self.marks)
+                       watches=state.watches, marks=self.marks,
+                       finish_times=state.finish_times)
 
     def apply(self, source: str, batch: Batch) -> None:
         state = self.sources[source]
@@ -48,6 +56,8 @@ class Memory:
             removed = frozenset(batch.removals)
             for key in [k for k in self.marks if k[1] == source and k[2] in removed]:
                 del self.marks[key]
+        state.finish_times.add(batch.upserts)
+        state.finish_times.compact(jobs)
         state.watches.difference_update(batch.finished_watches)
         if batch.health is not None:
             state.health = batch.health
