@@ -1,12 +1,22 @@
 """The pipeline: runs each poll through the stages and commits it (bridge.stages).
 
 `Pipeline.poll(source)` runs one poll of one source through the stage list built by
-`bridge.stages.build_stages` (detect -> repeat -> route -> render -> enqueue): the last
+`bridge.stages.build_stages` (detect -> repeat -> route -> render -> enqueue): the enqueue
 stage commits everything the poll produced (job state, events, outbox rows, rule memory) in
-one store transaction; only after that commit does the pipeline update its in-memory view,
-so a crash between the two loses nothing and repeats nothing. Pushed observations
-(`Pipeline.push`) take the same path. The pipeline owns what is not a stage's business:
-one lock per source, the poll's error handling, metrics and observers.
+one store transaction. Pushed observations (`Pipeline.push`) take the same path. The
+pipeline owns what is not a stage's business: one lock per source, the poll's error
+handling, metrics and observers, and group commit.
+
+Group commit: pushes to a source that arrive while one is being committed wait for the
+source's lock; the one that gets it next takes every waiting push, runs each through the
+decision stages in arrival order (each seeing the memory the ones before it left) and
+commits them all in one transaction, then answers each. A push is answered only once its
+transaction is committed, so nothing answered 2xx can be lost; and one transaction (one
+fsync) per group instead of per push is what lets pushes go faster than the disk syncs.
+The memory is applied before the commit, so the next push of the group sees it; if the
+commit fails, every push of the group fails and the source's memory is read back from the
+store (the store, not the memory, is the truth), so memory and store never disagree. A
+stale group (another instance wrote the source, shared store) is run again on fresh state.
 """
 
 from __future__ import annotations
@@ -20,15 +30,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bridge.config.schema import Config
-from bridge.errors import SourceError, SourceUnavailable
+from bridge.errors import SourceError, SourceUnavailable, StoreError
 from bridge.logs import for_sink, for_source
 from bridge.metrics import Metrics
 from bridge.model import Event, JobStatus, Notification, PollResult, SourceHealth, TrackedJob
 from bridge.render import Renderer
 from bridge.rules import RuleBook
 from bridge.sources.base import Source
-from bridge.stages import Batch, Context, Memory, build_stages
-from bridge.store.base import StaleCommit, Store
+from bridge.stages import Batch, Chain, Context, Memory, build_stages
+from bridge.stages.enqueue import Enqueue, commit_of
+from bridge.store.base import PollCommit, StaleCommit, Store
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,14 @@ class PollOutcome:
 Observer = Callable[[PollOutcome], None]
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """A batch waiting for its source's lock, and the caller waiting for its outcome."""
+
+    batch: Batch
+    outcome: asyncio.Future[PollOutcome]
+
+
 class Pipeline:
     def __init__(
         self,
@@ -74,9 +93,17 @@ class Pipeline:
         self._sources = sources
         self._metrics = metrics
         self._clock = clock
-        self._stages = build_stages(config, rulebook, renderer, store)
+        stages = build_stages(config, rulebook, renderer, store)
+        # The decision stages run per batch; the last one, enqueue, commits a whole group.
+        *decide, enqueue = stages.stages
+        assert isinstance(enqueue, Enqueue)
+        self._decide = Chain(tuple(decide))
+        self._enqueue = enqueue
         self._memory = Memory(sources)
         self._locks = {name: asyncio.Lock() for name in sources}
+        self._waiting: dict[str, list[_Waiting]] = {name: [] for name in sources}
+        # Sources whose memory must be read back from the store before the next batch.
+        self._stale: set[str] = set()
         self.observers: list[Observer] = []
 
     async def load(self) -> None:
@@ -176,32 +203,107 @@ class Pipeline:
             return await self._run(name, Batch(poll=result, latency=latency))
 
     async def push(self, name: str, observations: Sequence[JobStatus]) -> PollOutcome:
-        """Feed pushed observations through the same stages as a poll."""
+        """Feed pushed observations through the same stages as a poll; returns once they
+        are committed, possibly in one transaction with other pushes (group commit)."""
+        poll = PollResult(observations=observations, complete=False)
+        waiting = _Waiting(Batch(poll=poll, pushed=True),
+                           asyncio.get_running_loop().create_future())
+        self._waiting[name].append(waiting)
         async with self._locks[name]:
-            poll = PollResult(observations=observations, complete=False)
-            if self._shared:
-                # Any instance takes pushes: start from what the store holds now.
-                await self._load_source(name)
-            return await self._run(name, Batch(poll=poll, pushed=True), retries=2)
+            if not waiting.outcome.done():
+                group, self._waiting[name] = self._waiting[name], []
+                if self._shared:
+                    # Any instance takes pushes: start from what the store holds now.
+                    self._stale.add(name)
+                await self._run_group(name, group, retries=2)
+        return waiting.outcome.result()
 
-    async def _run(self, name: str, batch: Batch, *, retries: int = 0) -> PollOutcome:
-        while True:
-            try:
-                committed = await self._stages.run(self._context(name, batch), batch)
-                break
-            except StaleCommit as exc:
-                # Another instance wrote this source's state (or holds its lease): this batch
-                # was computed from stale state, commits nothing and emits nothing. A poll is
-                # simply repeated by the next one; a push is run again on fresh state.
-                self._metrics.stale_commits.labels(name).inc()
-                for_source(log, name).info("source %s: %s; reloading its state from the store",
-                                           name, exc)
-                await self._load_source(name)
+    async def _run(self, name: str, batch: Batch) -> PollOutcome:
+        waiting = _Waiting(batch, asyncio.get_running_loop().create_future())
+        await self._run_group(name, [waiting])
+        return waiting.outcome.result()
+
+    async def _run_group(self, name: str, group: list[_Waiting], *, retries: int = 0) -> None:
+        """Run each batch of the group through the decision stages, commit them all in one
+        transaction, and then (only then) give each its outcome; a failure becomes every
+        unanswered batch's outcome. Holds the source's lock."""
+        try:
+            while not await self._decide_and_commit(name, group):
+                # Another instance wrote this source's state (or holds its lease): the group
+                # was computed from stale state and committed nothing. A poll is simply
+                # repeated by the next one; pushes are run again on fresh state.
                 if retries <= 0:
-                    return PollOutcome(source=name)
+                    for waiting in group:
+                        if not waiting.outcome.done():
+                            waiting.outcome.set_result(PollOutcome(source=name))
+                    return
                 retries -= 1
-        batch = committed
-        self._memory.apply(name, batch)
+        except Exception as exc:
+            self._fail(group, exc)
+        except BaseException:  # cancelled: the callers still get an answer
+            self._fail(group, StoreError(f"the commit of source {name!r} was interrupted"))
+            raise
+        finally:
+            if name in self._stale:
+                await self._reload_quietly(name)
+
+    async def _decide_and_commit(self, name: str, group: list[_Waiting]) -> bool:
+        """False when the commit was refused as stale (the memory is read back first)."""
+        if name in self._stale:
+            await self._reload(name)
+        decided: list[tuple[_Waiting, Batch]] = []
+        commits: list[PollCommit] = []
+        for waiting in group:
+            if waiting.outcome.done():
+                continue
+            ctx = self._context(name, waiting.batch)
+            try:
+                batch = await self._decide.run(ctx, waiting.batch)
+            except Exception as exc:  # one batch's failure is its own, not the group's
+                waiting.outcome.set_exception(exc)
+                continue
+            commits.append(commit_of(ctx, batch))
+            # Applied now, so the next batch of the group sees it; read back on failure.
+            self._memory.apply(name, batch)
+            self._stale.add(name)
+            decided.append((waiting, batch))
+        if not decided:
+            return True
+        try:
+            await self._enqueue.run_group(commits)
+        except StaleCommit as exc:
+            self._metrics.stale_commits.labels(name).inc()
+            for_source(log, name).info("source %s: %s; reloading its state from the store",
+                                       name, exc)
+            await self._reload(name)
+            return False
+        self._stale.discard(name)
+        for waiting, batch in decided:
+            waiting.outcome.set_result(self._committed(name, batch))
+        return True
+
+    async def _reload(self, name: str) -> None:
+        """Read one source's memory back from the store; until that works the source
+        stays stale and every batch of it tries again first."""
+        self._stale.add(name)
+        await self._load_source(name)
+        self._stale.discard(name)
+
+    async def _reload_quietly(self, name: str) -> None:
+        try:
+            await self._reload(name)
+        except Exception as exc:  # the next batch of the source tries again first
+            for_source(log, name).error(
+                "source %s: could not read its state back after a failed commit: %s",
+                name, exc)
+
+    @staticmethod
+    def _fail(group: list[_Waiting], error: Exception) -> None:
+        for waiting in group:
+            if not waiting.outcome.done():
+                waiting.outcome.set_exception(error)
+
+    def _committed(self, name: str, batch: Batch) -> PollOutcome:
         self._count(name, batch)
         outcome = PollOutcome(source=name, events=batch.events,
                               notifications=batch.notifications,

@@ -10,6 +10,8 @@ stale batch raises StaleCommit and writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bridge.stages.base import Batch, Context
 from bridge.store.base import PollCommit, Store
 from bridge.store.times import to_us
@@ -22,27 +24,35 @@ class Enqueue:
         self._store = store
 
     async def run(self, ctx: Context, batch: Batch) -> Batch:
-        seen = seen_marks = None
-        if ctx.compare_and_set:
-            jobs, marks = ctx.jobs, ctx.marks
-            seen = {job.id: jobs[job.id].version for job in batch.upserts if job.id in jobs}
-            seen_marks = {key: to_us(marks[key].notified_at) for key in
-                          ((m.rule, m.source, m.job_id) for m in batch.marks) if key in marks}
-        await self._store.commit_poll(
-            PollCommit(
-                source=ctx.source,
-                upserts=batch.upserts,
-                removals=batch.removals,
-                health=batch.health,
-                events=batch.events,
-                notifications=(*batch.notifications, *batch.silenced_notifications),
-                rule_marks=batch.marks,
-                finished_watches=batch.finished_watches,
-                ended_silences=batch.ended_silences,
-                at=ctx.now,
-                seen_versions=seen,
-                seen_marks=seen_marks,
-                fence=ctx.fence,
-            )
-        )
+        await self._store.commit_poll(commit_of(ctx, batch))
         return batch
+
+    async def run_group(self, commits: Sequence[PollCommit]) -> None:
+        """Commit many batches (each made by `commit_of`), in order, in one transaction."""
+        await self._store.commit_polls(commits)
+
+
+def commit_of(ctx: Context, batch: Batch) -> PollCommit:
+    """What the store writes for one batch. Made before the batch is applied to the memory
+    `ctx` reads: the versions it compares-and-sets against are the ones the batch saw."""
+    seen = seen_marks = None
+    if ctx.compare_and_set:
+        jobs, marks = ctx.jobs, ctx.marks
+        seen = {job.id: jobs[job.id].version for job in batch.upserts if job.id in jobs}
+        seen_marks = {key: to_us(marks[key].notified_at) for key in
+                      ((m.rule, m.source, m.job_id) for m in batch.marks) if key in marks}
+    return PollCommit(
+        source=ctx.source,
+        upserts=batch.upserts,
+        removals=batch.removals,
+        health=batch.health,
+        events=batch.events,
+        notifications=(*batch.notifications, *batch.silenced_notifications),
+        rule_marks=batch.marks,
+        finished_watches=batch.finished_watches,
+        ended_silences=batch.ended_silences,
+        at=ctx.now,
+        seen_versions=seen,
+        seen_marks=seen_marks,
+        fence=ctx.fence,
+    )

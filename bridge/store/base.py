@@ -121,6 +121,10 @@ class Store(Protocol):
     async def commit_poll(self, commit: PollCommit) -> None:
         """Write one poll's results in a single transaction."""
 
+    async def commit_polls(self, commits: Sequence[PollCommit]) -> None:
+        """Write many polls' results, in order, in a single transaction (group commit):
+        all of them or none."""
+
     async def list_jobs(
         self, source: str | None = None, state: str | None = None, limit: int = 1000
     ) -> list[TrackedJob]: ...

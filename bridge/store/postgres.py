@@ -38,7 +38,7 @@ def _pg(query: str) -> str:
 class PostgresStore(SqlStore):
     """The `Store` protocol over a PostgreSQL database (tables in the current search_path)."""
 
-    claim_lock = " FOR UPDATE OF o SKIP LOCKED"
+    claim_lock = " FOR UPDATE OF {alias} SKIP LOCKED"
     shared = True
 
     def __init__(

@@ -140,6 +140,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             note TEXT NOT NULL)""",
         "CREATE INDEX actions_job ON actions (source, job_id, seq)",
     ),
+    (
+        # Claims read pending rows in this order and stop after a batch (sql.CLAIM_DUE).
+        "CREATE INDEX outbox_claim ON outbox (status, priority, created_us, id)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

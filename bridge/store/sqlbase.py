@@ -24,7 +24,8 @@ from bridge.store.silences import SilenceQueries
 class SqlStore(SilenceQueries, ActionQueries, ABC):
     """The `Store` protocol over SQL; subclasses say how to talk to their database."""
 
-    # Appended to the claim's inner SELECT; PostgreSQL skips rows other instances hold.
+    # Appended to the claim's SELECTs (`{alias}`: the table's alias in each); PostgreSQL
+    # skips rows other instances hold.
     claim_lock = ""
     shared = False
     # Prune expired push webhook-ids once every this many claims (each prune is a write).
@@ -63,6 +64,10 @@ class SqlStore(SilenceQueries, ActionQueries, ABC):
         await self._write_steps(chain(
             sql.commit_steps(commit, self._keep_events),
             silences.commit_steps(muted, commit.ended_silences, commit.at or datetime.now(UTC))))
+
+    async def commit_polls(self, commits: Sequence[PollCommit]) -> None:
+        keep = self._keep_events
+        await self._write_steps(step for c in commits for step in sql.commit_steps(c, keep))
 
     async def list_jobs(
         self, source: str | None = None, state: str | None = None, limit: int = 1000
@@ -137,15 +142,13 @@ class SqlStore(SilenceQueries, ActionQueries, ABC):
     async def claim_due(
         self, now: datetime, limit: int, lease: timedelta, sink: str | None = None
     ) -> list[Delivery]:
-        by_sink = sink is not None
-        query = sql.CLAIM_DUE.format(
-            lock=self.claim_lock,
-            sink=sql.CLAIM_SINK_FILTER if by_sink else "",
-            blocked_sink=sql.CLAIM_BLOCKED_SINK_FILTER if by_sink else "",
-        )
-        one_sink: tuple[object, ...] = (sink,) if by_sink else ()
-        params = (sql.to_us(now + lease), sql.to_us(now), *one_sink, sql.to_us(now),
-                  *one_sink, sql.to_us(now), *one_sink, limit)
+        query = sql.CLAIM_DUE.format(lock=self.claim_lock.format(alias="o"),
+                                     win_lock=self.claim_lock.format(alias="w"),
+                                     sink=sql.CLAIM_SINK_FILTER if sink is not None else "")
+        one_sink: tuple[object, ...] = (sink,) if sink is not None else ()
+        now_us = sql.to_us(now)
+        params = (sql.to_us(now + lease), now_us, *one_sink, now_us, limit, now_us, now_us,
+                  limit)
         return sql.sort_claimed(await self._write_returning(query, params))
 
     async def mark_delivered(self, delivery_id: str, at: datetime) -> None:
