@@ -34,6 +34,7 @@ Clock = Callable[[], datetime]
 # A claimed row is hidden from other workers this long; a crash makes it due again after.
 CLAIM_LEASE = timedelta(seconds=60)
 CLAIM_BATCH = 50
+SEND_AHEAD = 2
 IDLE_WAIT = 1.0
 
 
@@ -105,9 +106,12 @@ class _Recorder:
     recorded a row stays leased; a crash before that only means it is sent once more, with
     the same webhook-id (at-least-once)."""
 
-    def __init__(self, store: Store, metrics: Metrics):
+    def __init__(self, store: Store, metrics: Metrics,
+                 recorded: Callable[[set[str]], None] = lambda sinks: None):
         self._store = store
         self._metrics = metrics
+        # Told which sinks had rows recorded: their jobs' next rows are claimable now.
+        self._recorded = recorded
         self._queue: list[_Sent] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -140,6 +144,7 @@ class _Recorder:
                 for_sink(log, sent.sink).info("delivered %s to %s (attempt %d)",
                                               sent.delivery.id, sent.sink,
                                               sent.delivery.attempts + 1)
+            self._recorded({sent.sink for sent in batch})
 
     async def _write(self, batch: list[_Sent]) -> None:
         await self._store.mark_delivered_many([(s.delivery.id, s.at) for s in batch])
@@ -174,10 +179,10 @@ class DeliveryWorkers:
         self._wakeups = {name: asyncio.Event() for name in sinks}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
-        self._busy: dict[str, bool] = dict.fromkeys(sinks, False)
+        self._busy: dict[str, int] = dict.fromkeys(sinks, 0)
         # Whether a sink's last claim found nothing claimable: drain waits for all of them.
         self._idle: dict[str, bool] = dict.fromkeys(sinks, False)
-        self._recorder = _Recorder(store, metrics)
+        self._recorder = _Recorder(store, metrics, self._wake_sinks)
         self._capabilities = {name: sink_capabilities(sink.config) for name, sink in sinks.items()}
         # The earliest retry this worker scheduled: it wakes for it rather than polling the
         # store every IDLE_WAIT (retry schedules may be shorter than that).
@@ -190,6 +195,10 @@ class DeliveryWorkers:
     def wake(self) -> None:
         for event in self._wakeups.values():
             event.set()
+
+    def _wake_sinks(self, sinks: set[str]) -> None:
+        for name in sinks:
+            self._wakeups[name].set()
 
     async def drain(self, seconds: float) -> None:
         """Stop after the rows due now are sent, or after `seconds`; the rest stays pending."""
@@ -219,42 +228,67 @@ class DeliveryWorkers:
 
     async def _loop(self, sink_name: str) -> None:
         wakeup = self._wakeups[sink_name]
-        while not self._stopping.is_set():
-            if not self._may_send(sink_name):
-                # Another instance sends to this sink; ours waits to take its lease over.
-                self._idle[sink_name] = True
-                wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), IDLE_WAIT)
-                continue
-            try:
-                claimed = await self._store.claim_due(
-                    self._clock(), CLAIM_BATCH, self._claim_lease, sink=sink_name
-                )
-            except StoreError as exc:
-                for_sink(log, sink_name).error("outbox claim failed for sink %s: %s",
-                                               sink_name, exc)
-                claimed = []
-            self._idle[sink_name] = not claimed
-            if not claimed:
-                wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), self._idle_wait(sink_name))
-                continue
-            self._busy[sink_name] = True
-            renewing = asyncio.create_task(self._renew(sink_name, claimed),
-                                           name=f"deliver:{sink_name}:renew")
-            try:
-                await self._send(sink_name, claimed)
-            except Exception:
-                # A store that fails while recording an outcome must not end this sink's
-                # worker: the rows stay leased and come back after their lease.
-                for_sink(log, sink_name).exception(
-                    "delivery to %s failed while recording outcomes", sink_name)
-                await asyncio.sleep(IDLE_WAIT)
-            finally:
-                renewing.cancel()
-                self._busy[sink_name] = False
+        # Batches of a sink that orders nothing itself are sent SEND_AHEAD at a time, so the
+        # next claim overlaps the sends of the last one; a job's rows still go in order,
+        # because a claimed row holds its job's later rows back until it is recorded.
+        ahead = 1 if self._capabilities[sink_name].orders_itself else SEND_AHEAD
+        sending: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping.is_set():
+                if not self._may_send(sink_name):
+                    # Another instance sends to this sink; ours waits to take its lease over.
+                    self._idle[sink_name] = True
+                    wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wakeup.wait(), IDLE_WAIT)
+                    continue
+                if len(sending) >= ahead:
+                    await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    claimed = await self._store.claim_due(
+                        self._clock(), CLAIM_BATCH, self._claim_lease, sink=sink_name
+                    )
+                except StoreError as exc:
+                    for_sink(log, sink_name).error("outbox claim failed for sink %s: %s",
+                                                   sink_name, exc)
+                    claimed = []
+                self._idle[sink_name] = not claimed
+                if not claimed:
+                    wakeup.clear()
+                    waiting = asyncio.ensure_future(wakeup.wait())
+                    await asyncio.wait({waiting, *sending}, timeout=self._idle_wait(sink_name),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    waiting.cancel()
+                    continue
+                task = asyncio.create_task(self._send_batch(sink_name, claimed),
+                                           name=f"deliver:{sink_name}:batch")
+                sending.add(task)
+                self._busy[sink_name] += 1  # batches being sent
+
+                def sent(task: asyncio.Task[None], sink: str = sink_name) -> None:
+                    sending.discard(task)
+                    self._busy[sink] -= 1
+
+                task.add_done_callback(sent)
+        finally:
+            for task in sending:
+                task.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
+
+    async def _send_batch(self, sink_name: str, claimed: list[Delivery]) -> None:
+        renewing = asyncio.create_task(self._renew(sink_name, claimed),
+                                       name=f"deliver:{sink_name}:renew")
+        try:
+            await self._send(sink_name, claimed)
+        except Exception:
+            # A store that fails while recording an outcome must not end this sink's
+            # worker: the rows stay leased and come back after their lease.
+            for_sink(log, sink_name).exception(
+                "delivery to %s failed while recording outcomes", sink_name)
+            await asyncio.sleep(IDLE_WAIT)
+        finally:
+            renewing.cancel()
 
     async def _renew(self, sink_name: str, claimed: list[Delivery]) -> None:
         """Keep a batch's claims alive while it is being sent: a rate-limited Slack batch can
