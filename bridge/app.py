@@ -44,6 +44,8 @@ from bridge.store.base import Lease, Store
 
 log = logging.getLogger(__name__)
 
+CONNECTIONS_PER_HOST = 64
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -116,7 +118,10 @@ class Bridge:
         # due again now. A shared store: only expired ones, the rest are live instances'.
         await self.store.release_claims(
             expired_by=self.clock() if self.store.shared else None)
-        self.session = aiohttp.ClientSession()
+        # Keep-alive connections are reused across requests; at most CONNECTIONS_PER_HOST
+        # are open to one host (a webhook receiver) however many deliveries are in flight.
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST))
         self._stack.push_async_callback(self.session.close)
         self._sources = {s.name: build_source(s, self.session) for s in config.sources}
         for sink_config in config.sinks:
