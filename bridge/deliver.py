@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bridge.config.schema import RetryPolicy
+from bridge.delivered import Recorder, Sent
 from bridge.errors import DeliveryError, RetryableDelivery, StoreError
 from bridge.logs import for_sink
 from bridge.metrics import Metrics
@@ -92,67 +93,6 @@ def next_step(
     return Step(kind=StepKind.RETRY, at=at)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Sent:
-    sink: str
-    delivery: Delivery
-    at: datetime
-
-
-class _Recorder:
-    """Records sent deliveries as delivered, in the background, so sending never waits on
-    the store: while one write runs the next deliveries gather, and the store takes them in
-    one transaction (a commit per row would cap delivery at the disk's fsync rate). Until
-    recorded a row stays leased; a crash before that only means it is sent once more, with
-    the same webhook-id (at-least-once)."""
-
-    def __init__(self, store: Store, metrics: Metrics,
-                 recorded: Callable[[set[str]], None] = lambda sinks: None):
-        self._store = store
-        self._metrics = metrics
-        # Told which sinks had rows recorded: their jobs' next rows are claimable now.
-        self._recorded = recorded
-        self._queue: list[_Sent] = []
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._queue) or (self._task is not None and not self._task.done())
-
-    def add(self, sent: _Sent) -> None:
-        self._queue.append(sent)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="deliver:record")
-
-    async def wait(self) -> None:
-        if self._task is not None:
-            await self._task
-
-    async def _run(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                await self._write(batch)
-            except StoreError as exc:
-                log.error("could not record %d deliveries: %s; they will be sent again",
-                          len(batch), exc)
-                continue
-            for sent in batch:
-                self._metrics.deliveries.labels(sent.sink).inc()
-                self._metrics.delivery_latency.labels(sent.sink).observe(
-                    max(0.0, (sent.at - sent.delivery.created_at).total_seconds()))
-                # Debug, not info: a line per notification was a tenth of the CPU of the
-                # push -> webhook path; bridge_deliveries_total counts them, failures warn.
-                if log.isEnabledFor(logging.DEBUG):
-                    for_sink(log, sent.sink).debug("delivered %s to %s (attempt %d)",
-                                                   sent.delivery.id, sent.sink,
-                                                   sent.delivery.attempts + 1)
-            self._recorded({sent.sink for sent in batch})
-
-    async def _write(self, batch: list[_Sent]) -> None:
-        await self._store.mark_delivered_many([(s.delivery.id, s.at) for s in batch])
-
-
 class DeliveryWorkers:
     """Runs one delivery loop per sink until stopped; `wake()` after new outbox rows."""
 
@@ -185,7 +125,7 @@ class DeliveryWorkers:
         self._busy: dict[str, int] = dict.fromkeys(sinks, 0)
         # Whether a sink's last claim found nothing claimable: drain waits for all of them.
         self._idle: dict[str, bool] = dict.fromkeys(sinks, False)
-        self._recorder = _Recorder(store, metrics, self._wake_sinks)
+        self._recorder = Recorder(store, metrics, self._wake_sinks)
         self._capabilities = {name: sink_capabilities(sink.config) for name, sink in sinks.items()}
         # The earliest retry this worker scheduled: it wakes for it rather than polling the
         # store every IDLE_WAIT (retry schedules may be shorter than that).
@@ -343,7 +283,7 @@ class DeliveryWorkers:
                 for_sink(log, sink_name).info(
                     "delivery %s to %s superseded by a later edit of the same message",
                     delivery.id, sink_name)
-                self._recorder.add(_Sent(sink=sink_name, delivery=delivery, at=self._clock()))
+                self._recorder.add(Sent(sink=sink_name, delivery=delivery, at=self._clock()))
 
     def _idle_wait(self, sink_name: str) -> float:
         retry_at, self._next_retry[sink_name] = self._next_retry[sink_name], None
@@ -377,7 +317,7 @@ class DeliveryWorkers:
         except Exception as exc:  # a bug in a sink must not kill its worker or lose the row
             for_sink(log, sink_name).exception("sink %s raised unexpectedly; will retry", sink_name)
             return await self._failed(sink_name, delivery, _as_retryable(exc))
-        self._recorder.add(_Sent(sink=sink_name, delivery=delivery, at=self._clock()))
+        self._recorder.add(Sent(sink=sink_name, delivery=delivery, at=self._clock()))
         return None
 
     async def _failed(self, sink_name: str, delivery: Delivery, error: DeliveryError) -> Step:
