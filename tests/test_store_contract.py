@@ -247,6 +247,26 @@ async def test_failure_mid_commit_leaves_nothing(store: Store) -> None:
     assert await store.list_outbox() == []
 
 
+async def test_a_group_of_commits_is_one_transaction_in_order(store: Store) -> None:
+    # Group commit (concurrent pushes): the later commit of a job wins, all land together.
+    await store.commit_polls([
+        PollCommit(source="src", upserts=[tracked("a")], notifications=[note(1)], at=T0),
+        PollCommit(source="src", upserts=[tracked("a", JobState.FAILED, version=2)],
+                   notifications=[note(2)], at=T0 + timedelta(milliseconds=5)),
+    ])
+    jobs = await store.load_jobs("src")
+    assert jobs["a"].status.state is JobState.FAILED
+    claimed = await store.claim_due(T0 + timedelta(seconds=1), limit=10, lease=LEASE)
+    assert [d.notification.event_id for d in claimed] == ["evt_1", "evt_2"]
+    # One broken commit in a group: none of the group is written.
+    broken = PollCommit(source="src", notifications=[note(4, payload={"text": object()})],
+                        at=T0)
+    with pytest.raises(StoreError, match="serialise"):
+        await store.commit_polls([PollCommit(source="src", upserts=[tracked("b")], at=T0),
+                                  broken])
+    assert "b" not in await store.load_jobs("src")
+
+
 async def test_restart_keeps_everything(url: str) -> None:
     async with opened(url) as store:
         await store.commit_poll(

@@ -60,14 +60,16 @@ class SqlStore(SilenceQueries, ActionQueries, ABC):
         return sql.health_from(rows[0][0]) if rows else None
 
     async def commit_poll(self, commit: PollCommit) -> None:
-        muted = [n for n in commit.notifications if n.silenced is not None]
-        await self._write_steps(chain(
-            sql.commit_steps(commit, self._keep_events),
-            silences.commit_steps(muted, commit.ended_silences, commit.at or datetime.now(UTC))))
+        await self._write_steps(self._commit_steps(commit))
 
     async def commit_polls(self, commits: Sequence[PollCommit]) -> None:
-        keep = self._keep_events
-        await self._write_steps(step for c in commits for step in sql.commit_steps(c, keep))
+        await self._write_steps(step for c in commits for step in self._commit_steps(c))
+
+    def _commit_steps(self, commit: PollCommit) -> Iterable[sql.Step]:
+        muted = [n for n in commit.notifications if n.silenced is not None]
+        return chain(
+            sql.commit_steps(commit, self._keep_events),
+            silences.commit_steps(muted, commit.ended_silences, commit.at or datetime.now(UTC)))
 
     async def list_jobs(
         self, source: str | None = None, state: str | None = None, limit: int = 1000
