@@ -124,6 +124,8 @@ class Bridge:
             connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST))
         self._stack.push_async_callback(self.session.close)
         self._sources = {s.name: build_source(s, self.session) for s in config.sources}
+        self.metrics.watch_budgets(lambda: {name: source.budget for name, source
+                                            in self._sources.items() if source.budget})
         for sink_config in config.sinks:
             sink = build_sink(sink_config, self.session, self.store)
             self.sinks[sink_config.name] = sink

@@ -4,6 +4,7 @@
     ├── ConfigError            bad rules.toml: file, path and line, with what was expected
     ├── SourceError            a poll failed; the source is marked down
     │   ├── SourceUnavailable  retryable: timeout, connection, 5xx, 429, bad JSON, schema drift
+    │   │   └── RateLimited    a 429 still refused after waiting it out (its headers kept)
     │   └── SourceMisconfigured permanent until the config changes: 401, 403, 412, wrong cluster
     ├── DeliveryError          a sink could not deliver; the outbox decides what next
     │   ├── RetryableDelivery  408, 425, 429, 5xx, connection errors: try again later
@@ -13,6 +14,9 @@
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
 
 
 class BridgeError(Exception):
@@ -57,6 +61,12 @@ class SourceError(BridgeError):
 
 class SourceUnavailable(SourceError):
     """A passing failure (timeout, 5xx, 429, malformed answer): retried with backoff."""
+
+
+class RateLimited(SourceUnavailable):
+    """HTTP 429. `headers` are the answer's, for the rate-limit budget they announce."""
+
+    headers: Mapping[str, str] = MappingProxyType({})
 
 
 class SourceMisconfigured(SourceError):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bridge.sources.ratelimit import RateBudget
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
@@ -68,5 +74,38 @@ class Metrics:
             registry=r,
         )
 
+    def watch_budgets(self, budgets: Callable[[], Mapping[str, RateBudget]]) -> None:
+        """Export each source's rate-limit budget, read from the sources at scrape time."""
+        self.registry.register(_BudgetCollector(budgets))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _BudgetCollector(Collector):
+    """`bridge_source_rate_limit_remaining` (and `_limit`): what each API last announced
+    (absent until it announced something); `bridge_source_rate_limited_total`: its 429s."""
+
+    def __init__(self, budgets: Callable[[], Mapping[str, RateBudget]]) -> None:
+        self._budgets = budgets
+
+    def collect(self) -> Iterator[Metric]:
+        remaining = GaugeMetricFamily(
+            "bridge_source_rate_limit_remaining",
+            "Requests the source's API last said are left in its rate-limit window",
+            labels=["source"])
+        limit = GaugeMetricFamily(
+            "bridge_source_rate_limit_limit",
+            "Requests the source's API allows per rate-limit window, as it last said",
+            labels=["source"])
+        refused = CounterMetricFamily(
+            "bridge_source_rate_limited", "HTTP 429 answers per source", labels=["source"])
+        for name, budget in sorted(self._budgets().items()):
+            if budget.remaining is not None:
+                remaining.add_metric([name], budget.remaining)
+            if budget.limit is not None:
+                limit.add_metric([name], budget.limit)
+            refused.add_metric([name], budget.rate_limited)
+        yield remaining
+        yield limit
+        yield refused

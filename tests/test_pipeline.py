@@ -148,7 +148,8 @@ async def test_a_failing_api_marks_the_source_down_once_and_changes_no_job(
     bridge = await started(make_config(tmp_path, zendesk, receiver.url), recorder)
     try:
         recorder.clear()
-        zendesk.fail_next(fault, times=3, delay=3.0)
+        # A 429 asking for longer than a poll sits out fails that poll at once.
+        zendesk.fail_next(fault, times=3, delay=3.0, retry_after="120")
         for _ in range(3):
             outcome = await bridge.pipeline.poll("zendesk")
             assert outcome.error is not None

@@ -185,7 +185,10 @@ async def test_terminal_needs_the_connection_token(session: aiohttp.ClientSessio
         status, text, _ = await get(session, f"{terminal.base_url}/syncs",
                                     Authorization="Bearer k")
         assert status == 401
-        assert "Connection-Token" in json.loads(text)["error"]["message"]
+        # Terminal's errors are flat: {code, message, detail}.
+        body = json.loads(text)
+        assert body["code"] == "unauthorized"
+        assert "Connection-Token" in body["message"]
 
 
 # --- demo lifecycles ----------------------------------------------------------------------
@@ -350,3 +353,86 @@ async def test_world_env_lets_every_source_poll(session: aiohttp.ClientSession) 
         assert len(results["terminal"].observations) == 1
         assert [j.state for j in results["esales"].observations] == [JobState.PENDING] * 5
         assert len(results["zendesk"].observations) == 1
+
+
+# --- the vendors' real shapes (issue 12) --------------------------------------------------
+
+
+async def test_terminal_filters_by_status_with_a_limit_newest_first(
+        session: aiohttp.ClientSession) -> None:
+    async with TerminalSimulator(api_key="k", connection_token="c") as terminal:
+        old = terminal.add_sync("sync_OLD", status="in_progress")
+        terminal.add_sync("sync_DONE", status="completed")
+        new = terminal.add_sync("sync_NEW", status="in_progress")
+        status, text, _ = await get(session, f"{terminal.base_url}/syncs?status=in_progress"
+                                    "&limit=1", Authorization="Bearer k",
+                                    **{"Connection-Token": "c"})
+        body = json.loads(text)
+        assert (status, [s["id"] for s in body["results"]]) == (200, [new])
+        status, text, _ = await get(session, f"{terminal.base_url}/syncs?status=in_progress"
+                                    f"&limit=1&cursor={body['next']}", Authorization="Bearer k",
+                                    **{"Connection-Token": "c"})
+        assert [s["id"] for s in json.loads(text)["results"]] == [old]
+
+
+async def test_terminal_errors_are_flat_code_message_detail(
+        session: aiohttp.ClientSession) -> None:
+    async with TerminalSimulator(api_key="k", connection_token="c") as terminal:
+        status, text, _ = await get(session, f"{terminal.base_url}/syncs/sync_NONE",
+                                    Authorization="Bearer k", **{"Connection-Token": "c"})
+        assert (status, set(json.loads(text))) == (404, {"code", "message", "detail"})
+
+
+@pytest.mark.parametrize(("status", "event"), [
+    ("requested", "sync.requested"), ("in_progress", "sync.started"),
+    ("completed", "sync.completed"), ("failed", "sync.failed"),
+])
+def test_terminal_webhooks_use_the_real_event_names_and_body(status: str, event: str) -> None:
+    sim = TerminalSimulator()
+    body = sim.webhook_event(sim.add_sync(status=status))
+    assert body["type"] == event
+    assert set(body) == {"id", "type", "timestamp", "detail"}
+    assert set(body["detail"]) == {"connection", "sync"}
+
+
+async def test_zendesk_show_many_answers_the_ids_it_knows(
+        zendesk: ZendeskSimulator, session: aiohttp.ClientSession) -> None:
+    one = zendesk.add_job(status="working")
+    two = zendesk.add_job(status="queued")
+    status, text, headers = await get(
+        session, f"{zendesk.base_url}/api/v2/job_statuses/show_many.json?ids={two},gone,{one}",
+        Authorization=ZD_AUTH)
+    assert (status, [j["id"] for j in json.loads(text)["job_statuses"]]) == (200, [two, one])
+    assert headers["X-Rate-Limit"] == "700"
+    assert int(headers["X-Rate-Limit-Remaining"]) < 700
+
+
+def test_zendesk_lists_by_completion_then_creation_newest_first() -> None:
+    sim = ZendeskSimulator()
+    first = sim.add_job(status="working")
+    second = sim.add_job(status="completed")
+    third = sim.add_job(status="queued")
+    sim.set_job(first, status="completed")  # finished after `second`
+    assert [j["id"] for j in sim.listed()] == [first, second, third]
+
+
+def test_zendesk_failed_items_carry_error_and_details() -> None:
+    sim = ZendeskSimulator(seed=1)
+    for _ in range(TICKS):
+        sim.tick()
+    failed = [r for j in sim.jobs.values() for r in (j["results"] or [])
+              if r.get("status") == "Failed"]
+    assert failed
+    assert all(r["error"] and r["details"] and "errors" not in r for r in failed)
+
+
+async def test_jtl_answers_carry_its_rate_limit_headers(session: aiohttp.ClientSession) -> None:
+    async with JtlSimulator(token="t") as jtl:
+        status, _, headers = await get(
+            session, f"{jtl.base_url}/v1/workers/status", Authorization="Bearer t",
+            **{"x-tenant-id": jtl.tenant_id, "x-appid": "a", "x-appversion": "1"})
+        assert status == 200
+        assert {k: headers[k] for k in ("X-RateLimit-Limit", "X-RateLimit-Remaining",
+                                        "X-RateLimit-Interval-Length-Seconds")} == {
+            "X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "599",
+            "X-RateLimit-Interval-Length-Seconds": "60"}

@@ -15,6 +15,7 @@ from bridge.simulators.base import Fault
 from bridge.simulators.esales import EsalesSimulator
 from bridge.sources import build_source
 from bridge.sources.esales import EsalesImports
+from tests.pacing_support import FakeTime
 
 API_KEY = "pkA123456789AB1BE-secret"
 IMPORT_ID = "5537431447739019570"
@@ -32,10 +33,14 @@ async def sim() -> AsyncIterator[EsalesSimulator]:
         yield s
 
 
-def source(sim: EsalesSimulator, session: aiohttp.ClientSession, **extra: Any) -> EsalesImports:
+def source(sim: EsalesSimulator, session: aiohttp.ClientSession, *,
+           time: FakeTime | None = None, **extra: Any) -> EsalesImports:
     data = {"name": "esales", "kind": "esales", "base_url": sim.base_url, "api_key": API_KEY,
             "timeout": "2s"}
-    built = build_source(EsalesSource.model_validate({**data, **extra}), session)
+    config = EsalesSource.model_validate({**data, **extra})
+    if time is not None:
+        return EsalesImports(config, session, clock=time.clock, sleep=time.sleep)
+    built = build_source(config, session)
     assert isinstance(built, EsalesImports)
     return built
 
@@ -121,9 +126,10 @@ async def test_faults_are_classified_and_keep_the_key_out(
         sim: EsalesSimulator, session: aiohttp.ClientSession, fault: Fault,
         error: type[Exception]) -> None:
     sim.add_import(IMPORT_ID)
-    sim.fail_next(fault)
+    # A 429 is waited out and retried: only the third in a row fails the lookup.
+    sim.fail_next(fault, times=3 if fault is Fault.RATE_LIMITED else 1)
     with pytest.raises(error) as caught:
-        await source(sim, session).poll([IMPORT_ID])
+        await source(sim, session, time=FakeTime()).poll([IMPORT_ID])
     assert API_KEY not in str(caught.value)
 
 
@@ -132,3 +138,50 @@ async def test_drifted_status_names_the_field(sim: EsalesSimulator,
     sim.fail_next(Fault.WRONG_SHAPE)
     with pytest.raises(SourceUnavailable, match=r"import status response\.status is missing"):
         await source(sim, session).poll([IMPORT_ID])
+
+
+async def test_the_api_version_is_the_paths(sim: EsalesSimulator,
+                                            session: aiohttp.ClientSession) -> None:
+    sim.add_import(IMPORT_ID, status="IN_PROGRESS")
+    await source(sim, session).poll([IMPORT_ID])
+    assert sim.requests[-1].path == "/api/admin/v3/import/status"
+    with pytest.raises(SourceMisconfigured):
+        # The simulator serves v3 only: another version is a 404 there.
+        await source(sim, session, api_version="v4").poll([IMPORT_ID])
+    assert sim.requests[-1].path == "/api/admin/v4/import/status"
+
+
+async def test_the_404_hint_names_both_host_forms(sim: EsalesSimulator,
+                                                  session: aiohttp.ClientSession) -> None:
+    sim.cluster_found = False
+    with pytest.raises(SourceMisconfigured) as caught:
+        await source(sim, session).poll([IMPORT_ID])
+    assert "{cluster-id}.elevate-api.cloud" in str(caught.value)
+    assert "{cluster-id}.api.esales.apptus.cloud" in str(caught.value)
+
+
+@pytest.mark.parametrize("host", ["https://c1.elevate-api.cloud",
+                                  "https://c1.api.esales.apptus.cloud"])
+def test_either_host_form_is_a_valid_base_url(host: str) -> None:
+    config = EsalesSource.model_validate({"name": "e", "kind": "esales", "base_url": host,
+                                          "api_key": "k"})
+    assert config.base_url == host
+
+
+async def test_reason_null_is_no_message_and_numeric_ids_stay_exact(
+        session: aiohttp.ClientSession) -> None:
+    async with EsalesSimulator(api_key=API_KEY, numeric_ids=True) as sim:
+        sim.add_import(IMPORT_ID, status="IN_PROGRESS", reason=None)
+        [job] = (await source(sim, session).poll([IMPORT_ID])).observations
+        assert (job.id, job.message) == (IMPORT_ID, None)
+
+
+async def test_one_failed_lookup_of_several_leaves_only_that_import_unknown(
+        sim: EsalesSimulator, session: aiohttp.ClientSession) -> None:
+    other = "5537431447739019571"
+    sim.add_import(IMPORT_ID, status="IN_PROGRESS")
+    sim.add_import(other, status="SUCCESS")
+    sim.fail_next(Fault.SERVER_ERROR, matching=f"id={IMPORT_ID}")
+    result = await source(sim, session).poll([IMPORT_ID, other])
+    assert result.unknown == frozenset({IMPORT_ID})
+    assert [job.id for job in result.observations] == [other]

@@ -14,7 +14,8 @@ from bridge.model import JobState
 from bridge.simulators.base import Fault
 from bridge.simulators.terminal import TerminalSimulator
 from bridge.sources import build_source
-from bridge.sources.terminal import DEFAULT_BASE_URL, TerminalSyncs
+from bridge.sources.terminal import DEFAULT_BASE_URL, RECENT_LIMIT, TerminalSyncs
+from tests.pacing_support import FakeTime
 
 API_KEY = "sk_live_terminal_secret_1"
 CONNECTION = "con_tkn_22vUhkC6tgre4kwaYfUkCDA1rzn6eyb4"
@@ -32,15 +33,18 @@ async def sim() -> AsyncIterator[TerminalSimulator]:
         yield s
 
 
-def source(sim: TerminalSimulator, session: aiohttp.ClientSession, **extra: Any
-           ) -> TerminalSyncs:
+def source(sim: TerminalSimulator, session: aiohttp.ClientSession, *,
+           time: FakeTime | None = None, **extra: Any) -> TerminalSyncs:
     data: dict[str, Any] = {
         "name": "terminal", "kind": "terminal", "base_url": sim.base_url, "timeout": "2s",
         "connection_token": CONNECTION, "auth": {"type": "bearer", "token": API_KEY},
     }
-    built = build_source(TerminalSource.model_validate({**data, **extra}), session)
-    assert isinstance(built, TerminalSyncs)
-    return built
+    config = TerminalSource.model_validate({**data, **extra})
+    if time is None:
+        built = build_source(config, session)
+        assert isinstance(built, TerminalSyncs)
+        return built
+    return TerminalSyncs(config, session, clock=time.clock, sleep=time.sleep)
 
 
 @pytest.mark.parametrize(("raw", "state"), [
@@ -71,7 +75,8 @@ async def test_list_follows_next_cursor_to_the_end(sim: TerminalSimulator,
     result = await source(sim, session).poll([])
     assert {job.id for job in result.observations} == ids
     assert result.complete
-    assert [r.query.get("cursor") for r in sim.requests] == [None, "cur_2", "cur_4"]
+    running = [r for r in sim.requests if r.query.get("status") == "in_progress"]
+    assert [r.query.get("cursor") for r in running] == [None, "cur_2", "cur_4"]
 
 
 async def test_sends_bearer_and_connection_token(sim: TerminalSimulator,
@@ -101,13 +106,29 @@ async def test_wrong_connection_token_is_misconfigured_and_secret_free(
 
 
 @pytest.mark.parametrize("value", ["0.62", "3"])
-async def test_rate_limit_honours_retry_after_including_fractions(
+async def test_a_429_is_waited_out_per_retry_after_including_fractions(
         sim: TerminalSimulator, session: aiohttp.ClientSession, value: str) -> None:
+    time = FakeTime()
+    sync_id = sim.add_sync(status="in_progress")
     sim.fail_next(Fault.RATE_LIMITED, retry_after=value)
+    result = await source(sim, session, time=time).poll([])
+    assert [job.id for job in result.observations] == [sync_id]
+    assert float(value) in time.waits
+
+
+@pytest.mark.parametrize("value", ["0.62", "3"])
+async def test_a_429_that_persists_after_its_waits_fails_with_retry_after(
+        sim: TerminalSimulator, session: aiohttp.ClientSession, value: str) -> None:
+    time = FakeTime()
+    sim.fail_next(Fault.RATE_LIMITED, times=3, retry_after=value)
+    terminal = source(sim, session, time=time)
     with pytest.raises(SourceUnavailable) as caught:
-        await source(sim, session).poll([])
+        await terminal.poll([])
     assert caught.value.retry_after == float(value)
     assert "HTTP 429" in str(caught.value)
+    assert [w for w in time.waits if w == float(value)] == [float(value)] * 2
+    assert sim.request_count("/syncs") == 3
+    assert terminal.budget is not None and terminal.budget.rate_limited == 3
 
 
 @pytest.mark.parametrize(("fault", "error"), [
@@ -180,3 +201,46 @@ async def test_default_base_url_is_terminals(session: aiohttp.ClientSession) -> 
                                             connection_token=CONNECTION),  # type: ignore[arg-type]
                              session)
     assert terminal.client.base_url == DEFAULT_BASE_URL
+
+
+@pytest.mark.parametrize(("kind", "state"), [
+    ("sync.requested", JobState.PENDING), ("sync.started", JobState.RUNNING),
+    ("sync.completed", JobState.SUCCEEDED), ("sync.failed", JobState.FAILED),
+])
+def test_the_real_event_names_give_the_state_when_the_sync_carries_none(
+        kind: str, state: JobState) -> None:
+    terminal = TerminalSyncs(TerminalSource(name="t", kind="terminal",
+                                            connection_token=CONNECTION),  # type: ignore[arg-type]
+                             session=None)  # type: ignore[arg-type]
+    payload = {"id": "evt_1", "type": kind, "timestamp": "2021-01-06T03:24:53.000Z",
+               "detail": {"connection": {"id": "conn_1"}, "sync": {"id": "sync_1"}}}
+    [job] = terminal.parse_push(payload)
+    assert (job.id, job.state) == ("sync_1", state)
+
+
+async def test_the_simulators_webhooks_parse_for_every_status(
+        sim: TerminalSimulator, session: aiohttp.ClientSession) -> None:
+    terminal = source(sim, session)
+    for status in ("requested", "in_progress", "completed", "failed"):
+        [job] = terminal.parse_push(sim.webhook_event(sim.add_sync(status=status)))
+        assert job.raw_state == status
+
+
+async def test_a_failed_lookup_leaves_that_sync_unknown_and_the_poll_going(
+        sim: TerminalSimulator, session: aiohttp.ClientSession) -> None:
+    listed = sim.add_sync(status="in_progress")
+    gone = sim.add_sync(status="completed")
+    for _ in range(RECENT_LIMIT):  # newer syncs push it off the newest page
+        sim.add_sync(status="completed")
+    sim.fail_next(Fault.SERVER_ERROR, matching=f"/syncs/{gone}")
+    result = await source(sim, session).poll([listed, gone, "sync_ELSEWHERE"])
+    assert result.unknown == frozenset({gone})
+    assert result.missing == frozenset({"sync_ELSEWHERE"})
+    assert listed in {job.id for job in result.observations}
+
+
+async def test_a_refused_lookup_is_the_sources_misconfiguration(
+        sim: TerminalSimulator, session: aiohttp.ClientSession) -> None:
+    sim.fail_next(Fault.UNAUTHORIZED, matching="/syncs/sync_X")
+    with pytest.raises(SourceMisconfigured):
+        await source(sim, session).poll(["sync_X"])

@@ -15,6 +15,7 @@ from bridge.simulators.base import Fault
 from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.sources import build_source
 from bridge.sources.zendesk import ZendeskJobs
+from tests.pacing_support import FakeTime
 
 EMAIL = "ops@example.com"
 TOKEN = "zd-secret-api-token-123"
@@ -41,7 +42,10 @@ def config(sim: ZendeskSimulator, **extra: Any) -> ZendeskSource:
     return ZendeskSource.model_validate({**data, **extra})
 
 
-def source(sim: ZendeskSimulator, session: aiohttp.ClientSession, **extra: Any) -> ZendeskJobs:
+def source(sim: ZendeskSimulator, session: aiohttp.ClientSession, *,
+           time: FakeTime | None = None, **extra: Any) -> ZendeskJobs:
+    if time is not None:
+        return ZendeskJobs(config(sim, **extra), session, clock=time.clock, sleep=time.sleep)
     built = build_source(config(sim, **extra), session)
     assert isinstance(built, ZendeskJobs)
     return built
@@ -103,7 +107,9 @@ async def test_tracked_id_missing_from_list_is_looked_up(
     sim.add_job(status="queued")
     result = await source(sim, session).poll([old])
     assert old in {job.id for job in result.observations}
-    assert sim.request_count(f"/job_statuses/{old}.json") == 1
+    [lookup] = [r for r in sim.requests if r.path.endswith("/show_many.json")]
+    assert lookup.query["ids"] == old
+    assert sim.request_count(f"/job_statuses/{old}.json") == 0
     assert not result.missing
 
 
@@ -195,9 +201,10 @@ async def test_fault_is_classified_with_a_readable_secret_free_message(
         sim: ZendeskSimulator, session: aiohttp.ClientSession, fault: Fault,
         error: type[Exception], phrase: str, retry_after: float | None) -> None:
     sim.add_job()
-    sim.fail_next(fault)
+    # A 429 is waited out and retried: only the third in a row fails the poll.
+    sim.fail_next(fault, times=3 if fault is Fault.RATE_LIMITED else 1)
     with pytest.raises(error) as caught:
-        await source(sim, session).poll([])
+        await source(sim, session, time=FakeTime()).poll([])
     message = str(caught.value)
     assert phrase in message
     assert TOKEN not in message
@@ -230,3 +237,16 @@ def test_push_body_is_parsed_like_a_poll() -> None:
     [job] = zd.parse_push({"job_status": {"id": "8b72", "status": "working", "total": 4,
                                           "progress": 1}})
     assert (job.id, job.state, job.progress) == ("8b72", JobState.RUNNING, 25.0)
+
+
+@pytest.mark.parametrize(("results", "failed"), [
+    ({"success": False}, 1), ({"success": True}, 0), (None, None),
+    ([{"id": 1, "index": 0, "error": "TicketUpdateFailed", "details": "Ticket is closed"},
+      {"id": 2, "index": 1, "success": True}], 1),
+])
+async def test_results_as_an_object_or_a_list_count_failed_items(
+        sim: ZendeskSimulator, session: aiohttp.ClientSession, results: Any,
+        failed: int | None) -> None:
+    sim.add_job(status="completed", results=results)
+    [job] = (await source(sim, session).poll([])).observations
+    assert job.failed_items == failed

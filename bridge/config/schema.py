@@ -157,6 +157,9 @@ class SourceBase(Strict):
     progress_step: float = Field(default=25.0, gt=0, le=100)
     # Consecutive failed polls before `source_down` (1: the first failure).
     down_after: int = Field(default=3, ge=1, le=1000)
+    # The longest rate-limit wait (a 429's Retry-After, a spent budget) sat out inside one
+    # poll; a longer one fails the poll and the scheduler waits it out. 0s: never wait.
+    rate_limit_wait: Duration = timedelta(seconds=60)
     ids: list[str] = Field(default_factory=list)
     auth: Auth | None = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -208,7 +211,7 @@ class TerminalSource(SourceBase):
 
 
 class EsalesSource(SourceBase):
-    BASE_URL_EXAMPLE = "https://{cluster-id}.api.esales.apptus.cloud"
+    BASE_URL_EXAMPLE = "https://{cluster-id}.elevate-api.cloud"
     kind: Literal["esales"]
     api_key: SecretStr
     # The admin API version in the path (`/api/admin/{api_version}/import/status`).

@@ -45,6 +45,8 @@ class ScriptedFault:
     retry_after: str | None = "1"
     delay: float = 5.0
     status: int | None = None
+    # Only requests whose path and query contain this (None: any request).
+    matching: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,11 +147,21 @@ class Simulator:
     # --- scripted faults and the request log ------------------------------------------
 
     def fail_next(self, fault: Fault | str, times: int = 1, *, retry_after: str | None = "1",
-                  delay: float = 5.0, status: int | None = None) -> None:
-        """Answer the next `times` API requests with `fault` (after any already queued)."""
+                  delay: float = 5.0, status: int | None = None,
+                  matching: str | None = None) -> None:
+        """Answer the next `times` API requests with `fault` (after any already queued);
+        with `matching`, only requests whose path and query contain that text (one lookup
+        among several, the second request of a poll)."""
         spec = ScriptedFault(fault=Fault(fault), retry_after=retry_after, delay=delay,
-                             status=status)
+                             status=status, matching=matching)
         self._faults.extend([spec] * times)
+
+    def _take_fault(self, request: web.Request) -> ScriptedFault | None:
+        for spec in self._faults:
+            if spec.matching is None or spec.matching in request.path_qs:
+                self._faults.remove(spec)
+                return spec
+        return None
 
     def request_count(self, path: str | None = None) -> int:
         """Requests served so far, or those whose path ends with `path`."""
@@ -158,7 +170,7 @@ class Simulator:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         guarded = request.path not in self.unguarded
-        fault = self._faults.popleft() if guarded and self._faults else None
+        fault = self._take_fault(request) if guarded and self._faults else None
         self.requests.append(RecordedRequest(
             method=request.method, path=request.path, query=dict(request.query),
             headers=dict(request.headers), fault=fault.fault if fault else None,

@@ -5,6 +5,10 @@ client credentials that has not expired), `x-appid`, `x-appversion` and the tena
 `x-tenant-id`: without a known tenant it answers 412. Tokens live `token_ttl` seconds by
 `clock`; `token_requests` counts issued tokens and `revoke_tokens()` invalidates them early.
 `lowercase_keys=True` answers in the other API version's casing (`state`, `progress`).
+Status answers carry JTL's `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+`X-RateLimit-Interval-Length-Seconds` (`rate_limit` requests per `rate_interval` seconds,
+counted until a test calls `new_interval()`); past the limit it answers 429 without
+Retry-After, as JTL documents none.
 The demo lifecycle runs recurring syncs: SuccessfullFinished -> Starting -> Running with
 progress -> SuccessfullFinished again, sometimes SleepingError with a message.
 """
@@ -56,6 +60,9 @@ class JtlSimulator(Simulator):
         self.lowercase_keys = lowercase_keys
         self.clock = clock
         self.token_requests = 0
+        self.rate_limit = 600
+        self.rate_interval = 60
+        self.used_this_interval = 0
         self.syncs: dict[str, dict[str, Any]] = {}
         self._issued: dict[str, float] = {}
         self._recurring: set[str] = set()
@@ -85,6 +92,15 @@ class JtlSimulator(Simulator):
         self.syncs.pop(sync_id, None)
         self.plans.drop(sync_id)
         self._recurring.discard(sync_id)
+
+    def new_interval(self) -> None:
+        """A new rate-limit interval: the budget is full again."""
+        self.used_this_interval = 0
+
+    def budget_headers(self) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(self.rate_limit),
+                "X-RateLimit-Remaining": str(max(0, self.rate_limit - self.used_this_interval)),
+                "X-RateLimit-Interval-Length-Seconds": str(self.rate_interval)}
 
     def revoke_tokens(self) -> None:
         """Every issued token is rejected from now on, before its announced expiry."""
@@ -120,11 +136,15 @@ class JtlSimulator(Simulator):
         return {"items": [{"SyncId": s, "Status": "OK"} for s in self.syncs]}
 
     async def _status(self, request: web.Request) -> web.Response:
+        self.used_this_interval += 1
+        if self.used_this_interval > self.rate_limit:
+            return json_response({"errorCode": "TOO_MANY_REQUESTS", "errorMessage":
+                                  "Rate limit exceeded"}, 429, self.budget_headers())
         wanted = request.query.get("syncId")
         syncs = [s for s in self.syncs.values() if wanted is None or s["Identifier"] == wanted]
         if self.lowercase_keys:
             syncs = [{k[0].lower() + k[1:]: v for k, v in s.items()} for s in syncs]
-        return json_response(syncs)
+        return json_response(syncs, headers=self.budget_headers())
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()

@@ -1,7 +1,10 @@
-"""A fake Terminal (telematics) syncs API under `/tsp/v1`: `GET /syncs` paged with
-`cursor`/`next`, `GET /syncs/{id}`, bearer auth plus the `Connection-Token` header.
+"""A fake Terminal (telematics) syncs API under `/tsp/v1`: `GET /syncs` (newest first,
+`status` filter, `limit`, paged with `cursor`/`next`), `GET /syncs/{id}`, bearer auth plus
+the `Connection-Token` header. Errors are flat `{code, message, detail}`, as Terminal's.
 
-`webhook_event(id)` builds the webhook Terminal would push for a sync. The demo lifecycle
+`webhook_event(id)` builds the webhook Terminal would push for a sync: `sync.requested`,
+`sync.started`, `sync.completed` or `sync.failed`, body `{id, type, timestamp, detail:
+{connection, sync}}`. The demo lifecycle
 requests syncs that run to completion; one fails and is retried under the same id, one
 stalls forever at 62%.
 """
@@ -20,6 +23,14 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _STALL_AT = 62.0
 # The demo keeps this many syncs; older finished ones are forgotten.
 _DEMO_KEEP = 30
+# Terminal's webhook event type for each sync status (there is no `sync.in_progress`).
+EVENT_TYPES = {"requested": "sync.requested", "in_progress": "sync.started",
+               "completed": "sync.completed", "failed": "sync.failed"}
+
+
+def error(code: str, message: str, status: int, detail: str | None = None) -> web.Response:
+    """Terminal's error body: flat `{code, message, detail}`."""
+    return json_response({"code": code, "message": message, "detail": detail}, status=status)
 
 
 def _now() -> str:
@@ -65,9 +76,12 @@ class TerminalSimulator(Simulator):
     def webhook_event(self, sync_id: str, event_type: str | None = None) -> dict[str, Any]:
         """The webhook body Terminal sends when a sync changes."""
         sync = self.syncs[sync_id]
-        kind = event_type or f"sync.{sync['status']}"
+        kind = event_type or EVENT_TYPES[sync["status"]]
+        connection = {"id": "conn_01GV12VR4DJP70GD1ZBK0SDWFH",
+                      "provider": {"code": "geotab", "name": "Geotab"},
+                      "externalId": "demo", "tags": []}
         return {"id": "evt_" + sync_id.removeprefix("sync_"), "type": kind,
-                "timestamp": _now(), "detail": {"sync": dict(sync)}}
+                "timestamp": _now(), "detail": {"connection": connection, "sync": dict(sync)}}
 
     # --- the API ----------------------------------------------------------------------
 
@@ -78,26 +92,27 @@ class TerminalSimulator(Simulator):
         if bearer_of(request) != self.api_key:
             return self.unauthorized()
         if request.headers.get("Connection-Token") != self.connection_token:
-            return json_response({"error": {"code": "unauthorized",
-                                            "message": "Invalid or missing Connection-Token"}},
-                                 status=401)
+            return error("unauthorized", "Invalid or missing Connection-Token", 401)
         return None
 
     def unauthorized(self) -> web.Response:
-        return json_response({"error": {"code": "unauthorized",
-                                        "message": "Invalid API key provided"}}, status=401)
+        return error("unauthorized", "Invalid API key provided", 401)
 
     def drifted_body(self) -> Any:
         return {"data": list(self.syncs.values()), "pagination": {"cursor": None}}
 
     async def _list(self, request: web.Request) -> web.Response:
         listed = list(reversed(self.syncs.values()))
+        status = request.query.get("status")
+        if status is not None:
+            if status not in EVENT_TYPES:
+                return error("invalid_request", f"Invalid status: {status}", 400)
+            listed = [sync for sync in listed if sync["status"] == status]
         cursor = request.query.get("cursor")
         start = 0
         if cursor:
             if not cursor.startswith("cur_") or not cursor[4:].isdigit():
-                return json_response({"error": {"code": "invalid_cursor",
-                                                "message": "Cursor is invalid"}}, status=400)
+                return error("invalid_cursor", "Cursor is invalid", 400)
             start = int(cursor[4:])
         try:
             size = min(int(request.query.get("limit", "100")), self.page_size)
@@ -110,8 +125,7 @@ class TerminalSimulator(Simulator):
     async def _show(self, request: web.Request) -> web.Response:
         sync = self.syncs.get(request.match_info["id"])
         if sync is None:
-            return json_response({"error": {"code": "not_found", "message": "Sync not found"}},
-                                 status=404)
+            return error("not_found", "Sync not found", 404)
         return json_response(sync)
 
     # --- demo lifecycle ---------------------------------------------------------------

@@ -16,6 +16,7 @@ import aiohttp
 
 from bridge.config.schema import SourceBase
 from bridge.model import JobState, JobStatus, PollResult
+from bridge.sources.ratelimit import RateBudget
 
 
 class Source(Protocol):
@@ -25,6 +26,8 @@ class Source(Protocol):
     # True when the API lists jobs (a poll sees every live job, so absence means missing);
     # False for single-id APIs that poll only `ids` (config ids plus watches).
     lists_jobs: bool
+    # What the API last said about its rate limit (None: the source requests nothing).
+    budget: RateBudget | None
 
     @property
     def name(self) -> str: ...

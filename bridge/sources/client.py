@@ -1,7 +1,9 @@
 """`SourceClient`: one configured source's view of HTTP — base URL, timeout, extra headers,
-auth (with one retry after a 401 when the credential can be renewed) and the secrets to
-keep out of messages. `SourceClient.for_source` builds it from the source's config, so
-each kind names only what is its own (default base URL, tenant headers, hints)."""
+auth (with one retry after a 401 when the credential can be renewed), the rate-limit
+budget (requests paced under it; a 429 waited out and retried, `RATE_LIMIT_ATTEMPTS` tries
+in all, before it fails the poll) and the secrets to keep out of messages.
+`SourceClient.for_source` builds it from the source's config, so each kind names only what
+is its own (default base URL, tenant headers, hints, pacing)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,16 @@ import aiohttp
 from yarl import URL
 
 from bridge.config.schema import SourceBase
+from bridge.errors import RateLimited
 from bridge.sources.auth import Authenticator, Clock, build_auth
 from bridge.sources.exchange import Fetcher, JsonResponse, Request, describe_url
+from bridge.sources.ratelimit import RatePacer
 
 log = logging.getLogger(__name__)
+
+# A 429 is waited out and the request sent again, this many times in all, before the poll
+# fails: one refusal of a busy API is not a failed poll.
+RATE_LIMIT_ATTEMPTS = 3
 
 
 class SourceClient:
@@ -33,14 +41,19 @@ class SourceClient:
         headers: Mapping[str, str] | None = None,
         hints: Mapping[int, str] | None = None,
         secrets: Sequence[str] = (),
+        pacer: RatePacer | None = None,
     ) -> None:
         self.session = session
+        self.name = config.name
+        self.pacer = pacer or RatePacer()
+        self.pacer.max_wait = config.rate_limit_wait.total_seconds()
         self.auth = auth
         self.base_url = (base_url or config.base_url or "").rstrip("/")
         self.timeout = config.timeout.total_seconds()
         self.headers = {"Accept": "application/json", **(headers or {}), **config.headers}
         self.hints = dict(hints or {})
-        self.fetcher = Fetcher(session=session, time_limit=self.timeout, hints=self.hints)
+        self.fetcher = Fetcher(session=session, time_limit=self.timeout, hints=self.hints,
+                               observe=self.pacer.observe)
         self._secrets = (*secrets, *config.headers.values())
 
     @classmethod
@@ -56,14 +69,17 @@ class SourceClient:
         auth: Authenticator | None = None,
         default_token_url: str | None = None,
         clock: Clock = time.monotonic,
+        pacer: RatePacer | None = None,
     ) -> SourceClient:
         """The client of one `[[sources]]` table: its `auth` table (unless the kind brings
-        its own `auth`), its `base_url` (else `default_base_url`), headers and timeout."""
+        its own `auth`), its `base_url` (else `default_base_url`), headers, timeout and the
+        kind's rate-limit pacing (`pacer`, else one that reads the common headers)."""
         if auth is None:
             auth = build_auth(config.auth, session, default_token_url=default_token_url,
                               timeout=config.timeout.total_seconds(), clock=clock)
         return cls(config, session, auth=auth, base_url=config.base_url or default_base_url,
-                   headers=headers, hints=hints, secrets=secrets)
+                   headers=headers, hints=hints, secrets=secrets,
+                   pacer=pacer or RatePacer(clock=clock))
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -82,6 +98,27 @@ class SourceClient:
     async def request(
         self, method: str, url: str | URL, *, params: Mapping[str, str] | None = None,
         json_body: Any = None, accept: Collection[int] = (),
+    ) -> JsonResponse:
+        """One request, paced under the rate-limit budget. A 429 whose wait (Retry-After, or
+        the vendor's budget headers) is at most `pacer.max_wait` is sat out and the request
+        sent again; the last refusal, or one asking for longer or saying nothing readable,
+        is raised with its `retry_after` so the scheduler backs off."""
+        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
+            await self.pacer.before_request()
+            try:
+                return await self._authorized(method, url, params, json_body, accept)
+            except RateLimited as refused:
+                wait = self.pacer.wait_after_429(refused.headers)
+                if attempt == RATE_LIMIT_ATTEMPTS or wait is None or wait > self.pacer.max_wait:
+                    raise
+                log.info("source %s: rate limited by %s; waiting %.2fs before try %d of %d",
+                         self.name, describe_url(url), wait, attempt + 1, RATE_LIMIT_ATTEMPTS)
+                await self.pacer.sit_out(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _authorized(
+        self, method: str, url: str | URL, params: Mapping[str, str] | None, json_body: Any,
+        accept: Collection[int],
     ) -> JsonResponse:
         """One authenticated request. After a 401 a renewable credential (an OAuth2 token
         revoked before its announced expiry) is dropped, renewed and the request retried once."""

@@ -1,14 +1,23 @@
-"""Voyado eSales imports: `GET /api/admin/v3/import/status?id=` for each tracked id.
+"""Voyado eSales imports: `GET /api/admin/{api_version}/import/status?id=` for each
+tracked id.
 
 The API has no list endpoint, so only ids from config, `bridge watch` or `POST /v1/watches`
-are polled (`lists_jobs = False`). Import ids are 19-digit numbers: they stay strings end
-to end (the observation keeps the id we asked for, never a number re-read from JSON).
-Status `NOT_FOUND` puts the id in `missing`; HTTP 404 means the *cluster* in base_url does
-not exist, which is a configuration error, never a vanished import.
+are polled (`lists_jobs = False`). `base_url` is either host form: the older
+`https://{cluster-id}.api.esales.apptus.cloud` or the current Voyado Elevate
+`https://{cluster-id}.elevate-api.cloud` (the v3 admin API reaches end of life on
+2026-12-31; `api_version` names the path's version, default `v3`). Import ids are 19-digit
+numbers, sent by the current API as JSON numbers: they stay strings end to end (the
+observation keeps the id we asked for, never a number re-read from JSON). `reason: null`
+is no message. Status `NOT_FOUND` puts the id in `missing`; HTTP 404 means the *cluster*
+in base_url does not exist (or no longer answers this API version), a configuration
+error, never a vanished import. A lookup that fails passingly leaves that import unknown
+this poll; the poll fails only when every lookup failed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,10 +25,11 @@ import aiohttp
 
 from bridge.config.schema import EsalesSource, SourceBase
 from bridge.model import JobState, JobStatus, PollResult
-from bridge.sources.auth import StaticAuth
+from bridge.sources.auth import Clock, StaticAuth
 from bridge.sources.client import SourceClient
-from bridge.sources.fanout import for_each_id
+from bridge.sources.fanout import look_up_each, raise_if_nothing_worked
 from bridge.sources.mapping import StateMapper
+from bridge.sources.ratelimit import RateBudget, RatePacer, Sleep
 from bridge.sources.shapes import drift, expect_object, items_of, optional_str, require_str_or_int
 
 NOT_FOUND = "NOT_FOUND"
@@ -34,7 +44,8 @@ DEFAULT_STATES: dict[str, JobState] = {
 _HINTS = {
     401: "eSales rejected the API key: check api_key",
     403: "eSales denied access: check that api_key belongs to this cluster",
-    404: "cluster not found: check base_url (https://{cluster-id}.api.esales.apptus.cloud)",
+    404: "cluster not found: check base_url (https://{cluster-id}.elevate-api.cloud, or "
+         "the older https://{cluster-id}.api.esales.apptus.cloud) and api_version",
 }
 
 
@@ -43,12 +54,18 @@ class EsalesImports:
 
     lists_jobs = False
 
-    def __init__(self, config: EsalesSource, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, config: EsalesSource, session: aiohttp.ClientSession, *,
+        clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.config: SourceBase = config
         api_key = config.api_key.get_secret_value()
+        self.path = f"/api/admin/{config.api_version}/import/status"
         self.client = SourceClient.for_source(
             config, session, auth=StaticAuth({"Api-Key": api_key}, (api_key,)), hints=_HINTS,
+            pacer=RatePacer(clock=clock, sleep=sleep),
         )
+        self.budget: RateBudget | None = self.client.pacer.budget
         self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
 
     @property
@@ -57,11 +74,10 @@ class EsalesImports:
 
     async def poll(self, ids: Sequence[str]) -> PollResult:
         wanted = list(dict.fromkeys(ids))
-        found = await for_each_id(wanted, self._lookup)
-        return PollResult(
-            observations=[job for job in found if job is not None],
-            missing=frozenset(i for i, job in zip(wanted, found, strict=True) if job is None),
-        )
+        looked = await look_up_each(self.name, wanted, self._lookup)
+        raise_if_nothing_worked(looked, len(wanted))
+        return PollResult(observations=looked.found, missing=looked.missing,
+                          unknown=looked.unknown)
 
     def parse_push(self, payload: Any) -> Sequence[JobStatus]:
         jobs = []
@@ -72,7 +88,7 @@ class EsalesImports:
         return jobs
 
     async def _lookup(self, import_id: str) -> JobStatus | None:
-        response = await self.client.get(self.client.url("/api/admin/v3/import/status"),
+        response = await self.client.get(self.client.url(self.path),
                                          params={"id": import_id})
         return self.job(import_id, expect_object(response.body, "import status response"),
                         "import status response")

@@ -8,7 +8,7 @@ status hints, body cap) is its state; what changes per call is a `Request`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -99,6 +99,8 @@ class Fetcher:
     time_limit: float
     hints: Mapping[int, str] = field(default_factory=dict)
     max_bytes: int = MAX_BODY_BYTES
+    # Sees the headers of every final answer (the source's rate-limit budget reads them).
+    observe: Callable[[Mapping[str, str]], None] | None = None
 
     async def fetch(
         self, request: Request, *, accept: Collection[int] = (), secrets: Collection[str] = (),
@@ -119,6 +121,8 @@ class Fetcher:
         except aiohttp.ClientError as exc:
             raise SourceUnavailable(
                 f"connection failed: {client_error_text(exc, secrets)} ({where})") from None
+        if self.observe is not None:
+            self.observe(reply.headers)
         if 200 <= reply.status < 300 or reply.status in accept:
             lenient = reply.status in accept and not 200 <= reply.status < 300
             body = decode(reply.raw, reply.content_type, where, lenient=lenient)

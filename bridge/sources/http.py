@@ -12,6 +12,7 @@ there puts the id in `missing`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ from bridge.errors import ConfigError
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock
 from bridge.sources.client import SourceClient
-from bridge.sources.fanout import for_each_id
+from bridge.sources.fanout import look_up_each, raise_if_nothing_worked
 from bridge.sources.mapping import StateMapper, raw_text
+from bridge.sources.ratelimit import RateBudget, RatePacer, Sleep
 from bridge.sources.shapes import drift, expect_list, expect_object, items_of, percent_value
 
 # A raw value that already names a canonical state maps to it.
@@ -115,7 +117,7 @@ class HttpJobs:
 
     def __init__(
         self, config: HttpSource, session: aiohttp.ClientSession, *,
-        clock: Clock = time.monotonic,
+        clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.config: SourceBase = config
         self.method = config.method
@@ -125,7 +127,9 @@ class HttpJobs:
         self.url = urljoin(config.base_url.rstrip("/") + "/", config.url) if config.base_url \
             else config.url
         self.lists_jobs = ID_PLACEHOLDER not in self.url
-        self.client = SourceClient.for_source(config, session, clock=clock)
+        self.client = SourceClient.for_source(config, session, clock=clock,
+                                              pacer=RatePacer(clock=clock, sleep=sleep))
+        self.budget: RateBudget | None = self.client.pacer.budget
         self.states = StateMapper(config.name, CANONICAL_STATES, config.states)
 
     @property
@@ -137,11 +141,10 @@ class HttpJobs:
             jobs = self._parse(await self._fetch(self.url), "response")
             return PollResult(observations=jobs, complete=self.items is not None)
         wanted = list(dict.fromkeys(ids))
-        found = await for_each_id(wanted, self._lookup)
-        return PollResult(
-            observations=[job for job in found if job is not None],
-            missing=frozenset(i for i, job in zip(wanted, found, strict=True) if job is None),
-        )
+        looked = await look_up_each(self.name, wanted, self._lookup)
+        raise_if_nothing_worked(looked, len(wanted))
+        return PollResult(observations=looked.found, missing=looked.missing,
+                          unknown=looked.unknown)
 
     def parse_push(self, payload: Any) -> Sequence[JobStatus]:
         return self._parse(payload, "push")

@@ -4,11 +4,14 @@ Requests carry the tenant headers (`x-tenant-id`, `x-appid`, `x-appversion`, opt
 `x-api-key`) and a bearer token, static or from OAuth2 client credentials. `State` is an
 integer 0..7; key casing differs between API versions, so every key is read in any casing.
 `Progress` below zero means "no progress"; `ProgressText` is the message. 401 and 412 are
-configuration errors (credentials, tenant header).
+configuration errors (credentials, tenant header). Answers carry `X-RateLimit-Limit`,
+`X-RateLimit-Remaining` and `X-RateLimit-Interval-Length-Seconds` and no Retry-After:
+requests slow down before the budget runs out, and a 429 waits out the interval.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Sequence
@@ -22,6 +25,7 @@ from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock
 from bridge.sources.client import SourceClient
 from bridge.sources.mapping import StateMapper, raw_text
+from bridge.sources.ratelimit import RateBudget, RatePacer, Sleep
 from bridge.sources.shapes import (
     drift,
     expect_list,
@@ -77,7 +81,7 @@ class JtlWorkers:
 
     def __init__(
         self, config: JtlSource, session: aiohttp.ClientSession, *,
-        clock: Clock = time.monotonic,
+        clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.config: SourceBase = config
         headers = {
@@ -92,7 +96,9 @@ class JtlWorkers:
         self.client = SourceClient.for_source(
             config, session, default_base_url=DEFAULT_BASE_URL, headers=headers, hints=_HINTS,
             secrets=secrets, default_token_url=DEFAULT_TOKEN_URL, clock=clock,
+            pacer=RatePacer(default_window=60.0, clock=clock, sleep=sleep),
         )
+        self.budget: RateBudget | None = self.client.pacer.budget
         self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
 
     @property

@@ -15,6 +15,7 @@ from bridge.config.schema import PushSource, SourceBase
 from bridge.model import JobStatus, PollResult
 from bridge.sources.http import CANONICAL_STATES, Extractor
 from bridge.sources.mapping import StateMapper
+from bridge.sources.ratelimit import RateBudget
 from bridge.sources.shapes import items_of
 
 
@@ -25,6 +26,8 @@ class PushedJobs:
 
     def __init__(self, config: PushSource, session: aiohttp.ClientSession | None = None) -> None:
         self.config: SourceBase = config
+        # Nothing is requested, so there is no rate-limit budget to report.
+        self.budget: RateBudget | None = None
         self.extract = Extractor.of(config)
         self.states = StateMapper(config.name, CANONICAL_STATES, config.states)
 

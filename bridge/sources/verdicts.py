@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.errors import SourceError, SourceMisconfigured, SourceUnavailable
+from bridge.errors import RateLimited, SourceError, SourceMisconfigured, SourceUnavailable
 from bridge.retry_after import retry_delay
 from bridge.sources.redaction import redact
 from bridge.sources.shapes import parse_json
 
-_DETAIL_KEYS = ("description", "message", "error_description", "error", "detail", "title")
+# `errorMessage`: JTL's REST error body (its error guide).
+_DETAIL_KEYS = ("description", "message", "errorMessage", "error_description", "error",
+                "detail", "title")
 _DETAIL_MAX = 200
 
 
@@ -37,7 +39,7 @@ VERDICTS: Mapping[int, Verdict] = {
         SourceMisconfigured, "precondition failed: missing tenant header: check the source settings"
     ),
     425: Verdict(SourceUnavailable, "the API asked to retry later"),
-    429: Verdict(SourceUnavailable, "rate limited: retrying later"),
+    429: Verdict(RateLimited, "rate limited: retrying later"),
 }
 SERVER_ERROR = Verdict(SourceUnavailable, "the API is failing: retrying later")
 CLIENT_ERROR = Verdict(
@@ -80,7 +82,10 @@ def status_error(
     retry_after = retry_delay(headers, now=datetime.now(UTC))
     wait = f"; Retry-After {retry_after:g}s" if retry_after is not None else ""
     message = f"{hint} (HTTP {status} {reason} from {where}{said}{wait})".replace(" )", ")")
-    return verdict.error(message, retry_after=retry_after)
+    error = verdict.error(message, retry_after=retry_after)
+    if isinstance(error, RateLimited):
+        error.headers = dict(headers)
+    return error
 
 
 def server_detail(raw: bytes, secrets: Collection[str]) -> str | None:

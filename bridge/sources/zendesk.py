@@ -1,28 +1,37 @@
-"""Zendesk job statuses: `GET /api/v2/job_statuses.json`, cursor-paged, plus per-id lookups.
+"""Zendesk job statuses: `GET /api/v2/job_statuses.json`, cursor-paged, plus `show_many`.
 
-Zendesk lists only its last 100 jobs, so a tracked id missing from the list is looked up
-with `GET /api/v2/job_statuses/{id}.json`; a 404 (`RecordNotFound`, the status expired)
-puts it in `missing`. `progress` is a count of `total` tasks and is normalised to a
-percent; a `completed` job may still hold failed items in `results[]`: they are counted
-in `failed_items`.
+Zendesk lists only its last 100 jobs (sorted by completion, then creation, newest first),
+so the tracked ids the list left out are looked up together with
+`GET /api/v2/job_statuses/show_many.json?ids=a,b,…`, up to 100 ids a request: 250 such
+jobs cost 3 requests, not 250. An id that answer leaves out has expired (statuses are
+kept for a day) and is `missing`; a batch that fails leaves its ids unknown this poll.
+`progress` is a count of `total` tasks and is normalised to a percent; a `completed` job
+may still hold failed items in `results[]` (`status: "Failed"`, `success: false`, an
+`error` with its `details`): they are counted in `failed_items`. A permanent-deletion job
+reports `results` as one object, `{"success": false}` counting as one failed item.
+Answers carry `X-Rate-Limit` / `X-Rate-Limit-Remaining` (per minute); requests slow down
+before the budget runs out.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 
 from bridge.config.schema import SourceBase, ZendeskSource
+from bridge.errors import SourceUnavailable
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock
 from bridge.sources.client import SourceClient
 from bridge.sources.exchange import same_origin
-from bridge.sources.fanout import listed_plus_lookups
+from bridge.sources.fanout import for_each_id
 from bridge.sources.mapping import StateMapper
+from bridge.sources.ratelimit import RateBudget, RatePacer, Sleep
 from bridge.sources.shapes import (
     drift,
     expect_list,
@@ -41,7 +50,11 @@ DEFAULT_STATES: dict[str, JobState] = {
     "failed": JobState.FAILED,
     "killed": JobState.CANCELLED,
 }
+log = logging.getLogger(__name__)
+
 PAGE_SIZE = 100
+# `show_many` takes at most 100 ids a request.
+SHOW_MANY_BATCH = 100
 # A runaway cursor must not keep one poll going forever; 100 pages is 10,000 jobs.
 MAX_PAGES = 100
 _HINTS = {
@@ -58,10 +71,13 @@ class ZendeskJobs:
 
     def __init__(
         self, config: ZendeskSource, session: aiohttp.ClientSession, *,
-        clock: Clock = time.monotonic,
+        clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.config: SourceBase = config
-        self.client = SourceClient.for_source(config, session, hints=_HINTS, clock=clock)
+        self.client = SourceClient.for_source(
+            config, session, hints=_HINTS, clock=clock,
+            pacer=RatePacer(default_window=60.0, clock=clock, sleep=sleep))
+        self.budget: RateBudget | None = self.client.pacer.budget
         self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
         # Unfinished jobs seen earlier: looked up by id once they drop off the 100-job list,
         # so they are not taken for missing just because newer jobs pushed them out.
@@ -72,9 +88,16 @@ class ZendeskJobs:
         return self.config.name
 
     async def poll(self, ids: Sequence[str]) -> PollResult:
-        wanted = [*ids, *sorted(self._unfinished)]
-        result = await listed_plus_lookups(await self._list(), wanted, self._lookup)
+        listed = await self._list()
+        seen = {job.id for job in listed}
+        extra = [i for i in dict.fromkeys([*ids, *sorted(self._unfinished)]) if i not in seen]
+        found, unknown = await self._show_many(extra)
+        found_ids = {job.id for job in found}
+        result = PollResult(
+            observations=[*listed, *found], complete=True, unknown=unknown,
+            missing=frozenset(i for i in extra if i not in found_ids and i not in unknown))
         self._unfinished = {job.id for job in result.observations if not job.state.terminal}
+        self._unfinished |= unknown
         return result
 
     def parse_push(self, payload: Any) -> Sequence[JobStatus]:
@@ -125,14 +148,38 @@ class ZendeskJobs:
             raise drift("links.next", "points at another host; refusing to send credentials")
         return link, None
 
-    async def _lookup(self, job_id: str) -> JobStatus | None:
-        url = self.client.url(f"/api/v2/job_statuses/{quote(job_id, safe='')}.json")
-        response = await self.client.get(url, accept={404})
-        if response.status == 404:
-            return None
-        body = expect_object(response.body, "job_status response")
-        return self.job(expect_object(body.get("job_status"), "job_status response.job_status"),
-                        "job_status")
+    async def _show_many(self, ids: list[str]) -> tuple[list[JobStatus], frozenset[str]]:
+        """The statuses of `ids`, 100 a request, one request at a time (the per-minute
+        budget is shared with the list); the ids of a batch that failed passingly come back
+        as unknown (a misconfiguration is raised)."""
+        batches = [ids[i:i + SHOW_MANY_BATCH] for i in range(0, len(ids), SHOW_MANY_BATCH)]
+
+        async def one(batch: list[str]) -> list[JobStatus] | SourceUnavailable:
+            try:
+                return await self._show_batch(batch)
+            except SourceUnavailable as exc:
+                return exc
+
+        found: list[JobStatus] = []
+        unknown: set[str] = set()
+        for batch, answer in zip(batches, await for_each_id(batches, one, limit=1),
+                                 strict=True):
+            if isinstance(answer, SourceUnavailable):
+                log.warning("source %s: show_many of %d jobs failed this poll (they are "
+                            "unknown until the next poll): %s", self.name, len(batch), answer)
+                unknown.update(batch)
+            else:
+                wanted = set(batch)
+                found.extend(job for job in answer if job.id in wanted)
+        return found, frozenset(unknown)
+
+    async def _show_batch(self, batch: list[str]) -> list[JobStatus]:
+        url = self.client.url("/api/v2/job_statuses/show_many.json")
+        response = await self.client.get(url, params={"ids": ",".join(batch)})
+        body = expect_object(response.body, "show_many response")
+        items = expect_list(body.get("job_statuses"), "show_many response.job_statuses")
+        return [self.job(expect_object(item, f"show_many job_statuses[{i}]"),
+                         f"show_many job_statuses[{i}]") for i, item in enumerate(items)]
 
     def job(self, item: dict[str, Any], where: str) -> JobStatus:
         """One Zendesk job status as an observation."""
@@ -149,7 +196,7 @@ class ZendeskJobs:
             message=optional_str(item, "message", where),
             url=optional_str(item, "url", where),
             fields=item,
-            failed_items=count_failed(results) if isinstance(results, list) else None,
+            failed_items=count_failed(results),
         )
 
 
@@ -161,8 +208,14 @@ def percent(done: float | None, total: float | None) -> float | None:
     return round(value, 2) if value is not None else None
 
 
-def count_failed(results: list[Any]) -> int:
-    """Results that failed: `status: "Failed"`, `success: false`, or a non-empty error."""
+def count_failed(results: Any) -> int | None:
+    """Results that failed: `status: "Failed"`, `success: false`, or a non-empty `error`
+    (with its `details`) or `errors`. A permanent deletion reports one object for the whole
+    job: `{"success": false}` is one failed item. None when there are no results."""
+    if isinstance(results, dict):
+        return 1 if _failed(results) else 0
+    if not isinstance(results, list):
+        return None
     return sum(1 for result in results if isinstance(result, dict) and _failed(result))
 
 
