@@ -39,6 +39,7 @@ from bridge.sinks import build_sink
 from bridge.sinks.base import Sink
 from bridge.sources import build_source, source_kind
 from bridge.sources.base import Source
+from bridge.sources.ratelimit import RateBudget
 from bridge.store import open_store
 from bridge.store.base import Lease, Store
 
@@ -109,6 +110,12 @@ class Bridge:
     ) -> None:
         await self._stack.aclose()
 
+    def _budgets(self) -> dict[str, RateBudget]:
+        """Each source's rate-limit budget; a kind that requests nothing (push) or was added
+        without one has none (`budget` is optional, see bridge.sources.base)."""
+        found = {name: getattr(source, "budget", None) for name, source in self._sources.items()}
+        return {name: budget for name, budget in found.items() if isinstance(budget, RateBudget)}
+
     async def _start(self) -> None:
         config = self.config
         self.store = open_store(config.bridge.state)
@@ -124,8 +131,7 @@ class Bridge:
             connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST))
         self._stack.push_async_callback(self.session.close)
         self._sources = {s.name: build_source(s, self.session) for s in config.sources}
-        self.metrics.watch_budgets(lambda: {name: source.budget for name, source
-                                            in self._sources.items() if source.budget})
+        self.metrics.watch_budgets(self._budgets)
         for sink_config in config.sinks:
             sink = build_sink(sink_config, self.session, self.store)
             self.sinks[sink_config.name] = sink

@@ -4,6 +4,8 @@ A source turns one API call (or a few, when it pages) into a `PollResult`: the j
 each mapped to a canonical state. It never decides what *happened*; that is detection's job.
 A poll that fails raises `SourceUnavailable` (retry with backoff) or `SourceMisconfigured`
 (the config is wrong); the pipeline then marks the source down and changes no job.
+A source that requests through a `SourceClient` may also expose `budget` (its
+`RateBudget`): `/metrics` reports it; a kind without one simply has no budget series.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import aiohttp
 
 from bridge.config.schema import SourceBase
 from bridge.model import JobState, JobStatus, PollResult
-from bridge.sources.ratelimit import RateBudget
 
 
 class Source(Protocol):
@@ -26,8 +27,6 @@ class Source(Protocol):
     # True when the API lists jobs (a poll sees every live job, so absence means missing);
     # False for single-id APIs that poll only `ids` (config ids plus watches).
     lists_jobs: bool
-    # What the API last said about its rate limit (None: the source requests nothing).
-    budget: RateBudget | None
 
     @property
     def name(self) -> str: ...
