@@ -436,3 +436,16 @@ async def test_jtl_answers_carry_its_rate_limit_headers(session: aiohttp.ClientS
                                         "X-RateLimit-Interval-Length-Seconds")} == {
             "X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "599",
             "X-RateLimit-Interval-Length-Seconds": "60"}
+
+
+async def test_zendesk_budget_refills_each_minute_by_its_clock(
+        session: aiohttp.ClientSession) -> None:
+    now = [0.0]
+    async with ZendeskSimulator(email="a@b.c", api_token="tok", rate_limit=1,
+                                clock=lambda: now[0]) as zendesk:
+        url = f"{zendesk.base_url}/api/v2/job_statuses.json"
+        assert (await get(session, url, Authorization=ZD_AUTH))[0] == 200
+        status, _, headers = await get(session, url, Authorization=ZD_AUTH)
+        assert (status, headers["Retry-After"]) == (429, "60")
+        now[0] = 60.0
+        assert (await get(session, url, Authorization=ZD_AUTH))[0] == 200

@@ -6,9 +6,9 @@ client credentials that has not expired), `x-appid`, `x-appversion` and the tena
 `clock`; `token_requests` counts issued tokens and `revoke_tokens()` invalidates them early.
 `lowercase_keys=True` answers in the other API version's casing (`state`, `progress`).
 Status answers carry JTL's `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
-`X-RateLimit-Interval-Length-Seconds` (`rate_limit` requests per `rate_interval` seconds,
-counted until a test calls `new_interval()`); past the limit it answers 429 without
-Retry-After, as JTL documents none.
+`X-RateLimit-Interval-Length-Seconds` (`rate_limit` requests per `rate_interval` seconds
+by `clock`; `new_interval()` starts a new one at once); past the limit it answers 429
+without Retry-After, as JTL documents none.
 The demo lifecycle runs recurring syncs: SuccessfullFinished -> Starting -> Running with
 progress -> SuccessfullFinished again, sometimes SleepingError with a message.
 """
@@ -63,6 +63,7 @@ class JtlSimulator(Simulator):
         self.rate_limit = 600
         self.rate_interval = 60
         self.used_this_interval = 0
+        self._interval_started = clock()
         self.syncs: dict[str, dict[str, Any]] = {}
         self._issued: dict[str, float] = {}
         self._recurring: set[str] = set()
@@ -96,6 +97,7 @@ class JtlSimulator(Simulator):
     def new_interval(self) -> None:
         """A new rate-limit interval: the budget is full again."""
         self.used_this_interval = 0
+        self._interval_started = self.clock()
 
     def budget_headers(self) -> dict[str, str]:
         return {"X-RateLimit-Limit": str(self.rate_limit),
@@ -136,6 +138,8 @@ class JtlSimulator(Simulator):
         return {"items": [{"SyncId": s, "Status": "OK"} for s in self.syncs]}
 
     async def _status(self, request: web.Request) -> web.Response:
+        if self.clock() - self._interval_started >= self.rate_interval:
+            self.new_interval()
         self.used_this_interval += 1
         if self.used_this_interval > self.rate_limit:
             return json_response({"errorCode": "TOO_MANY_REQUESTS", "errorMessage":

@@ -8,7 +8,7 @@ as NULLs do in a descending SQL sort), answers an expired (deleted) job with 404
 `RecordNotFound` (and leaves it out of `show_many`), counts `progress` in tasks out of
 `total`, and reports failed items of a `completed` job in `results[]` with `error` and
 `details`. Every answer carries `X-Rate-Limit` / `X-Rate-Limit-Remaining`
-(`rate_limit` requests a minute, counted per `minute()` window the test advances). The
+(`rate_limit` requests a minute by `clock`; `minute()` starts a new minute at once). The
 demo lifecycle queues bulk jobs that work through their tasks; one completes with failed
 items, one fails, one expires mid-way.
 """
@@ -16,7 +16,8 @@ items, one fails, one expires mid-way.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -33,7 +34,8 @@ class ZendeskSimulator(Simulator):
 
     def __init__(self, *, email: str = "agent@example.com", api_token: str = "zd-api-token",
                  bearer_token: str | None = None, page_size: int = 100, list_limit: int = 100,
-                 rate_limit: int = 700, seed: int = 0) -> None:
+                 rate_limit: int = 700, clock: Callable[[], float] = time.monotonic,
+                 seed: int = 0) -> None:
         super().__init__(seed=seed)
         self.email = email
         self.api_token = api_token
@@ -43,6 +45,8 @@ class ZendeskSimulator(Simulator):
         self.jobs: dict[str, dict[str, Any]] = {}
         self.rate_limit = rate_limit
         self.used_this_minute = 0
+        self.clock = clock
+        self._minute_started = clock()
         self._spawned = 0
         # Order of creation and of completion, for the list's sort.
         self._created: dict[str, int] = {}
@@ -71,6 +75,12 @@ class ZendeskSimulator(Simulator):
     def minute(self) -> None:
         """A new rate-limit minute: the budget is full again."""
         self.used_this_minute = 0
+        self._minute_started = self.clock()
+
+    def _count_request(self) -> None:
+        if self.clock() - self._minute_started >= 60:
+            self.minute()
+        self.used_this_minute += 1
 
     def listed(self) -> list[dict[str, Any]]:
         """The jobs as the list endpoint orders them: finished by completion, newest first,
@@ -109,13 +119,15 @@ class ZendeskSimulator(Simulator):
 
     def budget_headers(self) -> dict[str, str]:
         """Zendesk's per-minute rate-limit headers, counting this request."""
-        self.used_this_minute += 1
+        self._count_request()
         return {"X-Rate-Limit": str(self.rate_limit),
                 "X-Rate-Limit-Remaining": str(max(0, self.rate_limit - self.used_this_minute))}
 
     def authorize(self, request: web.Request) -> web.Response | None:
+        if self.clock() - self._minute_started >= 60:
+            self.minute()
         if self.used_this_minute >= self.rate_limit:
-            self.used_this_minute += 1
+            self._count_request()
             return json_response({"error": "TooManyRequests"}, 429,
                                  {"Retry-After": "60", "X-Rate-Limit": str(self.rate_limit),
                                   "X-Rate-Limit-Remaining": "0"})
