@@ -146,7 +146,7 @@ async def test_jtl_get_worker_status(server: VendorServer, session: aiohttp.Clie
     server.routes["/v1/workers/status"] = (200, fixture(name))
     [job] = (await jtl(server.url, session).poll([])).observations
     assert (job.id, job.state, job.raw_state) == (
-        "3c90c3cc-0d44-4b50-8888-8dd25736052a", JobState.BLOCKED, "0")
+        "3c90c3cc-0d44-4b50-8888-8dd25736052a", JobState.BLOCKED, "Suspended")
     # Progress 123 in the v1.3 example: clamped to 100.
     assert job.progress == progress
     assert job.run_key == last_sync
