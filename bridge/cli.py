@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", "-v", action="store_true",
                       help="print each rendered message under its event, too")
     demo.add_argument("--quiet", action="store_true",
-                      help="one line per event, no messages (the default)")
+                      help="one line per event, no message lines")
 
     check = sub.add_parser("check", help="validate the config and every template")
     _config_arg(check)
@@ -212,7 +212,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging("warning" if args.log_level == "info" else args.log_level, args.log_format)
     return asyncio.run(run_demo(listen=args.listen, tick=args.tick, seed=args.seed,
                                 duration=args.duration,
-                                verbose=args.verbose and not args.quiet))
+                                verbose=args.verbose and not args.quiet, quiet=args.quiet))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

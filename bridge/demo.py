@@ -3,7 +3,8 @@
 Starts simulators of the four seed APIs, a fake Slack and a webhook receiver on 127.0.0.1,
 points the bundled config (`bridge/demo.toml`, package data) at them through `${DEMO_*}`
 variables passed to the loader (never through os.environ), and prints one line per event
-as it happens (with `--verbose`, every rendered notification too) and one line per delivery
+as it happens, under it each rendered notification (its first line; in full with
+`--verbose`), and one line per delivery
 that failed for good. The dashboard shows the same live. The demo's state is temporary, so
 the hint for a dead letter points at the dashboard's retry button, not `bridge outbox`.
 """
@@ -31,6 +32,8 @@ from bridge.store.base import Store
 
 # How often the demo looks for deliveries that were dead-lettered.
 DEAD_LETTER_POLL = 0.5
+# A message's first line is cut here, so one notification stays one terminal line.
+NOTIFICATION_LINE_WIDTH = 120
 
 _COLOURS = {
     "succeeded": "32", "failed": "31", "cancelled": "35", "running": "36", "pending": "33",
@@ -43,9 +46,10 @@ _EMOJI = {"succeeded": "✅", "failed": "❌", "cancelled": "🚫", "pending": "
 class Printer:
     """Prints events and rendered notifications readably (colour only on a terminal)."""
 
-    def __init__(self, out: TextIO, *, verbose: bool = False):
+    def __init__(self, out: TextIO, *, verbose: bool = False, quiet: bool = False):
         self.out = out
         self.verbose = verbose
+        self.quiet = quiet
         self.colour = out.isatty() and "NO_COLOR" not in os.environ
         # Held back until the banner is out, so the dashboard URL comes first.
         self._held: list[PollOutcome] | None = []
@@ -66,19 +70,25 @@ class Printer:
         if self._held is not None:
             self._held.append(outcome)
             return
-        sent: dict[str, list[str]] = {}
+        sent: dict[str, list[Notification]] = {}
         for notification in outcome.notifications:
-            sent.setdefault(notification.event_id, []).append(notification.sink)
+            sent.setdefault(notification.event_id, []).append(notification)
         for event in outcome.events:
-            # Where the event's messages went, on its own line: quiet, yet every rendered
-            # notification is shown (the content with --verbose).
-            sinks = sent.get(event.id)
-            tail = self.dim(f"  → {', '.join(sinks)}") if sinks else ""
-            self.out.write(self.event_line(event) + tail + "\n")
-        if self.verbose:
-            for notification in outcome.notifications:
-                self.out.write(self.notification_block(notification))
+            self.out.write(self.event_line(event) + "\n")
+            # The contract shows every rendered notification: by default as the first line
+            # of its message under its event, in full with --verbose.
+            for notification in [] if self.quiet else sent.get(event.id, []):
+                self.out.write(self.notification_block(notification) if self.verbose
+                               else self.notification_line(notification))
         self.out.flush()
+
+    def notification_line(self, notification: Notification) -> str:
+        """One line per rendered notification: its sink and the message's first line."""
+        lines = [line for line in render_payload(notification.payload) if line.strip()]
+        first = terminal_mrkdwn(lines[0]).strip() if lines else ""
+        if len(first) > NOTIFICATION_LINE_WIDTH:
+            first = first[:NOTIFICATION_LINE_WIDTH - 1] + "…"
+        return self.dim(f"   ↳ {notification.sink}: ") + first + "\n"
 
     def event_line(self, event: Event) -> str:
         at = event.at.strftime("%H:%M:%S")
@@ -168,6 +178,7 @@ async def run_demo(
     seed: int = 7,
     duration: float | None = None,
     verbose: bool = False,
+    quiet: bool = False,
     out: TextIO = sys.stdout,
 ) -> int:
     from bridge.app import Bridge
@@ -200,7 +211,7 @@ async def run_demo(
             update={"state": f"sqlite:///{state_dir}/state.db", "listen": listen}
         )
         config = config.model_copy(update={"bridge": settings})
-        printer = Printer(out, verbose=verbose)
+        printer = Printer(out, verbose=verbose, quiet=quiet)
         # Dead letters get the demo's own line (the log's `bridge outbox retry` hint does
         # not work against the demo's temporary state).
         # The fake Slack's budgets make the sender wait now and then; that is handled, quietly.
@@ -274,6 +285,7 @@ def _banner(url: str, config: str) -> str:
         "bridge demo: simulated JTL, Terminal, Voyado eSales and Zendesk APIs on 127.0.0.1\n"
         f"  config     {config}\n"
         f"  dashboard  {url}\n"
-        "  Ctrl-C to stop. One line per event below (--verbose: each message too);\n"
+        "  Ctrl-C to stop. One line per event, under it each message's first line\n"
+        "  (--verbose: whole messages);\n"
         "  a delivery that fails for good shows as FAILED.\n\n"
     )

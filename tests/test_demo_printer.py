@@ -1,9 +1,10 @@
-"""The demo's printer: one line per event by default, messages with --verbose, a queued
-message not shown as arrived, and a dead letter as a FAILED line whose retry hint works in
-the demo (the dashboard, not `bridge outbox` against a temporary state)."""
+"""The demo's printer: one line per event and per message by default, whole messages with
+--verbose, a queued message not shown as arrived, and a dead letter as a FAILED line whose
+retry hint works in the demo (the dashboard, not `bridge outbox` against a temporary state)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import UTC, datetime
 
@@ -29,10 +30,24 @@ def outcome() -> PollOutcome:
     return PollOutcome(source="jtl", events=[EVENT], notifications=[NOTE])
 
 
-def test_by_default_one_line_per_event_and_no_message_blocks() -> None:
+def test_by_default_one_line_per_event_and_one_per_rendered_notification() -> None:
     text = printed(Printer(io.StringIO()), outcome())
-    assert text.count("\n") == 1 and "transition" in text and "┌─" not in text
-    assert text.rstrip().endswith("→ pager")  # where its message went
+    event_line, notification_line = text.splitlines()
+    assert "transition" in event_line and "┌─" not in text
+    assert notification_line == '   ↳ pager: {"routing_key": "x"}'
+
+
+def test_quiet_prints_events_only() -> None:
+    text = printed(Printer(io.StringIO(), quiet=True), outcome())
+    assert text.count("\n") == 1 and "transition" in text and "pager" not in text
+
+
+def test_a_long_message_is_cut_to_one_terminal_line() -> None:
+    note = dataclasses.replace(NOTE, payload={"text": "x" * 500 + "\nsecond line"})
+    text = printed(Printer(io.StringIO()), PollOutcome(source="jtl", events=[EVENT],
+                                                       notifications=[note]))
+    line = text.splitlines()[1]
+    assert line.endswith("…") and len(line) < 140 and "second line" not in text
 
 
 def test_verbose_shows_the_message_as_queued_not_as_arrived() -> None:
