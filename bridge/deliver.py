@@ -190,7 +190,8 @@ class DeliveryWorkers:
                     continue
                 try:
                     claimed = await self._store.claim_due(
-                        self._clock(), CLAIM_BATCH, self._claim_lease, sink=sink_name
+                        self._clock(), self._capabilities[sink_name].claim_batch or CLAIM_BATCH,
+                        self._claim_lease, sink=sink_name
                     )
                 except StoreError as exc:
                     for_sink(log, sink_name).error("outbox claim failed for sink %s: %s",

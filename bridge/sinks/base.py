@@ -63,6 +63,11 @@ class SinkCapabilities:
     edits_in_place: bool = False
     # What the render stage puts in the payload for this sink (see PayloadShape).
     payload: PayloadShape = PayloadShape.TEXT
+    # Rows claimed per batch (None: the worker's default). A sink paced far below the
+    # worker's speed (Slack) takes few at a time, so the backlog waits in the outbox, where
+    # the claim takes the most urgent job first and pulls its earlier rows along, instead
+    # of in the sink behind rows already handed over.
+    claim_batch: int | None = None
 
 
 ConfigT = TypeVar("ConfigT", bound=SinkBase)

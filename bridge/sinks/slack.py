@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 # Errors that mean the message we meant to edit or reply to is gone from the channel.
 _GONE = frozenset({"message_not_found", "thread_not_found"})
+# Rows the delivery worker hands the sender at a time: about what Slack's post budget lets
+# out in a few seconds. A failure committed meanwhile is claimed with the next batch (with
+# its job's earlier rows, so a waiting start post is replaced by it), not after 50 posts.
+SLACK_CLAIM_BATCH = 6
 # Update mode alerts people with a threaded reply when a job ends in one of these.
 _ALERT_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
 
@@ -367,4 +371,4 @@ def capabilities(config: SlackSink) -> SinkCapabilities:
     """The channel sender keeps order and coalesces edits itself; `update` mode edits one
     message per job in place."""
     return SinkCapabilities(orders_itself=True, edits_in_place=config.mode == "update",
-                            payload=PayloadShape.SLACK)
+                            payload=PayloadShape.SLACK, claim_batch=SLACK_CLAIM_BATCH)
