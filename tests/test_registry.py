@@ -33,6 +33,7 @@ from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
 from bridge.sinks import SINK_KINDS, PayloadShape, SinkCapabilities, SinkKind, sink_capabilities
 from bridge.sinks.base import Sink
 from bridge.sinks.retry import Verdict, classify, classify_exception
+from bridge.sinks.slack import SLACK_CLAIM_BATCH
 from bridge.sources import SOURCE_KINDS, SourceCapabilities, SourceKind, build_source
 from bridge.sources.base import map_state
 from bridge.store.base import Store
@@ -82,7 +83,8 @@ def test_slack_capabilities_follow_its_mode(mode: str, edits: bool) -> None:
     config = parse_config(f'[[sinks]]\nname = "s"\nkind = "slack"\ntoken = "xoxb-1"\n'
                           f'channel = "#c"\nmode = "{mode}"\n', "rules.toml", {})
     assert sink_capabilities(config.sinks[0]) == SinkCapabilities(
-        orders_itself=True, edits_in_place=edits, payload=PayloadShape.SLACK)
+        orders_itself=True, edits_in_place=edits, payload=PayloadShape.SLACK,
+        claim_batch=SLACK_CLAIM_BATCH)
 
 
 def test_a_webhook_sink_is_sent_row_by_row_in_job_order() -> None:
