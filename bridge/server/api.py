@@ -213,23 +213,23 @@ async def remove_watch(request: web.Request) -> web.Response:
 
 
 async def retry_one(request: web.Request) -> web.Response:
-    state = state_of(request)
-    state.auth.check_bearer(request)
-    delivery_id = request.match_info["id"]
-    count = await state.runtime.retry_deliveries(delivery_id)
-    if not count:
-        raise web.HTTPNotFound(text=f"no pending or dead delivery {delivery_id!r}")
-    return json_response({"retried": count})
+    return await _one_delivery(request, "retried", "no pending or dead delivery {!r}")
 
 
 async def drop_one(request: web.Request) -> web.Response:
+    return await _one_delivery(request, "dropped", "no delivery {!r} to drop")
+
+
+async def _one_delivery(request: web.Request, done: str, missing: str) -> web.Response:
+    """`POST /v1/outbox/{id}/retry` or `/drop`: the count acted on, 404 when none."""
     state = state_of(request)
     state.auth.check_bearer(request)
     delivery_id = request.match_info["id"]
-    count = await state.runtime.drop_deliveries(delivery_id)
+    act = state.runtime.retry_deliveries if done == "retried" else state.runtime.drop_deliveries
+    count = await act(delivery_id)
     if not count:
-        raise web.HTTPNotFound(text=f"no delivery {delivery_id!r} to drop")
-    return json_response({"dropped": count})
+        raise web.HTTPNotFound(text=missing.format(delivery_id))
+    return json_response({done: count})
 
 
 async def retry_all(request: web.Request) -> web.Response:
