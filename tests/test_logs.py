@@ -119,8 +119,10 @@ def test_source_and_sink_loggers_add_their_context_to_the_call_s_own() -> None:
 
 @pytest.mark.usefixtures("restore_root")
 async def test_a_failed_poll_and_a_failed_delivery_log_their_source_and_sink(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # `bridge demo` quiets bridge.deliver for its run; an in-process demo test leaves it so.
+    caplog.set_level(logging.INFO, logger="bridge.deliver")
     stream = _setup("json")
     async with WebhookReceiver(secret=SINK_SECRET) as receiver, HostileServer(
             Answer(status=500)) as api:
