@@ -27,6 +27,8 @@ from aiohttp import web
 from bridge.config.schema import Config
 from bridge.deliver import DeliveryWorkers
 from bridge.errors import BridgeError, SourceUnavailable
+from bridge.groups.digest import Digests
+from bridge.groups.flusher import Flusher
 from bridge.leases import SINK, SOURCE, LeaseKeeper, instance_id, lease_ttls
 from bridge.metrics import Metrics
 from bridge.model import Event
@@ -88,6 +90,7 @@ class Bridge:
         self.workers: DeliveryWorkers
         self.scheduler: PollScheduler | None = None
         self.leases: LeaseKeeper
+        self.flusher: Flusher
         self.http_url: str | None = None
 
     @property
@@ -170,6 +173,12 @@ class Bridge:
         self.pipeline.observers.extend(self._observers)
         self.workers.start()
         self._stack.push_async_callback(self._drain)
+        # Stopped before the drain (callbacks run in reverse): no digest is queued after it.
+        self.flusher = Flusher(store=self.store, digests=Digests(config, renderer),
+                               clock=self.clock, metrics=self.metrics,
+                               on_queued=self.workers.wake)
+        self.flusher.start()
+        self._stack.push_async_callback(self.flusher.stop)
         self.scheduler = PollScheduler(polled, self._poll, clock=self.clock)
         self.scheduler.start()
         if self._serve_http:

@@ -277,6 +277,8 @@ class Notification:
     priority: Priority = Priority.NORMAL
     # Why it is not sent ("silence sil_... (comment)", "window nightly"); None: it is sent.
     silenced: str | None = None
+    # A group's digest (bridge.groups): `job_id` is then the group's id, not a job's.
+    digest: Annotated[bool, Field(exclude_if=lambda value: not value)] = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data: how the outbox stores a notification (`payload` must be JSON)."""

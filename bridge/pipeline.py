@@ -336,6 +336,7 @@ class Pipeline:
         for (kind, source), count in Counter((e.on, e.source) for e in batch.events).items():
             metrics.events.labels(str(kind), source).inc(count)
         rules = Counter(rule for _, rule in {(n.event_id, n.rule) for n in batch.notifications})
+        rules.update(entry.rule for entry in batch.grouped)
         for rule, count in rules.items():
             metrics.rule_matches.labels(rule).inc(count)
         for (rule, sink), count in Counter(

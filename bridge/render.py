@@ -271,6 +271,9 @@ class Renderer:
                 sink = self._sinks.get(name)
                 if sink is not None:
                     wanted[(rule.template, flavor_for(rule.template, self._shape(sink)))] = None
+                    if rule.grouped:
+                        wanted[(rule.group_template,
+                                flavor_for(rule.group_template, self._shape(sink)))] = None
         for sink in self._sinks.values():
             body = sink.body_template()
             if body:
@@ -288,7 +291,7 @@ class Renderer:
         context = self._context(event, rule.name)
         shape = self._shape(sink)
         if shape is PayloadShape.SLACK:
-            return self._slack(rule.template, context)
+            return self.slack(rule.template, context)
         text = self.text(rule.template, context)
         if shape is PayloadShape.WEBHOOK:
             template = sink.body_template()
@@ -298,6 +301,10 @@ class Renderer:
                 body = _dump(envelope(event, rule.name, text))
             return {"text": text, "body": body}
         return {"text": text}
+
+    def shape(self, sink: SinkBase) -> PayloadShape:
+        """What `sink`'s payload holds (its capabilities' `payload`)."""
+        return self._shape(sink)
 
     def _shape(self, sink: SinkBase) -> PayloadShape:
         # Read once per configured sink: rendering runs per event and sink.
@@ -313,7 +320,8 @@ class Renderer:
         self._last = (event, rule, context)
         return context
 
-    def _slack(self, name: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    def slack(self, name: str, context: Mapping[str, Any]) -> dict[str, Any]:
+        """A Slack payload (`text`, and `blocks` from a Block Kit template) from a context."""
         flavor = Flavor.BLOCKS if is_json_template(name) else Flavor.SLACK
         output = self.templates.render(name, flavor, context)
         blocks = parse_blocks(output)

@@ -30,7 +30,7 @@ from tests.schema_check import SchemaCheck, problems_of
 from tests.server_support import harness
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "webhooks.md"
-TYPES = [f"job.{kind}" for kind in EventKind]
+TYPES = [*(f"job.{kind}" for kind in EventKind), "job.group"]
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -44,9 +44,10 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 
 def test_every_event_kind_has_a_catalog_entry() -> None:
+    # And a group's digest (a rule with group_by), one POST per flush.
     assert [entry.name for entry in catalog.ENTRIES] == [
         "job.appeared", "job.transition", "job.progress", "job.stalled", "job.vanished",
-        "job.source_down", "job.source_up"]
+        "job.source_down", "job.source_up", "job.group"]
     assert set(catalog.CATALOG) == set(TYPES)
 
 

@@ -69,12 +69,13 @@ async def test_all_types_reach_a_webhook_signed_and_matching_their_schema(
     assert all(r.verified is True and r.status == 200 for r in hook.requests)
     assert webhook_schema_check.validated == TYPES
     assert {json.loads(r.body)["data"]["rule"] for r in hook.requests} == {"notify-test"}
-    assert {json.loads(r.body)["data"]["source"] for r in hook.requests} == {"zd"}
+    assert {json.loads(r.body)["data"].get("source") for r in hook.requests} == {"zd", None}
+    assert json.loads(hook.requests[-1].body)["data"]["group"] == {"source": "zd"}
     lines = out.decode().splitlines()
-    assert lines[0] == "notify-test: 7 sample(s) to sink pager (webhook)"
-    for name, request, line in zip(TYPES, hook.requests, lines[1:8], strict=True):
+    assert lines[0] == "notify-test: 8 sample(s) to sink pager (webhook)"
+    for name, request, line in zip(TYPES, hook.requests, lines[1:9], strict=True):
         assert line.split() == [name, "200", "delivered", "webhook-id", request.webhook_id]
-    assert lines[-1] == "7 delivered, 0 failed"
+    assert lines[-1] == "8 delivered, 0 failed"
 
 
 async def test_each_failed_answer_is_shown_with_its_status_and_exit_1(tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ async def test_each_failed_answer_is_shown_with_its_status_and_exit_1(tmp_path: 
     assert "(retryable)" in lines["job.transition"] and "HTTP 503" in lines["job.transition"]
     assert lines["job.progress"].split()[1:3] == ["410", "FAILED"]
     assert "(permanent)" in lines["job.progress"]
-    assert out.splitlines()[-1] == "5 delivered, 2 failed"
+    assert out.splitlines()[-1] == "6 delivered, 2 failed"
 
 
 async def test_without_all_types_one_transition_is_sent(tmp_path: Path) -> None:
@@ -137,7 +138,7 @@ min_interval = "10ms"
     assert code == 0, out
     assert len(posted) == len(TYPES)
     assert "is down" in (posted[5].text or "")
-    assert out.splitlines()[0] == "notify-test: 7 sample(s) to sink ops-slack (slack)"
+    assert out.splitlines()[0] == "notify-test: 8 sample(s) to sink ops-slack (slack)"
     assert all(line.split()[1:3] == ["200", "delivered"] for line in out.splitlines()[1:-1])
     assert hook.requests == []
 

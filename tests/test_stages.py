@@ -117,7 +117,7 @@ async def run(chain: Chain, stage: str, ctx: Context, batch: Batch) -> Batch:
 
 def test_the_pipeline_runs_the_stages_in_one_order(tmp_path: Path) -> None:
     config = make_config(tmp_path)
-    assert stages_for(config).name == "detect -> repeat -> route -> silence -> render"
+    assert stages_for(config).name == "detect -> repeat -> route -> silence -> group -> render"
 
 
 async def test_a_stage_list_with_a_store_ends_with_the_commit(tmp_path: Path) -> None:

@@ -15,11 +15,19 @@ from typing import TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge.checks.advice import warnings
-from bridge.checks.samples import event_from_data, reason, sample_event, source_for
+from bridge.checks.samples import (
+    FIXED_NOW,
+    event_from_data,
+    reason,
+    sample_event,
+    sample_group,
+    source_for,
+)
 from bridge.config.loader import locate
 from bridge.config.schema import Config, Rule
 from bridge.errors import ConfigError, TemplateError
 from bridge.filters import Flavor
+from bridge.groups.digest import Digests
 from bridge.model import EventKind
 from bridge.render import Renderer, RenderError, Templates, compile_when
 from bridge.resources import find_template
@@ -93,7 +101,8 @@ def _template_origins(config: Config) -> tuple[list[str], list[str]]:
 
 
 def _used_templates(config: Config) -> set[str]:
-    used = {r.template for r in config.rules}
+    used = {r.template for r in config.rules} | {r.group_template for r in config.rules
+                                                 if r.grouped}
     return used | {body for s in config.sinks if (body := s.body_template())}
 
 
@@ -151,6 +160,21 @@ def _check_rule(config: Config, renderer: Renderer, index: int, rule: Rule,
     for (path, message), sinks in failures.items():
         problems.add(path, f"{message} (sample {rule.on} event for sink "
                      f"{', '.join(sinks)})")
+    if rule.grouped:
+        _check_digest(config, renderer, index, rule, problems)
+
+
+def _check_digest(config: Config, renderer: Renderer, index: int, rule: Rule,
+                  problems: _Problems) -> None:
+    """The rule's `group_template` against a sample group of three jobs, for every sink."""
+    group = sample_group(rule, source=source_for(config, rule))
+    rendered = Digests(config, renderer).render(group, FIXED_NOW)
+    failures: dict[str, list[str]] = {}
+    for failure in rendered.failures:
+        failures.setdefault(failure.error, []).append(repr(failure.sink))
+    for message, sinks in failures.items():
+        problems.add(f"rules[{index}].group_template",
+                     f"{message} (sample group for sink {', '.join(sinks)})")
 
 
 def _check_idle_bodies(config: Config, renderer: Renderer, problems: _Problems) -> None:

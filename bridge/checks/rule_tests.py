@@ -3,7 +3,9 @@ test rules`.
 
 Each test's event runs through the stage list of `bridge.stages` with a fixed clock, a fresh
 rule memory and no store or sinks; each expectation takes one of the notifications that
-come out (by sink, `contains`, `not_contains`, `equals`), and anything left over fails.
+come out (by sink, `contains`, `not_contains`, `equals`), and anything left over fails. A
+rule with `group_by` gives its digest of the test's event (a group of one, rendered with
+its `group_template` as the first flush), so a test asserts on what the digest shows.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class Sent:
     def haystack(self) -> str:
         """Everything the sink would show or receive, for `contains` / `not_contains`."""
         parts = [self.text]
+        # A digest's thread replies (Slack update mode) are part of what the channel shows.
+        replies = self.payload.get("replies")
+        if isinstance(replies, list):
+            parts.extend(str(r.get("text", "")) for r in replies if isinstance(r, Mapping))
         if isinstance(self.payload.get("blocks"), list):
             parts.append(blocks_text(self.payload["blocks"]))
         body = self.payload.get("body")
@@ -83,6 +89,12 @@ def sent(batch: Batch) -> list[Sent]:
                 out.append(Sent(rule=match.rule.name, sink=sink, payload=made[key].payload))
             elif key in failed:
                 out.append(Sent(rule=match.rule.name, sink=sink, error=failed[key].error))
+    # Grouped rules: their digests, rendered at once (the group stage without a store).
+    out.extend(Sent(rule=n.rule, sink=n.sink, payload=n.payload)
+               for n in batch.notifications if n.digest)
+    grouped = {entry.rule for entry in batch.grouped}
+    out.extend(Sent(rule=f.rule, sink=f.sink, error=f.error) for f in batch.failures
+               if f.rule in grouped)
     return out
 
 

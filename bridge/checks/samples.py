@@ -6,11 +6,14 @@ Both use one fixed clock, so what the commands print never depends on today.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
 from bridge.config.schema import Config, Rule
+from bridge.groups.keys import group_key
+from bridge.groups.model import GroupedEvent, OpenGroup, group_id
 from bridge.model import Event, EventKind, JobState, JobStatus
 
 # The fixed clock of `bridge test` and of sample events, so outputs never depend on today.
@@ -58,20 +61,41 @@ def sample_event(kind: EventKind, *, source: str = "example", rule: Rule | None 
     )
 
 
-def _sample_job(state: JobState) -> JobStatus:
+def _sample_job(state: JobState, job_id: str = "8b72") -> JobStatus:
     failed = state in (JobState.FAILED, JobState.CANCELLED)
     progress = 100.0 if state is JobState.SUCCEEDED else 40.0
     return JobStatus(
-        id="8b72",
+        id=job_id,
         state=state,
         raw_state=str(state),
         progress=progress,
         message="Printer on fire" if failed else "Importing 120 of 300 tickets",
-        url="https://example.com/jobs/8b72",
-        fields={"id": "8b72", "status": str(state), "progress": progress, "total": 300},
+        url=f"https://example.com/jobs/{job_id}",
+        fields={"id": job_id, "status": str(state), "progress": progress, "total": 300},
         failed_items=2 if failed else 0,
         run=1,
     )
+
+
+def sample_group(rule: Rule, *, source: str = "example") -> OpenGroup:
+    """A group as `rule` (with `group_by`) collects it, in its second flush: three jobs, the
+    first two shown by the first digest, the third new (a success, unless the rule's `to`
+    says otherwise)."""
+    first = sample_event(rule.on, source=source, rule=rule)
+    events = [first]
+    for index, job_id in enumerate(("8b73", "8b74"), start=1):
+        event = replace(first, id=f"{first.id}_{index}", at=first.at + timedelta(minutes=index))
+        if event.job is not None:
+            state = event.job.state
+            if index == 2 and event.on is EventKind.TRANSITION and not rule.to:
+                state = JobState.SUCCEEDED
+                event = replace(event, to_state=state)
+            event = replace(event, job=_sample_job(state, job_id))
+        events.append(event)
+    key = group_key(rule, first)
+    return OpenGroup(id=group_id(rule.name, key, first.id), rule=rule.name, key=key,
+                     first_at=first.at, due_at=events[-1].at, flushes=1,
+                     events=[GroupedEvent(event=e, flushed=i < 2) for i, e in enumerate(events)])
 
 
 def source_for(config: Config, rule: Rule | None) -> str:

@@ -366,6 +366,8 @@ class SlackSink(SinkBase):
             if name not in known_names():
                 raise ValueError(f"unknown action {name!r}; known: {', '.join(known_names())}")
         return names
+    # Failure replies in a thread (update mode, digests) also show in the channel.
+    reply_broadcast: bool = False
 
     @field_validator("mode")
     @classmethod
@@ -411,6 +413,11 @@ def _as_list(value: Any) -> Any:
 StateList = Annotated[list[JobState], BeforeValidator(_as_list)]
 
 
+# What a rule may group by: event fields as templates name them (`job.state`, `job.fields.x`).
+GROUP_KEYS = ("source", "rule", "on", "from", "to", "reason", "job.state")
+GROUP_FIELDS = frozenset({"source", "rule", "on", "from", "to", "reason", "job", "previous"})
+
+
 class Rule(Strict):
     name: str = Field(min_length=1)
     on: EventKind
@@ -428,6 +435,46 @@ class Rule(Strict):
     # Names of [[windows]]: silenced while one is open / while none is (bridge.windows).
     mute_during: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
     active_during: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
+    # Grouping (bridge.groups): events of this rule with equal `group_by` values become one
+    # digest, flushed `group_wait` after the group's first event, then at most once per
+    # `group_interval` (Alertmanager's names and defaults).
+    group_by: list[str] | None = None
+    group_wait: Duration = timedelta(seconds=30)
+    group_interval: PositiveDuration = timedelta(minutes=5)
+    group_template: str = "digest.slack.j2"
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_fields(cls, fields: list[str] | None) -> list[str] | None:
+        if fields is None:
+            return None
+        if not fields:
+            raise ValueError('list at least one event field, e.g. group_by = ["source"]')
+        for name in fields:
+            head = name.split(".", 1)[0]
+            bare_job = head in ("job", "previous") and "." not in name
+            if head not in GROUP_FIELDS or name.endswith(".") or bare_job:
+                raise ValueError(
+                    f"cannot group by {name!r}: name an event field ({', '.join(GROUP_KEYS)}, "
+                    "or another job.<field>)")
+        if len(set(fields)) != len(fields):
+            raise ValueError("a field is listed twice")
+        return fields
+
+    @field_validator("group_wait", "group_interval", "group_template")
+    @classmethod
+    def _needs_group_by(cls, value: Any, info: ValidationInfo) -> Any:
+        # A group_by that failed its own check is missing from info.data: say nothing more.
+        if "group_by" in info.data and info.data["group_by"] is None:
+            raise ValueError(f"{info.field_name} has no effect without group_by "
+                             '(e.g. group_by = ["source"])')
+        if isinstance(value, timedelta) and value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
+
+    @property
+    def grouped(self) -> bool:
+        return self.group_by is not None
 
 
 class Expectation(Strict):

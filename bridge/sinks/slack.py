@@ -177,15 +177,29 @@ class SlackNotifier:
                 # coalescing that post and then an edit and a reply would have gone out, so
                 # the reply that alerts people still does.
                 await self._alert(op, ref)
+            await self._replies(op, ref)
             return
         try:
             await self._call("chat.update", op, channel=ref.channel, ts=ref.ts)
         except _MessageGone:
             log.info("sink %s: message %s for job %s/%s was deleted; posting a new one",
                      self.name, ref.ts, n.source, job_id)
-            await self._post_root(op)
+            ref = await self._post_root(op)
+            await self._replies(op, ref)
             return
         await self._alert(op, ref)
+        await self._replies(op, ref)
+
+    async def _replies(self, op: _Op, ref: MessageRef) -> None:
+        """A digest's thread replies (one per newly failed job of its group), under it."""
+        for reply in _replies_of(op.payload.notification):
+            try:
+                await self._call("chat.postMessage", op, message=reply, channel=ref.channel,
+                                 thread_ts=ref.ts, **self._broadcast())
+            except _MessageGone:
+                log.info("sink %s: digest %s vanished before its thread replies", self.name,
+                         ref.ts)
+                return
 
     async def _alert(self, op: _Op, ref: MessageRef) -> None:
         if op.payload.notification.state not in _ALERT_STATES:
@@ -228,7 +242,12 @@ class SlackNotifier:
                                     f"{n.source}/{job_id} from the state store: {exc}") from exc
 
     async def _reply(self, op: _Op, ref: MessageRef) -> None:
-        await self._call("chat.postMessage", op, channel=ref.channel, thread_ts=ref.ts)
+        await self._call("chat.postMessage", op, channel=ref.channel, thread_ts=ref.ts,
+                         **self._broadcast())
+
+    def _broadcast(self) -> dict[str, Any]:
+        """`reply_broadcast`: failure replies in a thread also show in the channel."""
+        return {"reply_broadcast": True} if self._config.reply_broadcast else {}
 
     async def _post(self, op: _Op) -> _Posted:
         data = await self._call("chat.postMessage", op, channel=self._config.channel)
@@ -242,11 +261,14 @@ class SlackNotifier:
 
     # --- calls ------------------------------------------------------------------------------
 
-    async def _call(self, method: str, op: _Op, **where: Any) -> Mapping[str, Any]:
+    async def _call(self, method: str, op: _Op, *, message: SlackMessage | None = None,
+                    **where: Any) -> Mapping[str, Any]:
         """Call `method` with the op's message as it is when the gate lets the call in (a
-        newer send of the same job may have replaced it while it waited)."""
+        newer send of the same job may have replaced it while it waited), or `message`
+        (a digest's thread reply)."""
         async def call() -> Mapping[str, Any]:
-            return await self._web_call(method, where | op.payload.message.fields())
+            shown = message if message is not None else op.payload.message
+            return await self._web_call(method, where | shown.fields())
 
         return await self._sender.call(call, method=method, op=op)
 
@@ -311,6 +333,14 @@ class SlackNotifier:
             raise RateLimited(outcome.reason, outcome.retry_after)
         if outcome.verdict is not Verdict.OK:
             raise outcome.error(where)
+
+
+def _replies_of(n: Notification) -> list[SlackMessage]:
+    replies = n.payload.get("replies")
+    if not isinstance(replies, list):
+        return []
+    return [SlackMessage(text=r["text"], blocks=r.get("blocks") or None) for r in replies
+            if isinstance(r, dict) and isinstance(r.get("text"), str)]
 
 
 def _unreadable(where: str, exc: Exception) -> RetryableDelivery:

@@ -1,6 +1,6 @@
 """The pipeline's stages, composed in one list: `build_stages` is the only place they meet.
 
-    detect -> repeat -> route -> silence -> render -> enqueue
+    detect -> repeat -> route -> silence -> group -> render -> enqueue
 
 A new concern is one module and one line here. Silences and windows (`silence`) and
 grouping (issue 11) go between route and render: both match on the rule that fired and must
@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from bridge.config.schema import Config
 from bridge.detect import DetectSettings
+from bridge.groups.digest import Digests
 from bridge.render import Renderer, compile_when
 from bridge.rules import RuleBook
 from bridge.stages.base import Batch, Chain, Context, Match, RenderFailure, Skip, Stage
 from bridge.stages.detect import Detect
 from bridge.stages.enqueue import Enqueue
+from bridge.stages.group import Group
 from bridge.stages.memory import Memory
 from bridge.stages.render import Render
 from bridge.stages.repeat import Repeat
@@ -41,6 +43,8 @@ def build_stages(config: Config, rulebook: RuleBook, renderer: Renderer,
         Repeat(rulebook),
         Route(rulebook),
         Silencing(config.windows, store.active_silences if store is not None else None),
+        # With a store, groups wait there for the flusher; without, they render at once.
+        Group(None if store is not None else Digests(config, renderer)),
         Render(renderer, {s.name: s for s in config.sinks}),
     ]
     if store is not None:

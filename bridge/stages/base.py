@@ -33,6 +33,7 @@ from typing import Protocol
 from bridge.config.schema import Rule
 from bridge.deadlines import FinishTimes
 from bridge.errors import SourceError
+from bridge.groups.model import GroupEntry
 from bridge.model import Event, Notification, PollResult, SourceHealth, TrackedJob
 from bridge.rules import Decision
 from bridge.store.base import RuleMark
@@ -124,6 +125,8 @@ class Batch:
     # because their job succeeded (until_resolved).
     silenced: Sequence[Silenced] = ()
     ended_silences: Sequence[str] = ()
+    # group: the events of rules with `group_by`, joining their groups (not rendered here).
+    grouped: Sequence[GroupEntry] = ()
     # render: one notification per (match, sink), the marks of what was rendered.
     notifications: Sequence[Notification] = ()
     marks: Sequence[RuleMark] = ()

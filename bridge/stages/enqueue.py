@@ -51,6 +51,7 @@ def commit_of(ctx: Context, batch: Batch) -> PollCommit:
         rule_marks=batch.marks,
         finished_watches=batch.finished_watches,
         ended_silences=batch.ended_silences,
+        grouped=batch.grouped,
         at=ctx.now,
         seen_versions=seen,
         seen_marks=seen_marks,

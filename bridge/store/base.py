@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from bridge.errors import StoreError
+from bridge.groups.model import GroupEntry, GroupFlush, OpenGroup
 from bridge.model import Delivery, DeliveryStatus, Event, Notification, SourceHealth, TrackedJob
 from bridge.silences import Silence
 
@@ -48,6 +49,8 @@ class PollCommit:
     finished_watches: Sequence[str] = ()
     # until_resolved silences whose job succeeded in this poll: they end at `at`.
     ended_silences: Sequence[str] = ()
+    # Events of rules with `group_by`, joining (or opening) their groups.
+    grouped: Sequence[GroupEntry] = ()
     at: datetime | None = None
     # Compare-and-set (None: blind upserts, one process owns the store): the stored version
     # of each job as the poll read it (absent: the job was not stored). A job whose stored
@@ -226,6 +229,19 @@ class Store(Protocol):
         """Discard one delivery, or every dead one when id is None."""
 
     async def outbox_stats(self) -> OutboxStats: ...
+
+    # --- groups (rules with group_by) --------------------------------------------------------
+
+    async def due_groups(self, now: datetime, limit: int = 100) -> list[OpenGroup]:
+        """Open groups due by `now` with their events, the longest overdue first."""
+
+    async def open_groups(self) -> list[OpenGroup]:
+        """Every open group with its events (the dashboard, tests)."""
+
+    async def flush_group(self, flush: GroupFlush, at: datetime) -> None:
+        """Write one flush in one transaction: queue its notifications (created at `at`),
+        mark its events shown, move the group to `due_at` (None: close it, unless events
+        joined since it was read). A flush written twice queues one digest (stable ids)."""
 
     # --- sink memory (Slack message per job) ------------------------------------------------
 

@@ -144,6 +144,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Claims read pending rows in this order and stop after a batch (sql.CLAIM_DUE).
         "CREATE INDEX outbox_claim ON outbox (status, priority, created_us, id)",
     ),
+    (
+        # Grouping (bridge.groups): one row per open group, one per event in it. At most one
+        # open group per (rule, key); `due_us` is when it is flushed (or closed) next.
+        """CREATE TABLE groups (
+            id TEXT PRIMARY KEY,
+            rule TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            first_us BIGINT NOT NULL,
+            due_us BIGINT NOT NULL,
+            flushes INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE UNIQUE INDEX groups_open ON groups (rule, group_key)",
+        "CREATE INDEX groups_due ON groups (due_us)",
+        """CREATE TABLE group_events (
+            group_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            added_us BIGINT NOT NULL,
+            flushed INTEGER NOT NULL DEFAULT 0,
+            data TEXT NOT NULL,
+            PRIMARY KEY (group_id, event_id))""",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any
 
+from bridge.groups.model import GroupFlush, OpenGroup
 from bridge.model import Delivery, DeliveryStatus, Event, SourceHealth, TrackedJob
-from bridge.store import shared_sql, silences, sql
+from bridge.store import groups_sql, shared_sql, silences, sql
 from bridge.store.actions import ActionQueries
 from bridge.store.base import Lease, MessageRef, OutboxStats, PollCommit, RuleMark
 from bridge.store.silences import SilenceQueries
@@ -67,9 +68,11 @@ class SqlStore(SilenceQueries, ActionQueries, ABC):
 
     def _commit_steps(self, commit: PollCommit) -> Iterable[sql.Step]:
         muted = [n for n in commit.notifications if n.silenced is not None]
+        at = commit.at or datetime.now(UTC)
         return chain(
             sql.commit_steps(commit, self._keep_events),
-            silences.commit_steps(muted, commit.ended_silences, commit.at or datetime.now(UTC)))
+            silences.commit_steps(muted, commit.ended_silences, at),
+            groups_sql.join_steps(commit.grouped, sql.to_us(at)))
 
     async def list_jobs(
         self, source: str | None = None, state: str | None = None, limit: int = 1000
@@ -138,6 +141,22 @@ class SqlStore(SilenceQueries, ActionQueries, ABC):
 
     async def set_message_ref(self, sink: str, source: str, job_id: str, ref: MessageRef) -> None:
         await self._write(sql.SET_REF, (sink, source, job_id, ref.channel, ref.ts))
+
+    # --- groups ---------------------------------------------------------------------------
+
+    async def due_groups(self, now: datetime, limit: int = 100) -> list[OpenGroup]:
+        return await self._groups(groups_sql.DUE_GROUPS, (sql.to_us(now), limit))
+
+    async def open_groups(self) -> list[OpenGroup]:
+        return await self._groups(groups_sql.ALL_GROUPS)
+
+    async def _groups(self, query: str, params: sql.Row = ()) -> list[OpenGroup]:
+        # One query per group: few are due at once, and each is read whole for its digest.
+        return [groups_sql.group_from(row, await self._rows(groups_sql.GROUP_EVENTS, (row[0],)))
+                for row in await self._rows(query, params)]
+
+    async def flush_group(self, flush: GroupFlush, at: datetime) -> None:
+        await self._write_steps(groups_sql.flush_steps(flush, sql.to_us(at)))
 
     # --- outbox ---------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ from bridge.errors import BridgeError, TemplateError
 from bridge.model import Event, EventKind, JobState
 
 SCHEMA_VERSION = "1"
+# The type of a group's digest (one POST per flush); every other type is one event.
+GROUP_TYPE = "job.group"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -119,6 +121,47 @@ class SourceUpData(SourceData):
     reason: str | None = Field(description="why the source was down")
 
 
+class GroupEvent(_Strict):
+    """One event of a group, as it happened."""
+
+    event_id: str = Field(description="the event's id (its own `webhook-id` were it sent alone)")
+    on: EventKind = Field(description="the event's kind (a rule's `on`)")
+    source: str = Field(description="the configured source's name")
+    at: Timestamp
+    from_: JobState | None = Field(alias="from", description="the state before a transition")
+    to: JobState | None = Field(description="the state after a transition")
+    job: Job | None = Field(description="the job as this event saw it; null for source events")
+    reason: str | None = Field(description="why: a stall or vanish reason, a source's error")
+
+
+class GroupJob(_Strict):
+    """One job of a group, in the state its latest event in the group left it."""
+
+    source: str = Field(description="the configured source's name")
+    job: Job = Field(description="the job as its latest event in the group saw it")
+    events: int = Field(ge=1, description="how many of the group's events are about this job")
+
+
+class GroupData(_Strict):
+    """A digest of a rule's grouped events (`group_by`): the whole group so far."""
+
+    group_id: str = Field(description="the group's id: the same in every flush of the group")
+    rule: str = Field(description="the rule whose `group_by` made the group")
+    group: dict[str, str | int | float | bool | None] = Field(
+        description="the group's key: each `group_by` field and its value")
+    flush: int = Field(ge=1, description="which flush of the group this is (1, 2, ...)")
+    text: str = Field(description="the rule's `group_template` rendered as plain text")
+    counts: dict[str, int] = Field(description="the group's jobs per state (latest state)")
+    jobs: list[GroupJob] = Field(description="every job of the group, latest state")
+    events: list[GroupEvent] = Field(
+        description="every event of the group so far, oldest first; the last `new_events` "
+                    "are new since the previous flush")
+    new_events: int = Field(ge=0, description="how many of `events` no earlier flush carried")
+    schema_version: Literal["1"] = Field(
+        description="the version of this body's shape; bumped by any change to its keys or "
+                    "their meaning")
+
+
 @dataclass(frozen=True, slots=True)
 class EventType:
     """One entry of the catalog: a `type` value, what it means, and the model of its body."""
@@ -130,7 +173,7 @@ class EventType:
     model: type[BaseModel]
 
 
-def _entry(on: EventKind | str, summary: str, data: type[Data]) -> EventType:
+def _entry(on: EventKind | str, summary: str, data: type[BaseModel]) -> EventType:
     name = f"job.{on}"
     # A Literal of a runtime value: the `type` constant of this model's schema.
     const = cast(Any, Literal)[name]
@@ -158,6 +201,9 @@ ENTRIES: tuple[EventType, ...] = (
     _entry(EventKind.SOURCE_DOWN, "a source's polls fail (after `down_after` failures); no job "
            "changes while it is down", SourceDownData),
     _entry(EventKind.SOURCE_UP, "a source that was down answers again", SourceUpData),
+    _entry("group", "a digest of one rule's events with equal `group_by` values: one POST per "
+           "flush (`group_wait` after the first event, then at most once per "
+           "`group_interval`)", GroupData),
 )
 CATALOG: Mapping[str, EventType] = {entry.name: entry for entry in ENTRIES}
 _BY_ON: Mapping[str, EventType] = {entry.on: entry for entry in ENTRIES}
@@ -212,6 +258,22 @@ def build(event: Event, rule: str, text: str, timestamp: str) -> dict[str, Any]:
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
         raise EnvelopeError(f"the {entry.name} body of event {event.id} does not match its "
                             f"schema ({problems}); see `bridge schema {entry.name}`") from None
+    return body.model_dump(mode="json", by_alias=True)
+
+
+def build_group(data: Mapping[str, Any], timestamp: str) -> dict[str, Any]:
+    """The default body of one flush of a group (`data` as GroupData names it), built
+    through its model; EnvelopeError if it does not fit."""
+    entry = CATALOG[GROUP_TYPE]
+    raw = {"type": entry.name, "timestamp": timestamp,
+           "data": {**data, "schema_version": SCHEMA_VERSION}}
+    try:
+        body = entry.model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
+        raise EnvelopeError(f"the job.group body of group {data.get('group_id')} does not "
+                            f"match its schema ({problems})") from None
     return body.model_dump(mode="json", by_alias=True)
 
 

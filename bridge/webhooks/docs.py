@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from bridge.config.schema import RetryPolicy, SinkBase
 from bridge.signing import TOLERANCE
 from bridge.sinks.retry import STATUS_VERDICTS, Verdict
-from bridge.webhooks.catalog import SCHEMA_VERSION, Data, Job, json_schema
+from bridge.webhooks.catalog import GROUP_TYPE, SCHEMA_VERSION, Data, Job, json_schema
 from bridge.webhooks.examples import (
     EXAMPLE_SECRET,
     Example,
@@ -129,12 +129,17 @@ def _types(examples: Iterable[Example]) -> str:
 def _type(example: Example) -> str:
     entry = example.entry
     body = json.loads(example.body)
+    made = (
+        "a sample group of three jobs (a rule with `group_by = [\"source\"]`, in its second\n"
+        "flush) rendered by the real renderer, with the shipped `digest.slack.j2` as the\n"
+        "rule's `group_template`" if entry.name == GROUP_TYPE else
+        "a sample event rendered by the real renderer, with the shipped\n"
+        f"`{entry.on}.slack.j2` as the rule's template")
     return f"""### {entry.name}
 
 {entry.summary[0].upper()}{entry.summary[1:]}.
 
-Example: a sample event rendered by the real renderer, with the shipped
-`{entry.on}.slack.j2` as the rule's template:
+Example: {made}:
 
 ```json
 {_pretty(body)}

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.checks import FIXED_NOW, sample_event
+from bridge.checks.samples import sample_group
 from bridge.config.schema import BridgeSettings, Config, Rule, SinkBase, WebhookSink
 from bridge.errors import TemplateError
+from bridge.groups.digest import Digests
 from bridge.model import Event, EventKind, Notification
 from bridge.render import Renderer
 from bridge.resources import bundled_templates
 from bridge.signing import decode_secret, signed_headers
-from bridge.webhooks.catalog import ENTRIES, EventType
+from bridge.webhooks.catalog import ENTRIES, GROUP_TYPE, EventType
 
 # Documented in docs/webhooks.md so a reader can check the example signature: never use it.
 EXAMPLE_SECRET = "whsec_" + base64.b64encode(b"bridge example key: do not use!!").decode()
@@ -65,15 +67,16 @@ def render_examples(
     in the pipeline); without a folder, from the bundled templates only.
     """
     wanted = list(types)
-    rules = {entry.name: Rule.model_validate({
-        "name": rule, "on": entry.on, "template": f"{entry.on}.slack.j2", "notify": [sink.name],
-    }) for entry in wanted}
+    rules = {entry.name: Rule.model_validate(_rule_of(entry, rule, sink)) for entry in wanted}
     folder = bundled_templates() if templates is None else templates
     config = Config(bridge=BridgeSettings(templates=str(folder)), sinks=[sink],
                     rules=list(rules.values()))
     renderer = Renderer(config, strict=False)
     examples = []
     for entry in wanted:
+        if entry.name == GROUP_TYPE:
+            examples.append(_group_example(entry, rules[entry.name], config, renderer, source))
+            continue
         event = sample_event(EventKind(entry.on), source=source)
         try:
             payload = renderer.render(rules[entry.name], event, sink)
@@ -87,6 +90,26 @@ def render_examples(
             terminal=bool(job and job.state.terminal), state=str(job.state) if job else None,
         )))
     return examples
+
+
+def _rule_of(entry: EventType, rule: str, sink: SinkBase) -> dict[str, object]:
+    if entry.name == GROUP_TYPE:
+        # A digest of failures per source, as a grouped rule would send it.
+        return {"name": rule, "on": "transition", "template": "transition.slack.j2",
+                "notify": [sink.name], "group_by": ["source"]}
+    return {"name": rule, "on": entry.on, "template": f"{entry.on}.slack.j2",
+            "notify": [sink.name]}
+
+
+def _group_example(entry: EventType, rule: Rule, config: Config, renderer: Renderer,
+                   source: str) -> Example:
+    group = sample_group(rule, source=source)
+    rendered = Digests(config, renderer).render(group, FIXED_NOW)
+    first = group.events[0].event
+    if rendered.failures or not rendered.notifications:
+        error = rendered.failures[0].error if rendered.failures else "no digest"
+        return Example(entry=entry, event=first, error=error)
+    return Example(entry=entry, event=first, notification=rendered.notifications[0])
 
 
 def signed_request(

@@ -1,0 +1,97 @@
+"""The flusher: due groups -> their digests in the outbox, one transaction per group.
+
+Every `tick` it asks the store for the groups due by its clock (an indexed query: cheap
+when none is) and, for each, renders the digest of its rule and writes it with
+`Store.flush_group`: the outbox rows, the events shown, the next due time
+(`group_interval` on). A due group with nothing new closes. Groups live in the store, so
+a restart flushes what was due while bridge was down, and a flush written twice queues one
+digest (its outbox ids are stable per group and flush number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from bridge.errors import StoreError
+from bridge.groups.digest import Digests
+from bridge.groups.model import GroupFlush, OpenGroup
+from bridge.metrics import Metrics
+from bridge.store.base import Store
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0
+
+
+class Flusher:
+    def __init__(self, *, store: Store, digests: Digests, clock: Callable[[], datetime],
+                 metrics: Metrics, on_queued: Callable[[], None] = lambda: None,
+                 tick: float = TICK):
+        self._store = store
+        self._digests = digests
+        self._clock = clock
+        self._metrics = metrics
+        self._on_queued = on_queued
+        self._tick = tick
+        # One flush at a time in this process: the loop and a caller (tests, shutdown).
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def flush_due(self) -> int:
+        """Flush or close every group due now; how many digests were queued."""
+        async with self._lock:
+            now = self._clock()
+            queued = 0
+            for group in await self._store.due_groups(now):
+                queued += await self._flush(group, now)
+        if queued:
+            self._on_queued()
+        return queued
+
+    async def _flush(self, group: OpenGroup, now: datetime) -> int:
+        rule = self._digests.rule(group.rule)
+        shown = [event.id for event in group.new]
+        if rule is None:
+            # Nothing can render it any more; say so rather than let it vanish unnoticed.
+            log.warning("group %s of rule %r: the config no longer has this rule with group_by;"
+                        " closing it, %d event(s) not sent as a digest", group.id, group.rule,
+                        len(shown))
+            flush = GroupFlush(group_id=group.id, flushes=group.flushes, shown=shown)
+        elif not shown:
+            flush = GroupFlush(group_id=group.id, flushes=group.flushes)
+        else:
+            rendered = self._digests.render(group, now)
+            for failure in rendered.failures:
+                log.error("digest of group %s (rule %s) for sink %s failed: %s", failure.group,
+                          failure.rule, failure.sink, failure.error)
+                self._metrics.render_errors.labels(failure.rule).inc()
+            flush = GroupFlush(group_id=group.id, flushes=group.flushes,
+                               notifications=rendered.notifications, shown=shown,
+                               due_at=now + rule.group_interval)
+        await self._store.flush_group(flush, now)
+        if flush.due_at is None:
+            log.debug("group %s of rule %s closed", group.id, group.rule)
+        return len(flush.notifications)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="groups:flush")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.flush_due()
+            except StoreError as exc:
+                # The groups stay in the store; the next tick tries again.
+                log.warning("flushing groups failed: %s", exc)
+            await asyncio.sleep(self._tick)

@@ -1,0 +1,210 @@
+"""Grouping end to end: a real `Bridge` (SQLite in a tmp dir) polling a Zendesk simulator,
+delivering digests to a fake Slack and a webhook receiver over real sockets. The bridge's
+clock is the test's: polls and flushes are driven by the test, never by sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bridge.app import Bridge
+from bridge.config import load_config
+from bridge.simulators.slack import FakeSlack
+from bridge.simulators.webhook_receiver import WebhookReceiver
+from bridge.simulators.zendesk import ZendeskSimulator
+from tests.crash_support import EMAIL, SECRET, TOKEN, webhook_sink, write_config, zendesk_source
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+CHANNEL = "C0OPS"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+async def zendesk() -> AsyncIterator[ZendeskSimulator]:
+    async with ZendeskSimulator(email=EMAIL, api_token=TOKEN) as sim:
+        yield sim
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(channels={"#ops": CHANNEL}, limits=None) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver(secret=SECRET) as hook:
+        yield hook
+
+
+def config(tmp_path: Path, zendesk: ZendeskSimulator, slack: FakeSlack, receiver: WebhookReceiver,
+           *, broadcast: bool = False) -> Path:
+    return write_config(tmp_path, zendesk_source(zendesk, interval="1h"), f"""
+[[sinks]]
+name = "ops-slack"
+kind = "slack"
+token = "{slack.token}"
+channel = "#ops"
+mode = "update"
+base_url = "{slack.api_url}"
+min_interval = "1ms"
+reply_broadcast = {str(broadcast).lower()}
+""", webhook_sink(receiver.url), """
+[[rules]]
+name = "failures"
+on = "transition"
+to = ["failed"]
+template = "transition.slack.j2"
+notify = ["ops-slack", "pager"]
+group_by = ["source"]
+group_wait = "10s"
+group_interval = "1m"
+""")
+
+
+async def started(path: Path, clock: Clock) -> Bridge:
+    """A bridge whose start-up poll is done: the test owns every later poll."""
+    polled = asyncio.Event()
+    bridge = Bridge(load_config(path), serve_http=False, drain_timeout=2.0, clock=clock,
+                    observers=[lambda outcome: polled.set()])
+    await bridge.__aenter__()
+    async with asyncio.timeout(10):
+        await polled.wait()
+    return bridge
+
+
+async def fail(bridge: Bridge, zendesk: ZendeskSimulator, *job_ids: str) -> None:
+    for job_id in job_ids:
+        zendesk.set_job(job_id, status="failed", message=f"{job_id} ran out of paper")
+    outcome = await bridge.pipeline.poll("zendesk")
+    assert len(outcome.events) == len(job_ids) and not outcome.notifications
+
+
+def jobs(prefix: str, count: int, zendesk: ZendeskSimulator) -> list[str]:
+    return [zendesk.add_job(f"{prefix}{i:02d}", status="working") for i in range(count)]
+
+
+async def flush(bridge: Bridge) -> int:
+    """Flush what is due now (the flusher's own loop may have done it already) and count the
+    digests queued so far."""
+    await bridge.flusher.flush_due()
+    rows = await bridge.store.list_outbox()
+    return sum(1 for row in rows if row.notification.digest)
+
+
+def thread_replies(slack: FakeSlack, root_ts: str) -> list[str]:
+    return [str(m.text) for m in slack.replies(CHANNEL, root_ts)]
+
+
+async def test_forty_failures_within_group_wait_are_one_digest_with_a_thread_reply_each(
+        tmp_path: Path, zendesk: ZendeskSimulator, slack: FakeSlack,
+        receiver: WebhookReceiver) -> None:
+    ids = jobs("job-", 45, zendesk)
+    clock = Clock()
+    bridge = await started(config(tmp_path, zendesk, slack, receiver, broadcast=True), clock)
+    try:
+        await fail(bridge, zendesk, *ids[:25])
+        clock.advance(6)
+        await fail(bridge, zendesk, *ids[25:40])
+        clock.advance(3.9)  # 9.9 s after the first failure: still collecting
+        assert await flush(bridge) == 0
+        clock.advance(0.1)
+        assert await flush(bridge) == 2  # one digest per sink
+        assert await flush(bridge) == 2  # never twice
+        await slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) == 41, within=10)
+        [root] = slack.roots(CHANNEL)
+        assert "40 jobs" in str(root.text) and "❌ 40 failed" in str(root.text)
+        replies = thread_replies(slack, root.ts)
+        assert len(replies) == 40 and all("ran out of paper" in r for r in replies)
+        assert sorted(r.split("|", 1)[1].split(">", 1)[0] for r in replies) == ids[:40]
+        posts = slack.calls_to("chat.postMessage")
+        assert all(c.body.get("reply_broadcast") is True for c in posts if "thread_ts" in c.body)
+        await receiver.wait_for(lambda: len(receiver.requests) == 1)
+        [first] = receiver.requests
+        body = first.json()
+        assert first.verified and body["type"] == "job.group"
+        assert body["data"]["group"] == {"source": "zendesk"} and body["data"]["flush"] == 1
+        assert len(body["data"]["events"]) == 40 and body["data"]["counts"] == {"failed": 40}
+
+        # More failures inside group_interval: the same message, edited once the interval
+        # has passed, a reply for each new failure, and a second POST with the whole group.
+        clock.advance(20)
+        await fail(bridge, zendesk, *ids[40:])
+        clock.advance(39.9)
+        assert await flush(bridge) == 2
+        clock.advance(0.1)
+        assert await flush(bridge) == 4
+        await slack.wait_for(lambda: len(thread_replies(slack, root.ts)) == 45, within=10)
+        await receiver.wait_for(lambda: len(receiver.requests) == 2)
+        assert slack.roots(CHANNEL) == [root] and root.edits == 1
+        assert "45 jobs" in str(root.text)
+        second = receiver.requests[1].json()["data"]
+        assert (second["flush"], len(second["events"]), second["new_events"]) == (2, 45, 5)
+        assert len(set(receiver.delivered_ids())) == 2
+
+        # An interval with nothing new closes the group; the next failure opens a new one.
+        clock.advance(60)
+        assert await flush(bridge) == 4
+        assert await bridge.store.open_groups() == []
+        zendesk.add_job("late", status="working")
+        await bridge.pipeline.poll("zendesk")
+        await fail(bridge, zendesk, "late")
+        clock.advance(10)
+        assert await flush(bridge) == 6
+        await slack.wait_for(lambda: len(slack.roots(CHANNEL)) == 2, within=10)
+    finally:
+        await bridge.__aexit__(None, None, None)
+    assert len(slack.calls_to("chat.update")) == 1
+
+
+async def test_a_group_survives_restarts_before_and_after_its_first_digest(
+        tmp_path: Path, zendesk: ZendeskSimulator, slack: FakeSlack,
+        receiver: WebhookReceiver) -> None:
+    ids = jobs("job-", 40, zendesk)
+    clock = Clock()
+    path = config(tmp_path, zendesk, slack, receiver)
+    bridge = await started(path, clock)
+    try:
+        await fail(bridge, zendesk, *ids[:20])
+    finally:
+        await bridge.__aexit__(None, None, None)  # stopped mid-group, before group_wait
+    clock.advance(10)
+    bridge = await started(path, clock)
+    try:
+        assert await flush(bridge) == 2  # due while it was down: flushed on start
+        await slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) == 21, within=10)
+        await receiver.wait_for(lambda: len(receiver.requests) == 1)
+    finally:
+        await bridge.__aexit__(None, None, None)
+    [root] = slack.roots(CHANNEL)
+    assert "20 jobs" in str(root.text)
+    clock.advance(30)
+    bridge = await started(path, clock)
+    try:
+        # Restarted inside group_interval: the group is not due again yet.
+        assert await flush(bridge) == 2
+        await fail(bridge, zendesk, *ids[20:])
+        clock.advance(30)
+        assert await flush(bridge) == 4
+        await slack.wait_for(lambda: len(thread_replies(slack, root.ts)) == 40, within=10)
+        await receiver.wait_for(lambda: len(receiver.requests) == 2)
+    finally:
+        await bridge.__aexit__(None, None, None)
+    assert slack.roots(CHANNEL) == [root] and root.edits == 1 and "40 jobs" in str(root.text)
+    assert len(slack.calls_to("chat.postMessage")) == 41  # one root, 40 replies, no repeat
+    flushes = [r.json()["data"]["flush"] for r in receiver.requests]
+    assert flushes == [1, 2] and all(r.verified for r in receiver.requests)
