@@ -176,7 +176,7 @@ class Bridge:
         # Stopped before the drain (callbacks run in reverse): no digest is queued after it.
         self.flusher = Flusher(store=self.store, digests=Digests(config, renderer),
                                clock=self.clock, metrics=self.metrics,
-                               on_queued=self.workers.wake)
+                               on_queued=self.workers.wake, finished=self._job_finished)
         self.flusher.start()
         self._stack.push_async_callback(self.flusher.stop)
         self.scheduler = PollScheduler(polled, self._poll, clock=self.clock)
@@ -217,6 +217,12 @@ class Bridge:
             # The previous sender is gone (or stopped): what it had claimed is due again.
             await self.store.release_claims(sink=name.removeprefix(SINK))
             self.workers.wake()
+
+    def _job_finished(self, source: str, job_id: str) -> bool:
+        """Whether nothing more is expected of a job (a group holding it may close)."""
+        jobs = self.pipeline.jobs(source) if source in self._sources else {}
+        job = jobs.get(job_id)
+        return job is None or job.done
 
     async def _poll(self, name: str) -> tuple[bool, float | None]:
         if not self.leases.holds(SOURCE + name):

@@ -208,3 +208,39 @@ async def test_a_group_survives_restarts_before_and_after_its_first_digest(
     assert len(slack.calls_to("chat.postMessage")) == 41  # one root, 40 replies, no repeat
     flushes = [r.json()["data"]["flush"] for r in receiver.requests]
     assert flushes == [1, 2] and all(r.verified for r in receiver.requests)
+
+
+async def test_post_mode_posts_each_flush_and_a_group_with_running_jobs_stays_open(
+        tmp_path: Path, zendesk: ZendeskSimulator, slack: FakeSlack,
+        receiver: WebhookReceiver) -> None:
+    path = config(tmp_path, zendesk, slack, receiver)
+    text = path.read_text().replace('mode = "update"', 'mode = "post"').replace(
+        'to = ["failed"]\n', "")
+    path.write_text(text)
+    zendesk.add_job("slow", status="queued")
+    clock = Clock()
+    bridge = await started(path, clock)
+    try:
+        zendesk.set_job("slow", status="working")
+        await bridge.pipeline.poll("zendesk")
+        clock.advance(10)
+        assert await flush(bridge) == 2
+        await slack.wait_for(lambda: len(slack.roots(CHANNEL)) == 1, within=10)
+        # Nothing new for an interval, but the job still runs: the group stays open.
+        clock.advance(60)
+        assert await flush(bridge) == 2
+        [still] = await bridge.store.open_groups()
+        assert still.flushes == 1
+        zendesk.set_job("slow", status="completed")
+        await bridge.pipeline.poll("zendesk")
+        clock.advance(60)
+        assert await flush(bridge) == 4
+        await slack.wait_for(lambda: len(slack.roots(CHANNEL)) == 2, within=10)
+        clock.advance(60)
+        await flush(bridge)
+        assert await bridge.store.open_groups() == []  # finished and quiet: closed
+    finally:
+        await bridge.__aexit__(None, None, None)
+    first, second = slack.roots(CHANNEL)
+    assert "🔄 1 running" in str(first.text) and "✅ 1 succeeded" in str(second.text)
+    assert slack.calls_to("chat.update") == [] and slack.replies(CHANNEL, second.ts) == []

@@ -110,3 +110,15 @@ async def test_a_flush_that_lost_the_race_does_not_move_the_group(store: Store) 
     await store.flush_group(GroupFlush(group_id=group.id, flushes=0, due_at=None), T0 + WAIT)
     [kept] = await store.open_groups()
     assert kept.flushes == 1 and kept.due_at == T0 + 2 * WAIT
+
+
+async def test_a_look_with_nothing_new_moves_only_the_due_time(store: Store) -> None:
+    await join(store, "a")
+    [group] = await store.due_groups(T0 + WAIT)
+    await store.flush_group(GroupFlush(group_id=group.id, flushes=0, shown=["evt_a"],
+                                       due_at=T0 + 2 * WAIT), T0 + WAIT)
+    # Nothing new, a job still running: looked at again later, the flush count unchanged.
+    await store.flush_group(GroupFlush(group_id=group.id, flushes=1, due_at=T0 + 3 * WAIT),
+                            T0 + 2 * WAIT)
+    [kept] = await store.open_groups()
+    assert (kept.flushes, kept.due_at) == (1, T0 + 3 * WAIT)

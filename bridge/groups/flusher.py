@@ -3,7 +3,9 @@
 Every `tick` it asks the store for the groups due by its clock (an indexed query: cheap
 when none is) and, for each, renders the digest of its rule and writes it with
 `Store.flush_group`: the outbox rows, the events shown, the next due time
-(`group_interval` on). A due group with nothing new closes. Groups live in the store, so
+(`group_interval` on). A due group with nothing new closes once every job in it has
+finished (`finished`, the pipeline's view of the jobs); until then it is looked at again
+one `group_interval` later. Groups live in the store, so
 a restart flushes what was due while bridge was down, and a flush written twice queues one
 digest (its outbox ids are stable per group and flush number).
 """
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bridge.errors import StoreError
-from bridge.groups.digest import Digests
+from bridge.groups.digest import Digests, group_jobs
 from bridge.groups.model import GroupFlush, OpenGroup
 from bridge.metrics import Metrics
 from bridge.store.base import Store
@@ -30,12 +32,14 @@ TICK = 1.0
 class Flusher:
     def __init__(self, *, store: Store, digests: Digests, clock: Callable[[], datetime],
                  metrics: Metrics, on_queued: Callable[[], None] = lambda: None,
+                 finished: Callable[[str, str], bool] = lambda source, job_id: True,
                  tick: float = TICK):
         self._store = store
         self._digests = digests
         self._clock = clock
         self._metrics = metrics
         self._on_queued = on_queued
+        self._finished = finished
         self._tick = tick
         # One flush at a time in this process: the loop and a caller (tests, shutdown).
         self._lock = asyncio.Lock()
@@ -62,7 +66,9 @@ class Flusher:
                         len(shown))
             flush = GroupFlush(group_id=group.id, flushes=group.flushes, shown=shown)
         elif not shown:
-            flush = GroupFlush(group_id=group.id, flushes=group.flushes)
+            running = [j for j in group_jobs(group) if not self._finished(j.source, j.id)]
+            flush = GroupFlush(group_id=group.id, flushes=group.flushes,
+                               due_at=now + rule.group_interval if running else None)
         else:
             rendered = self._digests.render(group, now)
             for failure in rendered.failures:

@@ -4,8 +4,8 @@ writes. No I/O; `bridge.groups.keys` computes keys, `digest` renders, `flusher` 
 A group is the events of one rule whose `group_by` fields have equal values (its `key`,
 stored as JSON text so every backend compares it as one string). It opens with its first
 event, is flushed `group_wait` later, then at most once per `group_interval` while events
-keep coming, and closes at the first due time with nothing new: the next event of that key
-opens a new group (a new digest message).
+keep coming, and closes at a due time with nothing new once every job in it has finished
+(contract section 5): the next event of that key opens a new group (a new digest message).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class OpenGroup:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GroupFlush:
     """One flush, written in one transaction: the digest's outbox rows, the events it showed,
-    and when the group is due next (None closes it). `flushes` is the count the flusher read:
+    and when the group is due next (None closes it; with nothing sent or shown, only the due
+    time moves and the flush count stays). `flushes` is the count the flusher read:
     the write applies only if no other flusher advanced the group meanwhile."""
 
     group_id: str

@@ -34,6 +34,8 @@ GROUP_EVENTS = (
 )
 # Compare-and-set on the flush count: of two flushers that read the same group, one wins.
 ADVANCE = "UPDATE groups SET flushes = flushes + 1, due_us = ? WHERE id = ? AND flushes = ?"
+# Nothing new but jobs still running: only the next look moves.
+POSTPONE = "UPDATE groups SET due_us = ? WHERE id = ? AND flushes = ?"
 MARK_SHOWN = "UPDATE group_events SET flushed = 1 WHERE group_id = ? AND event_id = ?"
 # A group closes only if nothing new joined since it was read; its rows and its Slack message
 # go with it (the message only once no digest of it waits in the outbox).
@@ -87,7 +89,8 @@ def flush_steps(flush: GroupFlush, at_us: int) -> list[Step]:
         (MARK_SHOWN, [(gid, event_id) for event_id in flush.shown]),
     ]
     if flush.due_at is not None:
-        steps.append((ADVANCE, [(to_us(flush.due_at), gid, flush.flushes)]))
+        move = ADVANCE if flush.notifications or flush.shown else POSTPONE
+        steps.append((move, [(to_us(flush.due_at), gid, flush.flushes)]))
     else:
         steps += [(CLOSE, [(gid, flush.flushes, gid)]), (CLOSE_EVENTS, [(gid, gid)]),
                   (CLOSE_REFS, [(gid, gid, gid)])]
