@@ -11,7 +11,7 @@ import pytest
 
 from bridge.groups.model import GroupEntry, GroupFlush, group_id, key_text
 from bridge.model import DeliveryStatus, Event, EventKind, JobState, JobStatus, Notification
-from bridge.store.base import MessageRef, PollCommit, Store
+from bridge.store.base import MessageRef, PollCommit, StaleCommit, Store
 from tests.store_fixtures import BACKENDS, opened, store_url
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -68,7 +68,8 @@ async def test_a_flush_queues_the_digest_marks_what_it_showed_and_moves_the_grou
     flush = GroupFlush(group_id=group.id, flushes=0, notifications=[digest(group.id, 1)],
                        shown=["evt_a", "evt_b"], due_at=later)
     await store.flush_group(flush, T0 + WAIT)
-    await store.flush_group(flush, T0 + WAIT)  # written twice (a retry): still one digest
+    with pytest.raises(StaleCommit):  # written twice (a second flusher): refused whole
+        await store.flush_group(flush, T0 + WAIT)
     [row] = await store.list_outbox(DeliveryStatus.PENDING)
     assert row.notification.payload == {"text": "flush 1"} and row.notification.job_id == group.id
     assert await store.due_groups(later - timedelta(seconds=1)) == []
@@ -86,7 +87,9 @@ async def test_a_group_closes_only_when_nothing_new_joined_and_then_a_new_one_op
                                        due_at=T0 + 2 * WAIT), T0 + WAIT)
     await store.set_message_ref("ops", "zendesk", group.id, MessageRef(channel="C1", ts="1.0"))
     await join(store, "b", at=T0 + WAIT)  # joined after the flusher read the group
-    await store.flush_group(GroupFlush(group_id=group.id, flushes=1, due_at=None), T0 + 2 * WAIT)
+    with pytest.raises(StaleCommit):
+        await store.flush_group(GroupFlush(group_id=group.id, flushes=1, due_at=None),
+                                T0 + 2 * WAIT)
     [still] = await store.open_groups()
     assert still.id == group.id and [e.id for e in still.new] == ["evt_b"]
     await store.flush_group(GroupFlush(group_id=group.id, flushes=1, shown=["evt_b"],
@@ -104,12 +107,15 @@ async def test_a_flush_that_lost_the_race_does_not_move_the_group(store: Store) 
     [group] = await store.due_groups(T0 + WAIT)
     await store.flush_group(GroupFlush(group_id=group.id, flushes=0, shown=["evt_a"],
                                        due_at=T0 + 2 * WAIT), T0 + WAIT)
-    # A second flusher that read flush count 0 too: its move does not apply.
-    await store.flush_group(GroupFlush(group_id=group.id, flushes=0, due_at=T0 + 9 * WAIT),
-                            T0 + WAIT)
-    await store.flush_group(GroupFlush(group_id=group.id, flushes=0, due_at=None), T0 + WAIT)
+    # A second flusher that read flush count 0 too: nothing of its flush is written.
+    late = GroupFlush(group_id=group.id, flushes=0, notifications=[digest(group.id, 1)],
+                      shown=["evt_a"], due_at=T0 + 9 * WAIT)
+    for flush in (late, GroupFlush(group_id=group.id, flushes=0, due_at=None)):
+        with pytest.raises(StaleCommit):
+            await store.flush_group(flush, T0 + WAIT)
     [kept] = await store.open_groups()
     assert kept.flushes == 1 and kept.due_at == T0 + 2 * WAIT
+    assert await store.list_outbox() == []
 
 
 async def test_a_look_with_nothing_new_moves_only_the_due_time(store: Store) -> None:

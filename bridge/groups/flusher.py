@@ -2,12 +2,12 @@
 
 Every `tick` it asks the store for the groups due by its clock (an indexed query: cheap
 when none is) and, for each, renders the digest of its rule and writes it with
-`Store.flush_group`: the outbox rows, the events shown, the next due time
+`Store.flush_group` (compare-and-set: of two instances, one writes the flush): the outbox
+rows, the events shown, the next due time
 (`group_interval` on). A due group with nothing new closes once every job in it has
 finished (`finished`, the pipeline's view of the jobs); until then it is looked at again
 one `group_interval` later. Groups live in the store, so
-a restart flushes what was due while bridge was down, and a flush written twice queues one
-digest (its outbox ids are stable per group and flush number).
+a restart flushes what was due while bridge was down.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from bridge.errors import StoreError
 from bridge.groups.digest import Digests, group_jobs
 from bridge.groups.model import GroupFlush, OpenGroup
 from bridge.metrics import Metrics
-from bridge.store.base import Store
+from bridge.store.base import StaleCommit, Store
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,13 @@ class Flusher:
             flush = GroupFlush(group_id=group.id, flushes=group.flushes,
                                notifications=rendered.notifications, shown=shown,
                                due_at=now + rule.group_interval)
-        await self._store.flush_group(flush, now)
+        try:
+            await self._store.flush_group(flush, now)
+        except StaleCommit as exc:
+            # Another flusher (instance) moved it, or events joined a closing group: nothing
+            # was written, and the group is read afresh at the next tick.
+            log.debug("group %s: %s", group.id, exc)
+            return 0
         if flush.due_at is None:
             log.debug("group %s of rule %s closed", group.id, group.rule)
         return len(flush.notifications)

@@ -240,8 +240,9 @@ class Store(Protocol):
 
     async def flush_group(self, flush: GroupFlush, at: datetime) -> None:
         """Write one flush in one transaction: queue its notifications (created at `at`),
-        mark its events shown, move the group to `due_at` (None: close it, unless events
-        joined since it was read). A flush written twice queues one digest (stable ids)."""
+        mark its events shown, move the group to `due_at` (None: close it). Raises
+        StaleCommit, writing nothing, when the group changed since it was read (another
+        flusher moved it, or events joined a group being closed)."""
 
     # --- sink memory (Slack message per job) ------------------------------------------------
 

@@ -3,8 +3,8 @@
 An event joins the open group of its (rule, key), opening it if there is none, inside the
 poll's own transaction: a group never misses an event that was committed, and never holds
 one that was not. A flush queues the digest's outbox rows, marks the events it showed and
-moves the group on, in one transaction; its outbox ids are stable per (group, flush number),
-so a flush written twice queues one digest.
+moves the group on, in one transaction, guarded by a compare-and-set on the group's flush
+count; its outbox ids are stable per (group, flush number) as well.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from bridge.groups.model import GroupedEvent, GroupEntry, GroupFlush, OpenGroup, group_id
 from bridge.model import Event, from_json, to_json
-from bridge.store.sql import Row, Step, dumps, from_us, to_us
+from bridge.store.sql import Guarded, Row, Step, dumps, from_us, to_us
 
 OPEN_GROUP = (
     "INSERT INTO groups (id, rule, group_key, first_us, due_us, flushes) "
@@ -79,24 +79,22 @@ def group_from(row: Row, events: Sequence[Row]) -> OpenGroup:
 
 
 def flush_steps(flush: GroupFlush, at_us: int) -> list[Step]:
-    """The statements of one flush. Written twice (two flushers, or a retry after a crash
-    before the commit was known), it queues the same outbox ids: one digest."""
+    """The statements of one flush. The move comes first and is guarded: a flusher that
+    lost the race (another one moved the group), or a close while new events joined, rolls
+    the whole flush back (StaleCommit), so a flush is written once: one digest."""
     gid = flush.group_id
-    steps: list[Step] = [
+    if flush.due_at is None:
+        return [Guarded(CLOSE, [(gid, flush.flushes, gid)], f"group {gid} changed meanwhile"),
+                (CLOSE_EVENTS, [(gid, gid)]), (CLOSE_REFS, [(gid, gid, gid)])]
+    move = ADVANCE if flush.notifications or flush.shown else POSTPONE
+    return [
+        Guarded(move, [(to_us(flush.due_at), gid, flush.flushes)],
+                f"group {gid} was flushed by another flusher"),
         (INSERT_DIGEST, [
             (n.delivery_id, n.sink, n.source, n.job_id, at_us + i, at_us, n.priority.rank,
              dumps(n.as_dict())) for i, n in enumerate(flush.notifications)]),
         (MARK_SHOWN, [(gid, event_id) for event_id in flush.shown]),
     ]
-    if flush.due_at is not None:
-        move = ADVANCE if flush.notifications or flush.shown else POSTPONE
-        steps.append((move, [(to_us(flush.due_at), gid, flush.flushes)]))
-    else:
-        steps += [(CLOSE, [(gid, flush.flushes, gid)]), (CLOSE_EVENTS, [(gid, gid)]),
-                  (CLOSE_REFS, [(gid, gid, gid)])]
-    return steps
-
-
 
 
 def _at(us: int) -> datetime:
