@@ -7,7 +7,7 @@ import sys
 import time
 
 BENCHMARKS = ("bench.detect", "bench.rules_render", "bench.pipeline", "bench.delivery",
-              "bench.scale_out", "bench.signal")
+              "bench.scale_out", "bench.signal", "bench.groups")
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.checks import FIXED_NOW, check, run_tests, sample_event
+from bridge.checks import FIXED_NOW, check, render_event, run_tests, sample_event
 from bridge.config import load_config
 from bridge.config.schema import Config
 from bridge.errors import ConfigErrors
@@ -156,3 +156,15 @@ notify = ["pager"]
     assert [m.rule for m in grouped.marks] == ["failures", "failures"]  # throttle still counts
     assert group_key(config.rules[0], event) == grouped.grouped[0].key
     assert event.job is not None and event.job.state is JobState.FAILED
+
+
+def test_bridge_render_shows_a_grouped_rules_digest_after_its_reply(tmp_path: Path) -> None:
+    config = write(tmp_path, HEAD + GROUPED)
+    event = {"on": "transition", "from": "running", "to": "failed",
+             "job": {"id": "8b72", "message": "Printer on fire"}}
+    out = io.StringIO()
+    assert render_event(config, "failures", event, out) == 0
+    text = out.getvalue()
+    assert "── ops-slack (slack): digest of a group of this event (digest.slack.j2) ──" in text
+    assert "📋 *failures*: 1 job · source *zendesk* · job.state *failed*" in text
+    assert '"type": "job.group"' in text and text.endswith("(nothing was sent)\n")

@@ -4,6 +4,8 @@ The event runs through the pipeline's route stage (for a note when the rule woul
 notify about it) and its render stage, with the event's own time as the clock. A template
 reading a job field the event file does not give (it renders as empty) gets a warning:
 each absent field is set to a marker in turn, and a change in the output shows it is read.
+For a rule with `group_by`, the event then runs through the group stage: the digest of a
+group of just this event.
 """
 
 from __future__ import annotations
@@ -144,8 +146,30 @@ async def _render(config: Config, stages: Chain, rule: Rule, event: Event, out: 
             out.write(f"error: {errors[name]}\n\n")
             continue
         out.write(_show(payloads[name]) + "\n\n")
+    failed = bool(errors)
+    if rule.grouped:
+        failed = await _render_digest(config, stages, rule, event, ctx, out) or failed
     out.write("(nothing was sent)\n")
-    return 1 if errors else 0
+    return 1 if failed else 0
+
+
+async def _render_digest(config: Config, stages: Chain, rule: Rule, event: Event, ctx: Context,
+                         out: TextIO) -> bool:
+    """A grouped rule sends the above only as thread replies; its messages are digests.
+    Shows the digest of a group holding just this event (its first flush); True on errors."""
+    batch = await stages.get("group").run(ctx, Batch(matches=(Match(event=event, rule=rule),)))
+    digests = {n.sink: n.payload for n in batch.notifications}
+    errors = {f.sink: f.error for f in batch.failures}
+    for name in rule.notify:
+        out.write(f"── {name} ({config.sink(name).kind}): digest of a group of this event "
+                  f"({rule.group_template}) ──\n")
+        if name in errors:
+            out.write(f"error: {errors[name]}\n\n")
+            continue
+        replies = digests[name].get("replies")
+        thread = f"\n\n(+ {len(replies)} thread reply: the message above)" if replies else ""
+        out.write(_show(digests[name]) + thread + "\n\n")
+    return bool(errors)
 
 
 def _show(payload: Mapping[str, Any]) -> str:
