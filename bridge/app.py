@@ -91,6 +91,7 @@ class Bridge:
         self.scheduler: PollScheduler | None = None
         self.leases: LeaseKeeper
         self.flusher: Flusher
+        self._leases_started = False
         self.http_url: str | None = None
 
     @property
@@ -160,6 +161,13 @@ class Bridge:
         # Given back last (after the drain): another instance then takes over at once.
         self._stack.push_async_callback(self.leases.stop)
         await self.leases.round()
+        if self.store.shared:
+            # Whoever held this instance's sinks before is gone (or is this instance, before
+            # a restart): no one else sends to them now, so their claims are due again.
+            for name in self.leases.held():
+                if name.startswith(SINK):
+                    await self.store.release_claims(sink=name.removeprefix(SINK))
+        self._leases_started = True
         self.leases.start()
         self.workers = DeliveryWorkers(
             store=self.store,
@@ -208,15 +216,18 @@ class Bridge:
 
     async def _gained(self, name: str, lease: Lease) -> None:
         """This instance took a lease: start from the state the previous owner left."""
+        if not self._leases_started:
+            return  # the first round, at start-up: the state was just loaded
         if name.startswith(SOURCE):
             source = name.removeprefix(SOURCE)
             await self.pipeline.reload(source)
             if self.scheduler is not None:
                 self.scheduler.poll_soon(source)
-        elif name.startswith(SINK) and hasattr(self, "workers"):
+        elif name.startswith(SINK):
             # The previous sender is gone (or stopped): what it had claimed is due again.
             await self.store.release_claims(sink=name.removeprefix(SINK))
-            self.workers.wake()
+            if hasattr(self, "workers"):
+                self.workers.wake()
 
     def _job_finished(self, source: str, job_id: str) -> bool:
         """Whether nothing more is expected of a job (a group holding it may close)."""

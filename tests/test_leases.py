@@ -17,13 +17,17 @@ from bridge.leases import LeaseKeeper, lease_ttls
 from bridge.metrics import Metrics
 from bridge.model import EventKind
 from bridge.resources import bundled_templates
+from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.store.base import Lease
 from tests.crash_support import eventually
 from tests.store_fixtures import BACKENDS, opened, store_url
+from tests.test_store_contract import note, queue
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 EMAIL, TOKEN = "ops@example.com", "zd-token-for-lease-tests"
+# A webhook body as the render stage leaves it (a JSON string), not a default one.
+BODY = {"text": "job 1 failed", "body": '{"note": "job 1 failed"}'}
 
 
 class Clock:
@@ -104,7 +108,7 @@ async def test_a_store_one_process_owns_needs_no_lease(backend: str, tmp_path: P
         assert sample(metrics, "bridge_source_owner", source="a", instance="solo") == 1
 
 
-def config(url: str, zendesk: ZendeskSimulator) -> Config:
+def config(url: str, zendesk: ZendeskSimulator, hook: str = "http://127.0.0.1:9/never") -> Config:
     text = f"""
 [bridge]
 state = "{url}"
@@ -124,7 +128,7 @@ password = "{TOKEN}"
 [[sinks]]
 name = "hook"
 kind = "webhook"
-url = "http://127.0.0.1:9/never"
+url = "{hook}"
 
 [[rules]]
 name = "any"
@@ -172,3 +176,20 @@ async def test_a_poll_from_stale_state_commits_and_emits_nothing(
                 assert (await b.store.outbox_stats()).pending == 1
                 # a reloaded what b wrote: it now knows the job is running.
                 assert str(a.pipeline.jobs("zendesk")["j1"].status.state) == "running"
+
+
+@pytest.mark.postgres
+async def test_a_new_sender_releases_the_claims_a_dead_one_left(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows a dead instance had claimed for a sink go out as soon as another instance
+    holds the sink's lease, not a claim lease (a minute) later."""
+    clock = Clock()
+    async with ZendeskSimulator(email=EMAIL, api_token=TOKEN) as zendesk, \
+            WebhookReceiver() as receiver, opened(pg_url) as store:
+        await queue(store, note(1, sink="hook", payload=BODY))
+        assert len(await store.claim_due(T0, 10, timedelta(seconds=60), sink="hook")) == 1
+        cfg = config(pg_url, zendesk, receiver.url)
+        monkeypatch.setenv("BRIDGE_INSTANCE", "successor")
+        async with Bridge(cfg, clock=clock, serve_http=False):
+            await receiver.wait_for(lambda: len(receiver.delivered_ids()) == 1, within=10)
