@@ -194,3 +194,19 @@ async def test_graphql_state_names_and_error_message(sim: JtlSimulator,
     [job] = (await source(sim, session).poll([])).observations
     assert (job.state, job.raw_state, job.message) == (
         JobState.FAILED, "SLEEPING_ERROR_GESPERRT", "Sync locked by admin")
+
+
+async def test_a_401_for_a_wrong_tenant_names_it_and_fetches_no_token_each_poll(
+        sim: JtlSimulator, session: aiohttp.ClientSession) -> None:
+    # JTL answers 401, not 412, for a missing or unknown x-tenant-id (its error guide).
+    sim.tenant_refusal = 401
+    jtl = source(sim, session, tenant_id="wrong-tenant", auth={
+        "type": "oauth2", "token_url": sim.token_url, "client_id": sim.client_id,
+        "client_secret": sim.client_secret})
+    for _ in range(3):
+        with pytest.raises(SourceMisconfigured, match="tenant_id") as caught:
+            await jtl.poll([])
+        assert "client_secret" in str(caught.value)
+    # One token, renewed once after the first 401; the fresh one refused too, so the 401
+    # is not the token's and later polls do not fetch one again.
+    assert sim.token_requests == 2

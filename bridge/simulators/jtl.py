@@ -2,7 +2,8 @@
 
 The API wants a bearer token (a fixed `token`, or one issued by `POST /oauth2/token` for
 client credentials that has not expired), `x-appid`, `x-appversion` and the tenant's
-`x-tenant-id`: without a known tenant it answers 412. Tokens live `token_ttl` seconds by
+`x-tenant-id`: without a known tenant it answers 412 (`tenant_refusal = 401`: 401, as
+JTL's error guide says the real API does). Tokens live `token_ttl` seconds by
 `clock`; `token_requests` counts issued tokens and `revoke_tokens()` invalidates them early.
 `lowercase_keys=True` answers in the other API version's casing (`state`, `progress`).
 Status answers carry JTL's `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
@@ -51,6 +52,8 @@ class JtlSimulator(Simulator):
                  seed: int = 0) -> None:
         super().__init__(seed=seed)
         self.tenant_id = tenant_id
+        # The status a missing or unknown x-tenant-id gets: 412, or 401 like the real API.
+        self.tenant_refusal = 412
         self.token = token
         self.client_id = client_id
         self.client_secret = client_secret
@@ -121,8 +124,10 @@ class JtlSimulator(Simulator):
             return self.unauthorized()
         tenant = request.headers.get("x-tenant-id", "")
         if not tenant or tenant != self.tenant_id:
-            return json_response({"title": "Precondition Failed", "status": 412,
-                                  "detail": "Missing or unknown x-tenant-id header"}, status=412)
+            title = "Unauthorized" if self.tenant_refusal == 401 else "Precondition Failed"
+            return json_response({"title": title, "status": self.tenant_refusal,
+                                  "detail": "Missing or unknown x-tenant-id header"},
+                                 status=self.tenant_refusal)
         for header in ("x-appid", "x-appversion"):
             if not request.headers.get(header):
                 return json_response({"title": "Bad Request", "status": 400,

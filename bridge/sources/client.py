@@ -16,7 +16,7 @@ import aiohttp
 from yarl import URL
 
 from bridge.config.schema import SourceBase
-from bridge.errors import RateLimited
+from bridge.errors import RateLimited, SourceMisconfigured
 from bridge.sources.auth import Authenticator, Clock, build_auth
 from bridge.sources.exchange import Fetcher, JsonResponse, Request, describe_url
 from bridge.sources.ratelimit import RatePacer
@@ -47,6 +47,9 @@ class SourceClient:
         self.name = config.name
         self.pacer = pacer or RatePacer()
         self.pacer.max_wait = config.rate_limit_wait.total_seconds()
+        # Set when a renewed credential was refused too (JTL answers 401 for a wrong tenant
+        # header): the 401 is not the credential's, so later polls do not renew it again.
+        self._renewal_refused = False
         self.auth = auth
         self.base_url = (base_url or config.base_url or "").rstrip("/")
         self.timeout = config.timeout.total_seconds()
@@ -122,14 +125,20 @@ class SourceClient:
     ) -> JsonResponse:
         """One authenticated request. After a 401 a renewable credential (an OAuth2 token
         revoked before its announced expiry) is dropped, renewed and the request retried once."""
-        renew = self.auth.renewable and 401 not in accept
+        renew = self.auth.renewable and 401 not in accept and not self._renewal_refused
         response = await self._send(method, url, params, json_body, {*accept, 401} if renew
                                     else accept)
         if renew and response.status == 401:
             self.auth.invalidate()
             log.info("credential rejected by %s; renewing it and retrying once",
                      describe_url(url))
-            response = await self._send(method, url, params, json_body, accept)
+            try:
+                response = await self._send(method, url, params, json_body, accept)
+            except SourceMisconfigured:
+                self._renewal_refused = True
+                raise
+        if 200 <= response.status < 300:
+            self._renewal_refused = False
         return response
 
     async def _send(
