@@ -142,6 +142,7 @@ class Bridge:
             self._stack.push_async_callback(sink.aclose)
         polled = {n: s.config.interval for n, s in self._sources.items()
                   if source_kind(s.config).capabilities.polled}
+        self.metrics.declare(polled, self.sinks)
         self.leases = LeaseKeeper(
             store=self.store, instance=instance_id(), ttls=lease_ttls(polled, list(self.sinks)),
             metrics=self.metrics, clock=self.clock, on_gained=self._gained)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -73,6 +73,20 @@ class Metrics:
             "bridge_outbox_oldest_pending_age_seconds", "Age of the oldest pending delivery",
             registry=r,
         )
+
+    def declare(self, polled_sources: Iterable[str], sinks: Iterable[str]) -> None:
+        """Start every per-source and per-sink series at zero, so a scrape shows
+        `bridge_poll_errors_total{source="x"} 0` before the first failure (a rate() or an
+        alert over a series that does not exist yet sees nothing)."""
+        for source in polled_sources:
+            self.polls.labels(source)
+            self.poll_errors.labels(source)
+            self.poll_latency.labels(source)
+        for sink in sinks:
+            self.deliveries.labels(sink)
+            self.delivery_failures.labels(sink)
+            self.dead_letters.labels(sink)
+            self.delivery_latency.labels(sink)
 
     def watch_budgets(self, budgets: Callable[[], Mapping[str, RateBudget]]) -> None:
         """Export each source's rate-limit budget, read from the sources at scrape time."""

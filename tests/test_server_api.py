@@ -355,3 +355,18 @@ async def test_a_secret_that_leaked_into_stored_data_is_masked(tmp_path: Path) -
         reply = await h.get("/v1/jobs")
     assert SOURCE_TOKEN not in reply.text
     assert reply.json()["jobs"][0]["message"] == "401 for token ***"
+
+
+async def test_metrics_show_each_polled_source_and_sink_at_zero_before_any_failure(
+        tmp_path: Path) -> None:
+    # The contract promises poll errors per source and failures per sink: a dashboard or an
+    # alert on `bridge_poll_errors_total{source="syncs"}` must find the series at 0.
+    async with harness(tmp_path) as h:
+        reply = await h.get("/metrics")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(reply.text) for s in f.samples}
+    for source in ("zd", "imports", "syncs"):
+        assert samples[("bridge_poll_errors_total", (("source", source),))] == 0
+    assert ("bridge_poll_errors_total", (("source", "hooks"),)) not in samples  # push: not polled
+    for name in ("bridge_delivery_failures_total", "bridge_dead_letters_total"):
+        assert samples[(name, (("sink", "pager"),))] == 0
