@@ -274,6 +274,9 @@ class Bridge:
             for name, s in self._sources.items()
         ]
 
+    def source(self, name: str) -> Source:
+        return self._sources[name]
+
     async def watch(self, source: str, job_id: str) -> bool:
         if source not in self._sources:
             raise KeyError(source)

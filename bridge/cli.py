@@ -108,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one sample of every event type (default: one job.transition)")
     kinds.add_argument("--rule", help="render this rule's template with a sample event of its "
                        "kind instead")
+    from bridge.jtl_cli import add_parser as add_jtl_parser
     from bridge.silence_cli import add_parser as add_silence_parser
 
     add_silence_parser(sub, _config_arg)
+    add_jtl_parser(sub, _config_arg)
     _init_parser(sub)
     return parser
 
@@ -319,6 +321,12 @@ def cmd_silence(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_jtl(args: argparse.Namespace) -> int:
+    from bridge.jtl_cli import cmd_jtl as run
+
+    return run(args)
+
+
 COMMANDS = {
     "run": cmd_run,
     "demo": cmd_demo,
@@ -330,6 +338,7 @@ COMMANDS = {
     "schema": cmd_schema,
     "notify-test": cmd_notify_test,
     "silence": cmd_silence,
+    "jtl": cmd_jtl,
     "init": cmd_init,
 }
 

@@ -83,6 +83,9 @@ class JobStatus:
     # When the API says the next run is due (JTL's `NextSync`); overdue and not running
     # means the run did not start.
     due_at: Annotated[datetime | None, _OMIT_NONE] = None
+    # What people call the job, when the API says (JTL: "Amazon DE: orders", from the
+    # sync's salesChannelName and syncName); templates show it instead of the id.
+    name: Annotated[str | None, _OMIT_NONE] = None
 
     def as_dict(self) -> dict[str, Any]:
         return to_data(self)
@@ -279,6 +282,9 @@ class Notification:
     silenced: str | None = None
     # A group's digest (bridge.groups): `job_id` is then the group's id, not a job's.
     digest: Annotated[bool, Field(exclude_if=lambda value: not value)] = False
+    # The source's kind (`jtl`): which Slack buttons fit its job (a JTL Restart only on a
+    # JTL sync). None on rows queued before it was recorded.
+    source_kind: Annotated[str | None, _OMIT_NONE] = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data: how the outbox stores a notification (`payload` must be JSON)."""

@@ -159,7 +159,7 @@ def test_check_reports_a_when_that_fails_on_a_sample_event(write: Write) -> None
      "comparison, use == (write 'job.progress == 100')"),
     ("job.progres == 100", "`when` 'job.progres == 100': job has no field 'progres'; did you "
      "mean 'progress'? (job fields: id, state, raw_state, progress, message, url, fields, "
-     "failed_items, run, run_key, due_at) (on a sample transition event)"),
+     "failed_items, run, run_key, due_at, name) (on a sample transition event)"),
     ("to == failed", "`when` 'to == failed': unknown name 'failed': a state is text, quote it "
      "(\"to == 'failed'\") (on a sample transition event)"),
 ])

@@ -9,6 +9,7 @@
     POST /v1/events/{source}                               push input (signature)
     GET|POST /v1/silences   DELETE /v1/silences/{id}       silences          (admin writes)
     POST /v1/slack/interactions   GET /v1/actions          Slack buttons (Slack signature)
+    POST /v1/jtl/{source}/syncs/{id}/configure|restart     JTL sync controls (admin)
     POST /ui/...                                           dashboard forms  (admin)
 
 Errors under /v1 answer `{"error": message}`; bodies are capped; every response body is
@@ -26,7 +27,7 @@ from aiohttp import web
 
 from bridge.errors import StoreError
 from bridge.secrets import REGISTRY
-from bridge.server import api, dashboard, schema, silences, slack_interactions
+from bridge.server import api, dashboard, jtl, schema, silences, slack_interactions
 from bridge.server.auth import AdminAuth, Handler
 from bridge.server.push import ReplayGuard
 from bridge.server.runtime import Runtime
@@ -106,6 +107,7 @@ def _add_routes(app: web.Application) -> None:
     r.add_delete("/v1/silences/{id}", silences.expire_silence)
     r.add_post("/v1/slack/interactions", slack_interactions.interactions)
     r.add_get("/v1/actions", slack_interactions.list_actions)
+    jtl.add_routes(r)
     r.add_post("/ui/silences", silences.form_add)
     r.add_post("/ui/silences/{id}/expire", silences.form_expire)
 

@@ -11,7 +11,7 @@ import aiohttp
 from bridge.config.schema import Config, SourceBase
 from bridge.metrics import Metrics
 from bridge.model import Event, SourceHealth
-from bridge.sources.base import SourceCapabilities
+from bridge.sources.base import Source, SourceCapabilities
 from bridge.store.base import Store
 
 
@@ -37,6 +37,9 @@ class Runtime(Protocol):
         """Config loaded and the scheduler running."""
 
     async def sources(self) -> Sequence[SourceView]: ...
+
+    def source(self, name: str) -> Source:
+        """The running source object (KeyError: unknown), for actions on its API (JTL)."""
 
     async def watch(self, source: str, job_id: str) -> bool:
         """Track a job id (KeyError: unknown source). False if it was already tracked."""

@@ -42,6 +42,7 @@ from bridge.sinks.slack_actions import (
     after_press,
     expand,
 )
+from bridge.sources.base import Source
 from bridge.store.actions import ActionRecord
 from bridge.store.base import Store
 
@@ -68,6 +69,10 @@ class _Services:
     store: Store
     config: Config
     session: aiohttp.ClientSession
+    sources: Callable[[str], Source]
+
+    def source(self, name: str) -> Source:
+        return self.sources(name)
 
 
 def _refuse(message: str) -> web.HTTPUnauthorized:
@@ -102,7 +107,8 @@ def parse_press(sink: SlackSink, body: bytes, at: datetime) -> Press:
     try:
         payload = json.loads(parse_qs(body.decode())["payload"][0])
         action = payload["actions"][0]
-        value = json.loads(action["value"])
+        # A button sends its `value`; a select menu (JTL's Set interval) the chosen option.
+        value = json.loads(action.get("value") or action["selected_option"]["value"])
         user = payload["user"]
         container = payload.get("container") or {}
         channel = container.get("channel_id") or payload["channel"]["id"]
@@ -111,7 +117,8 @@ def parse_press(sink: SlackSink, body: bytes, at: datetime) -> Press:
         press = Press(sink=sink.name, action=name, user_id=str(user["id"]),
                       user_name=str(user.get("username") or user.get("name") or ""),
                       source=str(value["source"]), job_id=str(value["job"]),
-                      channel=str(channel), message_ts=str(ts), at=at)
+                      channel=str(channel), message_ts=str(ts), at=at,
+                      choice=str(value.get("choice") or ""))
     except (KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError):
         raise web.HTTPBadRequest(text="expected a form-encoded `payload` of type block_actions "
                                  "with a bridge button's action") from None
@@ -136,7 +143,7 @@ async def interactions(request: web.Request) -> web.Response:
     press = parse_press(sink, body, state.clock())
     try:
         services = _Services(store=state.runtime.store, config=state.runtime.config,
-                             session=state.runtime.session)
+                             session=state.runtime.session, sources=state.runtime.source)
         outcome = await ACTIONS[press.action].handler(press, services)
     except SilenceError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None

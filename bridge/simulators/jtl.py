@@ -1,4 +1,13 @@
-"""A fake JTL Cloud ERP: `GET /erp/v1/workers/status` and the OAuth2 token endpoint.
+"""A fake JTL Cloud ERP: `GET /erp/v1/workers/status`, the sync controls of v2 and the
+OAuth2 token endpoint.
+
+Sync controls (bridge.sources.jtl_control): `GET /erp/v2/workers` lists each sync as a
+`WorkerSyncItem`; `POST /erp/v2/workers/{syncId}` is seed 001's "Configure Sync" (body
+`{"interval": "PT15M", "configs": [{"identifier", "value"}]}`, answer the changed
+`WorkerSyncItem`); `POST /erp/v2/worker/syncs/{syncId}/start|stop|restart` is run control as
+of v2.3 (answer `{"actionId", "requestedAt"}`). The deprecated `PUT /erp/v2/workers/{syncId}`
+with `{"action": 0|1|2}` is answered too. Every control request's body is kept in
+`control_log` (method, path, body), so tests check the request shape.
 
 The API wants a bearer token (a fixed `token`, or one issued by `POST /oauth2/token` for
 client credentials that has not expired), `x-appid`, `x-appversion` and the tenant's
@@ -26,17 +35,31 @@ from typing import Any
 from aiohttp import web
 
 from bridge.simulators.base import Simulator, basic_of, bearer_of, hold, json_response, ramp
+from bridge.sources.jtl_control import DURATION
 
 TOKEN_PATH = "/oauth2/token"
 STATUS_PATH = "/erp/v1/workers/status"
-_DEMO_SYNCS = ("Amazon orders", "eBay stock levels", "Shopify prices", "Invoice export",
-               "Otto Market listings")
+WORKERS_PATH = "/erp/v2/workers"
+RUN_CONTROL = ("start", "stop", "restart")
+# (sales channel, sync name) of the demo's syncs.
+_DEMO_SYNCS = (("Amazon DE", "orders"), ("eBay", "stock levels"), ("Shopify", "prices"),
+               ("JTL-Wawi", "invoice export"), ("Otto Market", "listings"))
 _ERRORS = ("Amazon MWS throttled the feed upload (QuotaExceeded)",
            "eBay token expired: reconnect the eBay account in JTL-Wawi")
 
 
 def _stamp(at: datetime) -> str:
     return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
 
 
 class JtlSimulator(Simulator):
@@ -70,6 +93,9 @@ class JtlSimulator(Simulator):
         self.syncs: dict[str, dict[str, Any]] = {}
         self._issued: dict[str, float] = {}
         self._recurring: set[str] = set()
+        # The WorkerSyncItem of each sync, without `identifier` (that is the key).
+        self.items: dict[str, dict[str, Any]] = {}
+        self.control_log: list[tuple[str, str, Any]] = []
 
     @property
     def token_url(self) -> str:
@@ -78,9 +104,21 @@ class JtlSimulator(Simulator):
     # --- test controls ----------------------------------------------------------------
 
     def add_sync(self, sync_id: str | None = None, *, state: int = 3, progress: float = -1,
-                 text: str = "") -> str:
+                 text: str = "", sync_name: str = "Orders",
+                 sales_channel: str = "Amazon DE", interval: str = "PT10M") -> str:
         sync_id = sync_id or str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         now = datetime.now(UTC)
+        # Derived, not drawn from `rng`: the demo's seeded runs stay as they were.
+        config_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"jtl-config:{sync_id}"))
+        self.items[sync_id] = {
+            "syncName": sync_name, "salesChannelName": sales_channel,
+            "salesChannelId": f"SC-{sync_id[:8]}", "interval": interval,
+            "reportProgress": True,
+            "configurations": [{
+                "identifier": config_id, "displayName": "Batch size",
+                "displayDescription": "Orders fetched per run", "type": "Int32",
+                "currentValue": "100", "isRequired": True}],
+        }
         self.syncs[sync_id] = {
             "Identifier": sync_id, "State": state, "ProgressText": text, "Progress": progress,
             "LastSync": _stamp(now - timedelta(minutes=15)),
@@ -114,7 +152,11 @@ class JtlSimulator(Simulator):
     # --- the API ----------------------------------------------------------------------
 
     def routes(self) -> Iterable[web.RouteDef]:
-        return [web.get(STATUS_PATH, self._status), web.post(TOKEN_PATH, self._token)]
+        return [web.get(STATUS_PATH, self._status), web.post(TOKEN_PATH, self._token),
+                web.get(WORKERS_PATH, self._workers),
+                web.post(WORKERS_PATH + "/{sync_id}", self._configure),
+                web.put(WORKERS_PATH + "/{sync_id}", self._control_v2),
+                web.post("/erp/v2/worker/syncs/{sync_id}/{action}", self._control)]
 
     def authorize(self, request: web.Request) -> web.Response | None:
         token = bearer_of(request)
@@ -155,6 +197,68 @@ class JtlSimulator(Simulator):
             syncs = [{k[0].lower() + k[1:]: v for k, v in s.items()} for s in syncs]
         return json_response(syncs, headers=self.budget_headers())
 
+    def item(self, sync_id: str) -> dict[str, Any]:
+        return {"identifier": sync_id, **self.items[sync_id]}
+
+    def _problem(self, status: int, detail: str) -> web.Response:
+        title = {400: "Bad Request", 404: "Not Found"}[status]
+        return json_response({"title": title, "status": status, "detail": detail},
+                             status=status)
+
+    async def _workers(self, request: web.Request) -> web.Response:
+        return json_response([self.item(s) for s in self.syncs if s in self.items])
+
+    async def _configure(self, request: web.Request) -> web.Response:
+        sync_id = request.match_info["sync_id"]
+        body = await _json_object(request)
+        self.control_log.append(("POST", request.path, body))
+        if sync_id not in self.items:
+            return self._problem(404, f"No sync with id {sync_id}")
+        item = self.items[sync_id]
+        interval = body.get("interval")
+        if interval is not None and not (isinstance(interval, str) and DURATION.match(interval)):
+            return self._problem(400, f"interval {interval!r} is not an ISO 8601 duration")
+        configs = {c["identifier"]: c for c in item["configurations"]}
+        for given in body.get("configs") or []:
+            if given.get("identifier") not in configs:
+                return self._problem(400, f"No configuration {given.get('identifier')!r} "
+                                          f"on sync {sync_id}")
+        for given in body.get("configs") or []:
+            configs[given["identifier"]]["currentValue"] = str(given.get("value"))
+        if interval is not None:
+            item["interval"] = interval
+        return json_response(self.item(sync_id))
+
+    async def _control(self, request: web.Request) -> web.Response:
+        sync_id, action = request.match_info["sync_id"], request.match_info["action"]
+        body = await request.read()
+        self.control_log.append(("POST", request.path, body.decode() or None))
+        if action not in RUN_CONTROL:
+            return self._problem(404, f"No such action {action!r}")
+        return self._run(sync_id, action)
+
+    async def _control_v2(self, request: web.Request) -> web.Response:
+        """Deprecated since v2.3: `{"action": 0|1|2}` = start/stop/restart, no body back."""
+        sync_id = request.match_info["sync_id"]
+        body = await _json_object(request)
+        self.control_log.append(("PUT", request.path, body))
+        action = body.get("action")
+        if action not in (0, 1, 2):
+            return self._problem(400, "action must be 0 (start), 1 (stop) or 2 (restart)")
+        answer = self._run(sync_id, RUN_CONTROL[action])
+        return answer if answer.status != 200 else web.Response(status=200)
+
+    def _run(self, sync_id: str, action: str) -> web.Response:
+        if sync_id not in self.syncs:
+            return self._problem(404, f"No sync with id {sync_id}")
+        # The worker takes the request; the next status shows the sync starting (or stopped).
+        state = 7 if action == "stop" else 1
+        text = "Stopped by request" if action == "stop" else "Starting"
+        self.syncs[sync_id].update({"State": state, "Progress": -1 if state == 7 else 0,
+                                    "ProgressText": text})
+        return json_response({"actionId": action.capitalize(),
+                              "requestedAt": _stamp(datetime.now(UTC))})
+
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
         client_id, client_secret = str(form.get("client_id", "")), str(
@@ -178,12 +282,17 @@ class JtlSimulator(Simulator):
 
     def plan_demo(self) -> None:
         """Recurring syncs, plus one deactivated and one suspended sync that never move."""
-        for n, name in enumerate(_DEMO_SYNCS[:3]):
-            sync_id = self.add_sync(state=3, text=f"{name}: up to date")
+        def add(n: int, state: int, text: str) -> str:
+            channel, sync = _DEMO_SYNCS[n]
+            return self.add_sync(state=state, text=f"{channel} {sync}: {text}",
+                                 sync_name=sync, sales_channel=channel)
+
+        for n in range(3):
+            sync_id = add(n, 3, "up to date")
             self._recurring.add(sync_id)
             self.plans.plan(sync_id, hold(1 + 2 * n))
-        self.add_sync(state=7, text=f"{_DEMO_SYNCS[3]}: deactivated")
-        self.add_sync(state=0, text=f"{_DEMO_SYNCS[4]}: suspended by the administrator")
+        add(3, 7, "deactivated")
+        add(4, 0, "suspended by the administrator")
 
     def tick(self) -> None:
         super().tick()

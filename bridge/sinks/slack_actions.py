@@ -28,6 +28,7 @@ from bridge.config.schema import Config
 from bridge.errors import RetryableDelivery, StoreError
 from bridge.model import Notification
 from bridge.silences import new_silence
+from bridge.sources.base import Source
 from bridge.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Press:
     channel: str
     message_ts: str
     at: datetime
+    # What was chosen, for a select menu (JTL's Set interval: "PT1H"); "" for a button.
+    choice: str = ""
 
     @property
     def who(self) -> str:
@@ -85,6 +88,9 @@ class Services(Protocol):
     @property
     def session(self) -> aiohttp.ClientSession: ...
 
+    def source(self, name: str) -> Source:
+        """The running source (KeyError: unknown), for actions on its API (JTL)."""
+
 
 Handler = Callable[[Press, Services], Awaitable[Outcome]]
 
@@ -101,6 +107,8 @@ class Action:
     once: bool = False
     # Whether the button belongs on a message about this notification's job.
     applies: Callable[[Notification], bool] = lambda n: n.job_id is not None
+    # A select menu instead of a button: (label, value) options; the press's `choice`.
+    options: tuple[tuple[str, str], ...] = ()
 
 
 ACTIONS: dict[str, Action] = {}
@@ -130,11 +138,25 @@ def expand(names: Sequence[str]) -> list[str]:
 
 
 def button(action: Action, value: str) -> dict[str, Any]:
+    """The action's element: a button, or a select menu when it has options (each option's
+    value names the job too, as a menu sends only the chosen option)."""
     element: dict[str, Any] = {
         "type": "button",
         "action_id": ACTION_ID_PREFIX + action.name,
         "text": {"type": "plain_text", "text": action.label},
         "value": value,
+    }
+    if action.options:
+        job = json.loads(value)
+        element = {
+            "type": "static_select",
+            "action_id": ACTION_ID_PREFIX + action.name,
+            "placeholder": {"type": "plain_text", "text": action.label},
+            "options": [{"text": {"type": "plain_text", "text": label},
+                         "value": json.dumps({**job, "choice": choice}, separators=(",", ":"))}
+                        for label, choice in action.options],
+        }
+    element |= {
         "confirm": {
             "title": {"type": "plain_text", "text": action.confirm_title},
             "text": {"type": "mrkdwn", "text": action.confirm_text},
@@ -142,7 +164,7 @@ def button(action: Action, value: str) -> dict[str, Any]:
             "deny": {"type": "plain_text", "text": "Cancel"},
         },
     }
-    if action.style:
+    if action.style and not action.options:
         element["style"] = action.style
     return element
 
@@ -274,3 +296,6 @@ register(Action(name="mute_until_resolved", label="Mute until resolved",
                 confirm_title="Mute until resolved?",
                 confirm_text="No notifications about this job until it succeeds.",
                 handler=_mute(None)))
+
+# The JTL actions register themselves (they need the registry above).
+from bridge.sinks import slack_jtl_actions  # noqa: E402, F401

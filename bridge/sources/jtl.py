@@ -12,18 +12,22 @@ requests slow down before the budget runs out, and a 429 waits out the interval.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
 from bridge.config.schema import JtlSource, SourceBase
+from bridge.errors import SourceError
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock
 from bridge.sources.client import SourceClient
+from bridge.sources.jtl_control import SyncControl, display_name
 from bridge.sources.mapping import StateMapper, raw_text
 from bridge.sources.ratelimit import RateBudget, RatePacer, Sleep
 from bridge.sources.shapes import (
@@ -37,7 +41,12 @@ from bridge.sources.shapes import (
     require_str_or_int,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_BASE_URL = "https://api.jtl-cloud.com/erp"
+# How long a failed or unhelpful look-up of sync names is not repeated: names are for
+# people, a poll must not pay for them every time.
+NAMES_RETRY = 600.0
 DEFAULT_TOKEN_URL = "https://auth.jtl-cloud.com/oauth2/token"
 # The API's enum, in value order 0..7, with the canonical state of each.
 STATE_NAMES: tuple[tuple[str, JobState], ...] = (
@@ -100,6 +109,11 @@ class JtlWorkers:
         )
         self.budget: RateBudget | None = self.client.pacer.budget
         self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
+        self.control = SyncControl(self.client)
+        # syncId -> "Amazon DE: orders", from WorkerSyncItems (the list, or a Configure answer).
+        self.names: dict[str, str] = {}
+        self._clock = clock
+        self._names_tried: float | None = None
 
     @property
     def name(self) -> str:
@@ -109,7 +123,37 @@ class JtlWorkers:
         response = await self.client.get(self.client.url("/v1/workers/status"))
         items = expect_list(response.body, "workers status response")
         jobs = [self.job(expect_object(item, f"[{i}]"), f"[{i}]") for i, item in enumerate(items)]
+        if any(job.id not in self.names for job in jobs) and await self._learn_names():
+            jobs = [dataclasses.replace(job, name=self.names.get(job.id)) for job in jobs]
         return PollResult(observations=jobs, complete=True)
+
+    async def configure(self, sync_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Seed 001's Configure Sync; the answer's names are learnt for later messages."""
+        item = await self.control.configure(sync_id, body)
+        self.learn(item)
+        return item
+
+    def learn(self, item: Mapping[str, Any]) -> None:
+        """Remember a sync's name from a WorkerSyncItem (list or Configure Sync answer)."""
+        sync_id, name = item.get("identifier"), display_name(item)
+        if isinstance(sync_id, str) and name is not None:
+            self.names[sync_id] = name
+
+    async def _learn_names(self) -> bool:
+        """Read `GET /v2/workers` for names not known yet, at most every NAMES_RETRY seconds.
+        A failure costs the names (logged), never the poll."""
+        now = self._clock()
+        if self._names_tried is not None and now - self._names_tried < NAMES_RETRY:
+            return False
+        self._names_tried = now
+        try:
+            for item in await self.control.list_items():
+                self.learn(item)
+        except SourceError as exc:
+            log.warning("source %s: could not read the sync names (GET /v2/workers), "
+                        "messages show sync ids: %s", self.name, exc)
+            return False
+        return True
 
     def parse_push(self, payload: Any) -> Sequence[JobStatus]:
         return [self.job(item, f"push[{i}]") for i, item in enumerate(items_of(payload, "push"))]
@@ -138,6 +182,7 @@ class JtlWorkers:
             # A new LastSync is a run that happened (contract: report it even between polls).
             run_key=optional_str(folded, "lastsync", where),
             due_at=_moment(optional_str(folded, "nextsync", where)),
+            name=self.names.get(str(folded.get("identifier"))),
         )
 
 

@@ -45,7 +45,8 @@ def build_stages(config: Config, rulebook: RuleBook, renderer: Renderer,
         Silencing(config.windows, store.active_silences if store is not None else None),
         # With a store, groups wait there for the flusher; without, they render at once.
         Group(None if store is not None else Digests(config, renderer)),
-        Render(renderer, {s.name: s for s in config.sinks}),
+        Render(renderer, {s.name: s for s in config.sinks},
+               {s.name: s.kind for s in config.sources}),
     ]
     if store is not None:
         stages.append(Enqueue(store))

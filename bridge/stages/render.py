@@ -22,9 +22,11 @@ from bridge.store.base import RuleMark
 class Render:
     name = "render"
 
-    def __init__(self, renderer: Renderer, sinks: Mapping[str, SinkBase]):
+    def __init__(self, renderer: Renderer, sinks: Mapping[str, SinkBase],
+                 source_kinds: Mapping[str, str] | None = None):
         self._renderer = renderer
         self._sinks = sinks
+        self._kinds = dict(source_kinds or {})
 
     async def run(self, ctx: Context, batch: Batch) -> Batch:
         if batch.silenced:
@@ -77,6 +79,7 @@ class Render:
                     terminal=bool(job and job.state.terminal),
                     state=str(job.state) if job else None,
                     priority=rule.priority or Priority.of(event),
+                    source_kind=self._kinds.get(event.source),
                 )
             )
         return out
