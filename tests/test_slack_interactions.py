@@ -280,7 +280,7 @@ def test_check_rejects_actions_without_a_signing_secret_or_unknown_ones() -> Non
     rendered = [e.render() for e in caught.value.errors]
     assert rendered[0] == (
         "rules.toml:22: sinks[0].actions: unknown action 'restart'; known: ack, mute_1h, "
-        "mute_until_resolved, mute")
+        "mute_until_resolved, jtl_restart, jtl_interval, mute")
     with pytest.raises(ConfigErrors) as caught:
         parse_config(text.replace('"restart"', '"mute"'), "rules.toml", env={})
     assert caught.value.errors[0].render().startswith(
