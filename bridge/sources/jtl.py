@@ -141,9 +141,13 @@ class JtlWorkers:
 
     async def _learn_names(self) -> bool:
         """Read `GET /v2/workers` for names not known yet, at most every NAMES_RETRY seconds.
-        A failure costs the names (logged), never the poll."""
+        A failure costs the names (logged), never the poll; nor do names spend the last of
+        the rate budget (JTL's request quota belongs to the status polls): then next poll."""
         now = self._clock()
         if self._names_tried is not None and now - self._names_tried < NAMES_RETRY:
+            return False
+        budget = self.budget
+        if budget is not None and budget.remaining is not None and budget.remaining < 1:
             return False
         self._names_tried = now
         try:
