@@ -27,6 +27,7 @@ SOURCES = ("jtl", "terminal", "esales", "zendesk")
 # What the bundled templates write for each final state: the message shows it.
 SHOWN = {"succeeded": "*succeeded*", "failed": "*failed*", "cancelled": "*cancelled*",
          "vanished": "disappeared"}
+DIGEST = "📋"  # how the bundled digest template starts
 ALERTS = ("failed", "cancelled")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -90,9 +91,12 @@ class World:
         for simulator in (self.jtl, self.terminal, self.esales, self.zendesk):
             await simulator.stop()
 
-    def config(self, slack: FakeSlack, state: str) -> str:
+    def config(self, slack: FakeSlack, state: str, *, grouped: bool = False) -> str:
         """rules.toml for this world: four sources polled every second, one Slack channel
-        in update mode, rules on start, success, failure, stall and vanish."""
+        in update mode, rules on start, success, failure, stall and vanish; `grouped`: the
+        start and success rules send one digest per source instead."""
+        group = 'group_by = ["source"]\ngroup_wait = "10s"\ngroup_interval = "10s"'
+        noise = group if grouped else ""
         def source(name: str, body: str) -> str:
             return f'[[sources]]\nname = "{name}"\nkind = "{name}"\ninterval = "1s"\n{body}\n'
 
@@ -111,8 +115,8 @@ class World:
                    'password = "bench-zendesk"'),
             f'[[sinks]]\nname = "ops"\nkind = "slack"\ntoken = "{slack.token}"\n'
             f'channel = "#ops"\nmode = "update"\nbase_url = "{slack.api_url}"\n\n',
-            _rule("job-started", "appeared"),
-            _rule("job-succeeded", "transition", 'to = ["succeeded"]'),
+            _rule("job-started", "appeared", noise),
+            _rule("job-succeeded", "transition", 'to = ["succeeded"]\n' + noise),
             _rule("job-failed", "transition", 'to = ["failed", "cancelled"]'),
             _rule("job-stalled", "stalled"),
             _rule("job-vanished", "vanished"),
@@ -216,6 +220,7 @@ class Figures:
     jobs: int
     roots: Counter[int]  # roots per job -> how many jobs
     false_alerts: int
+    accounted: int  # jobs named in any message (their own or a digest)
     rate_limited: int
     by_method: Counter[str]
 
@@ -225,8 +230,10 @@ def figures(jobs: list[PlannedJob], changed: dict[tuple[str, str], float],
     ok = [c for c in calls if c.status == 200 and c.error is None]
     latency, missing, final_after, correct, false_alerts = [], 0, [], 0, 0
     roots: Counter[int] = Counter()
+    accounted = 0
     for job in jobs:
         naming = [c for c in ok if job.id in str(c.body.get("text", ""))]
+        accounted += bool(naming)
         if job.outcome in ALERTS:
             at = changed.get((job.id, "end"))
             first = next((c.at for c in naming if at is not None and c.at >= at), None)
@@ -234,21 +241,30 @@ def figures(jobs: list[PlannedJob], changed: dict[tuple[str, str], float],
                 missing += 1
             else:
                 latency.append(first - at)
-        elif any(f"*{word}*" in str(c.body.get("text")) for c in naming for word in ALERTS):
+        elif any(f"*{word}*" in _line(c, job.id) for c in naming for word in ALERTS):
             false_alerts += 1
-        root_calls = [c for c in naming
-                      if c.method == "chat.postMessage" and "thread_ts" not in c.body]
-        roots[len(root_calls)] += 1
-        shown = [c for c in naming if "thread_ts" not in c.body]
-        if shown and SHOWN[job.outcome] in str(shown[-1].body.get("text")):
+        own = [c for c in naming if not str(c.body.get("text", "")).startswith(DIGEST)]
+        roots[sum(1 for c in own
+                  if c.method == "chat.postMessage" and "thread_ts" not in c.body)] += 1
+        # A failure or vanish has a message of its own; a success may be shown by a digest.
+        shown = [c for c in (naming if job.outcome == "succeeded" else own)
+                 if "thread_ts" not in c.body]
+        final = {SHOWN[job.outcome], f"*{job.outcome}*"}
+        if shown and any(word in _line(shown[-1], job.id) for word in final):
             correct += 1
             # The last edit or post of the message is when it came to show the final state.
             final_after.append(shown[-1].at - burst_end)
     return Figures(alert_latency=latency, alerts_missing=missing, final_correct=correct,
                    final_after_end=final_after, jobs=len(jobs), roots=roots,
-                   false_alerts=false_alerts,
+                   false_alerts=false_alerts, accounted=accounted,
                    rate_limited=sum(1 for c in calls if c.status == 429),
                    by_method=Counter(c.method for c in calls))
+
+
+def _line(call: FakeCall, job_id: str) -> str:
+    """The lines of a call's text that name the job (a digest names many jobs)."""
+    return "\n".join(line for line in str(call.body.get("text", "")).splitlines()
+                     if job_id in line)
 
 
 def percentile(values: list[float], q: float) -> float:
