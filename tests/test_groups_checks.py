@@ -168,3 +168,17 @@ def test_bridge_render_shows_a_grouped_rules_digest_after_its_reply(tmp_path: Pa
     assert "── ops-slack (slack): digest of a group of this event (digest.slack.j2) ──" in text
     assert "📋 *failures*: 1 job · source *zendesk* · job.state *failed*" in text
     assert '"type": "job.group"' in text and text.endswith("(nothing was sent)\n")
+
+
+def test_a_body_template_that_fails_on_a_digest_is_reported_at_the_sinks_body_line(
+        tmp_path: Path) -> None:
+    # A webhook body written for single events reads `job`, which a digest has as null: the
+    # problem is that sink's `body`, so `bridge check` points at the line that names it.
+    head = HEAD + 'body = "pager.json.j2"\n'
+    config = write(tmp_path, head + GROUPED, **{"pager.json.j2": '{"id": "{{ job.id }}"}'})
+    code, out = run(check, config)
+    assert code == 1
+    line = line_of(tmp_path / "rules.toml", 'body = "pager.json.j2"')
+    assert f"{config.path}:{line}: sinks[1].body: pager.json.j2:1: undefined" in out
+    assert "(sample group for sink 'pager')" in out
+    assert "rules[0].group_template" not in out

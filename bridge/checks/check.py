@@ -169,12 +169,16 @@ def _check_digest(config: Config, renderer: Renderer, index: int, rule: Rule,
     """The rule's `group_template` against a sample group of three jobs, for every sink."""
     group = sample_group(rule, source=source_for(config, rule))
     rendered = Digests(config, renderer).render(group, FIXED_NOW)
-    failures: dict[str, list[str]] = {}
+    failures: dict[tuple[str, str], list[str]] = {}
     for failure in rendered.failures:
-        failures.setdefault(failure.error, []).append(repr(failure.sink))
-    for message, sinks in failures.items():
-        problems.add(f"rules[{index}].group_template",
-                     f"{message} (sample group for sink {', '.join(sinks)})")
+        sink_index, sink = next((i, s) for i, s in enumerate(config.sinks)
+                                if s.name == failure.sink)
+        body = sink.body_template()
+        path = f"sinks[{sink_index}].body" if body and failure.template == body else (
+            f"rules[{index}].group_template")
+        failures.setdefault((path, failure.error), []).append(repr(failure.sink))
+    for (path, message), sinks in failures.items():
+        problems.add(path, f"{message} (sample group for sink {', '.join(sinks)})")
 
 
 def _check_idle_bodies(config: Config, renderer: Renderer, problems: _Problems) -> None:

@@ -21,7 +21,7 @@ from bridge.config.schema import Config, Rule, SinkBase
 from bridge.errors import TemplateError
 from bridge.groups.model import OpenGroup
 from bridge.model import Event, EventKind, JobState, JobStatus, Notification, Priority
-from bridge.render import Renderer
+from bridge.render import Renderer, RenderError
 from bridge.sinks import sink_capabilities
 from bridge.sinks.base import PayloadShape
 from bridge.webhooks import catalog
@@ -73,6 +73,9 @@ class Failure:
     rule: str
     sink: str
     error: str
+    # The template at fault when it is known (a sink's `body`, say), so `bridge check` can
+    # point at the line that names it rather than at the rule's `group_template`.
+    template: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,8 +159,9 @@ class Digests:
             try:
                 payload = self._payload(rule, group, context, sink, failures)
             except TemplateError as exc:
+                at_fault = exc.template if isinstance(exc, RenderError) else None
                 failures.append(Failure(group=group.id, rule=rule.name, sink=sink_name,
-                                        error=str(exc)))
+                                        error=str(exc), template=at_fault))
                 continue
             notifications.append(Notification(
                 event_id=f"{group.id}:{context['flush']}", rule=rule.name, sink=sink_name,
