@@ -73,6 +73,7 @@ class Bridge:
         serve_http: bool = True,
         observers: Sequence[Observer] = (),
         drain_timeout: float = 10.0,
+        wrap_source: Callable[[Source], Source] | None = None,
     ):
         self.config = config
         self.metrics = Metrics()
@@ -80,6 +81,8 @@ class Bridge:
         self.drain_timeout = drain_timeout
         self._serve_http = serve_http
         self._observers = list(observers)
+        # Around each built source (bridge.record's RecordingSource while recording).
+        self._wrap_source = wrap_source or (lambda source: source)
         self._stack = AsyncExitStack()
         self._stopped = asyncio.Event()
         self.store: Store
@@ -134,7 +137,8 @@ class Bridge:
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST))
         self._stack.push_async_callback(self.session.close)
-        self._sources = {s.name: build_source(s, self.session) for s in config.sources}
+        self._sources = {s.name: self._wrap_source(build_source(s, self.session))
+                         for s in config.sources}
         self.metrics.watch_budgets(self._budgets)
         for sink_config in config.sinks:
             sink = build_sink(sink_config, self.session, self.store)

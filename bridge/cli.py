@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_silence_parser(sub, _config_arg)
     add_jtl_parser(sub, _config_arg)
+    from bridge.record_cli import add_parsers as add_record_parsers
+
+    add_record_parsers(sub, _config_arg)
     _init_parser(sub)
     return parser
 
@@ -327,6 +330,18 @@ def cmd_jtl(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from bridge.record_cli import cmd_record as run
+
+    return run(args, _load(args.config))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from bridge.record_cli import cmd_replay as run
+
+    return run(args, _load)
+
+
 COMMANDS = {
     "run": cmd_run,
     "demo": cmd_demo,
@@ -339,6 +354,8 @@ COMMANDS = {
     "notify-test": cmd_notify_test,
     "silence": cmd_silence,
     "jtl": cmd_jtl,
+    "record": cmd_record,
+    "replay": cmd_replay,
     "init": cmd_init,
 }
 

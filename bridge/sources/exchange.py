@@ -8,7 +8,7 @@ status hints, body cap) is its state; what changes per call is a `Request`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -101,6 +101,9 @@ class Fetcher:
     max_bytes: int = MAX_BODY_BYTES
     # Sees the headers of every final answer (the source's rate-limit budget reads them).
     observe: Callable[[Mapping[str, str]], None] | None = None
+    # What sends a request and reads its answer: `exchange`, or a recorder around it, or a
+    # recording played back (bridge.record).
+    transport: Transport | None = None
 
     async def fetch(
         self, request: Request, *, accept: Collection[int] = (), secrets: Collection[str] = (),
@@ -114,7 +117,8 @@ class Fetcher:
         secrets = (*secrets, *url_secrets(URL(request.url)))
         try:
             async with asyncio.timeout(self.time_limit):
-                reply = await exchange(self.session, request, self.max_bytes, where)
+                send = self.transport or exchange
+                reply = await send(self.session, request, self.max_bytes, where)
         except TimeoutError:
             raise SourceUnavailable(
                 f"no answer within {self.time_limit:g}s: timed out ({where})") from None
@@ -130,6 +134,9 @@ class Fetcher:
         raise status_error(
             reply.status, reply.reason, reply.raw, reply.headers, where, self.hints, secrets
         )
+
+
+Transport = Callable[[aiohttp.ClientSession, "Request", int, str], Awaitable["Reply"]]
 
 
 async def exchange(
