@@ -343,7 +343,9 @@ class Pipeline:
                 (n.rule, n.sink) for n in batch.silenced_notifications).items():
             metrics.silenced.labels(rule, sink).inc(count)
         for failure in batch.failures:
+            instead = ("; sent the bundled template's message instead" if failure.sent_default
+                       else "; nothing was sent")
             for_sink(log, failure.sink).error(
-                "rule %s: template failed for sink %s: %s", failure.rule, failure.sink,
-                failure.error)
+                "rule %s: template failed for sink %s: %s%s", failure.rule, failure.sink,
+                failure.error, instead)
             metrics.render_errors.labels(failure.rule).inc()

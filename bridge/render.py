@@ -37,7 +37,7 @@ from bridge.config.schema import Config, Rule, SinkBase
 from bridge.errors import TemplateError
 from bridge.filters import FILTERS, BridgeEnvironment, Flavor
 from bridge.model import Event
-from bridge.resources import template_loader
+from bridge.resources import bundled_templates, template_loader
 from bridge.rules import Predicate, event_context
 from bridge.sinks import PayloadShape, sink_capabilities
 from bridge.webhooks import catalog
@@ -141,6 +141,7 @@ class Templates:
 
     def __init__(self, folder: str, timezone: tzinfo = UTC):
         self.folder = folder
+        self.timezone = timezone
         self._envs = {flavor: _environment(flavor, timezone, folder) for flavor in Flavor}
         self._compiled: dict[tuple[str, Flavor], jinja2.Template] = {}
 
@@ -258,6 +259,7 @@ class Renderer:
         # renders the same event for each, and they can share one (templates never write to
         # it: Templates.render copies it into Jinja's own context).
         self._last: tuple[Event, str, dict[str, Any]] | None = None
+        self._bundled: Templates | None = None  # for `fallback`, made on its first use
         problems = self.precompile(config.rules)
         if strict and problems:
             listed = "\n".join(f"  {p}" for p in problems)
@@ -300,6 +302,21 @@ class Renderer:
             else:
                 body = _dump(envelope(event, rule.name, text))
             return {"text": text, "body": body}
+        return {"text": text}
+
+    def fallback(self, rule: Rule, event: Event, sink: SinkBase) -> dict[str, Any]:
+        """The payload of the bundled template for the event's kind, sent when the rule's
+        own template (or the sink's body template) failed: a broken template costs the
+        message its looks, never the alert (contract: never a silent drop)."""
+        if self._bundled is None:
+            self._bundled = Templates(str(bundled_templates()), self.templates.timezone)
+        name, context = f"{event.on}.slack.j2", self._context(event, rule.name)
+        shape = self._shape(sink)
+        if shape is PayloadShape.SLACK:
+            return {"text": self._bundled.render(name, Flavor.SLACK, context)}
+        text = self._bundled.render(name, Flavor.TEXT, context)
+        if shape is PayloadShape.WEBHOOK:
+            return {"text": text, "body": _dump(envelope(event, rule.name, text))}
         return {"text": text}
 
     def shape(self, sink: SinkBase) -> PayloadShape:

@@ -318,8 +318,9 @@ RENDER = [
     ("failed", transition("failed"), [("failed", "hook")], [], 1),
     ("succeeded", transition("succeeded"), [("succeeded", "hook"), ("succeeded", "hook2")],
      [], 0),
+    # A broken template is a failure, and its sink gets the bundled template's message.
     ("broken", Event(id="p", on=EventKind.PROGRESS, source="zen", at=T0, job=status()),
-     [], [("broken", "hook")], 0),
+     [("broken", "hook")], [("broken", "hook")], 1),
 ]
 
 
@@ -336,7 +337,7 @@ async def test_render_makes_one_notification_per_sink_and_isolates_broken_templa
     assert [(n.rule, n.sink) for n in out.notifications] == sent
     assert all(n.event_id == event.id and n.payload.get("text") for n in out.notifications)
     assert [(f.rule, f.sink) for f in out.failures] == failed
-    assert all("nope" in f.error for f in out.failures)
+    assert all("nope" in f.error and f.sent_default for f in out.failures)
     assert len(out.marks) == marked
 
 

@@ -85,10 +85,12 @@ def sent(batch: Batch) -> list[Sent]:
     for match in batch.matches:
         for sink in match.rule.notify:
             key = (match.event.id, match.rule.name, sink)
-            if key in made:
-                out.append(Sent(rule=match.rule.name, sink=sink, payload=made[key].payload))
-            elif key in failed:
+            # A failed template is shown as failed, even though its sink got the bundled
+            # template's message instead.
+            if key in failed:
                 out.append(Sent(rule=match.rule.name, sink=sink, error=failed[key].error))
+            elif key in made:
+                out.append(Sent(rule=match.rule.name, sink=sink, payload=made[key].payload))
     # Grouped rules: their digests, rendered at once (the group stage without a store).
     out.extend(Sent(rule=n.rule, sink=n.sink, payload=n.payload)
                for n in batch.notifications if n.digest)

@@ -94,12 +94,14 @@ class Silenced:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RenderFailure:
-    """A template that failed for one (rule, sink): that sink gets nothing for the event."""
+    """A template that failed for one (rule, sink). The sink gets the bundled template's
+    message for the event instead (`sent_default`), or nothing if that failed too."""
 
     event: Event
     rule: str
     sink: str
     error: str
+    sent_default: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,7 +2,8 @@
 
 Silenced matches (bridge.stages.silence) are rendered into `silenced_notifications`.
 A template that fails costs only its own (rule, sink): it becomes a `RenderFailure` (logged
-and counted by the pipeline, shown by `bridge test` and `bridge render`), and the other sinks
+and counted by the pipeline, shown by `bridge test` and `bridge render`), the sink gets the
+bundled template's message for the event instead (never a silent drop), and the other sinks
 and rules go on. A match leaves its rule mark only if at least one sink got a message.
 """
 
@@ -60,13 +61,20 @@ class Render:
         job = event.job
         out = []
         for sink_name in rule.notify:
+            sink = self._sinks[sink_name]
             try:
-                payload = self._renderer.render(rule, event, self._sinks[sink_name])
+                payload = self._renderer.render(rule, event, sink)
             except TemplateError as exc:
-                # One broken template must not stop the other rules, sinks or the pipeline.
+                # One broken template must not stop the other rules, sinks or the pipeline,
+                # nor drop the alert: the bundled template's message goes out instead.
+                try:
+                    payload = self._renderer.fallback(rule, event, sink)
+                except TemplateError:
+                    failures.append(RenderFailure(event=event, rule=rule.name, sink=sink_name,
+                                                  error=str(exc)))
+                    continue
                 failures.append(RenderFailure(event=event, rule=rule.name, sink=sink_name,
-                                              error=str(exc)))
-                continue
+                                              error=str(exc), sent_default=True))
             out.append(
                 Notification(
                     event_id=event.id,
