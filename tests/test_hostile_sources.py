@@ -727,7 +727,8 @@ async def test_a_template_that_raises_at_render_time_does_not_stop_the_pipeline(
         outcome = await bridge.pipeline.poll("http")
         assert outcome.error is None
         rules = sorted((n.rule, n.job_id) for o in recorder.outcomes for n in o.notifications)
-        assert rules == [("fine", "h1"), ("fine", "h2")]
+        # The broken rule's sink gets the bundled template's message (never a silent drop).
+        assert rules == [("broken", "h1"), ("broken", "h2"), ("fine", "h1"), ("fine", "h2")]
         assert any("broken" in r.getMessage() for r in caplog.records)
         assert bridge.pipeline.health("http") is not None
     finally:
