@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from bridge.groups.flusher import Flusher
 from bridge.leases import SINK, SOURCE, LeaseKeeper, instance_id, lease_ttls
 from bridge.metrics import Metrics
 from bridge.model import Event
-from bridge.pipeline import Observer, Pipeline
+from bridge.pipeline import Observer, Pipeline, PollOutcome
 from bridge.render import Renderer, compile_when
 from bridge.rules import RuleBook
 from bridge.scheduler import PollScheduler
@@ -46,6 +47,8 @@ from bridge.store import open_store
 from bridge.store.base import Lease, Store
 
 log = logging.getLogger(__name__)
+# Polls kept per source for the dashboard's chart (6 h at a 10 s interval).
+POLL_HISTORY = 2200
 
 CONNECTIONS_PER_HOST = 64
 
@@ -81,6 +84,7 @@ class Bridge:
         self.drain_timeout = drain_timeout
         self._serve_http = serve_http
         self._observers = list(observers)
+        self._polls: dict[str, deque[tuple[datetime, bool]]] = {}
         # Around each built source (bridge.record's RecordingSource while recording).
         self._wrap_source = wrap_source or (lambda source: source)
         self._stack = AsyncExitStack()
@@ -183,6 +187,7 @@ class Bridge:
             may_send=lambda sink: self.leases.holds(SINK + sink),
         )
         self.pipeline.observers.append(lambda outcome: self.workers.wake())
+        self.pipeline.observers.append(self._remember_poll)
         self.pipeline.observers.extend(self._observers)
         self.workers.start()
         self._stack.push_async_callback(self._drain)
@@ -280,6 +285,14 @@ class Bridge:
 
     def source(self, name: str) -> Source:
         return self._sources[name]
+
+    def poll_history(self, source: str) -> Sequence[tuple[datetime, bool]]:
+        return list(self._polls.get(source, ()))
+
+    def _remember_poll(self, outcome: PollOutcome) -> None:
+        # For the dashboard's polls/errors chart: in memory, the last few hours' worth.
+        self._polls.setdefault(outcome.source, deque(maxlen=POLL_HISTORY)).append(
+            (self.clock(), outcome.error is None))
 
     async def watch(self, source: str, job_id: str) -> bool:
         if source not in self._sources:

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from bridge.errors import StoreError
 from bridge.model import DeliveryStatus, JobState
+from bridge.server import timeline
 from bridge.server.api import readiness
 from bridge.server.auth import COOKIE
 from bridge.server.state import ServerState, state_of
@@ -124,6 +125,8 @@ class Snapshot:
     silenced: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     states: list[str] = field(default_factory=lambda: [str(s) for s in JobState])
+    timelines: list[dict[str, Any]] = field(default_factory=list)
+    timeline_hours: int = timeline.HOURS
 
 
 async def snapshot(state: ServerState, filters: Filters) -> Snapshot:
@@ -140,6 +143,7 @@ async def snapshot(state: ServerState, filters: Filters) -> Snapshot:
         stats = await store.outbox_stats()
         silences = [{**s.as_dict(), "status": str(s.status(now))}
                     for s in await store.list_silences(now)]
+        timelines = await _timelines(state, [v["name"] for v in sources], now)
     except StoreError as exc:
         # The page still shows health and sources, which say what is wrong.
         return Snapshot(now=now, reasons=reasons, stats={}, sources=sources, jobs=[], events=[],
@@ -157,7 +161,23 @@ async def snapshot(state: ServerState, filters: Filters) -> Snapshot:
         filters=filters,
         silences=silences,
         silenced=[delivery_json(d, now) for d in outbox[DeliveryStatus.SILENCED][:10]],
+        timelines=timelines,
     )
+
+
+async def _timelines(state: ServerState, names: list[str], now: datetime
+                     ) -> list[dict[str, Any]]:
+    """Each source's timeline SVG (bridge.server.timeline), from its recent stored events."""
+    out = []
+    for name in names:
+        events = [e for _, e in await state.runtime.store.recent_events(
+            timeline.EVENTS_PER_SOURCE, source=name)]
+        lines = timeline.job_lines(events, now).get(name, {})
+        polls = state.runtime.poll_history(name)
+        if lines or polls:
+            out.append({"source": name,
+                        "svg": timeline.source_svg(name, lines, polls, now)})
+    return out
 
 
 def _context(request: web.Request, snap: Snapshot) -> dict[str, Any]:
@@ -178,6 +198,7 @@ def _context(request: web.Request, snap: Snapshot) -> dict[str, Any]:
         "token_required": auth.token_required,
         "back": "/" + snap.filters.query(),
         "refresh": REFRESH_SECONDS,
+        "timeline_legend": timeline.legend(),
     }
 
 

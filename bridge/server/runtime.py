@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -37,6 +38,9 @@ class Runtime(Protocol):
         """Config loaded and the scheduler running."""
 
     async def sources(self) -> Sequence[SourceView]: ...
+
+    def poll_history(self, source: str) -> Sequence[tuple[datetime, bool]]:
+        """Recent polls of a source (when, and whether it answered), oldest first."""
 
     def source(self, name: str) -> Source:
         """The running source object (KeyError: unknown), for actions on its API (JTL)."""
