@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import pytest
 
 from bridge.app import Bridge
 from bridge.config.loader import load_config
@@ -221,3 +222,22 @@ async def test_a_badly_signed_jtl_press_reaches_nothing(tmp_path: Path) -> None:
                                             "value": restart["value"]}, secret="wrong")
     assert status == 401
     assert r.jtl.control_log == []
+
+
+def test_check_refuses_jtl_actions_without_a_jtl_source(tmp_path: Path) -> None:
+    from bridge.config.loader import parse_config
+    from bridge.errors import ConfigErrors
+
+    text = CONFIG.format(state="s.db", jtl="http://127.0.0.1:9/erp", tenant=TENANT,
+                         token=TOKEN, secret=PUSH_SECRET, channel=CHANNEL,
+                         slack="http://127.0.0.1:9/api/", signing=SIGNING_SECRET)
+    parse_config(text, "rules.toml", env={})  # with the jtl source: fine
+    start = text.index("[[sources]]\nname = \"erp\"")
+    without = text[:start] + text[text.index("[[sources]]\nname = \"hooks\""):]
+    with pytest.raises(ConfigErrors) as caught:
+        parse_config(without, "rules.toml", env={})
+    [error] = caught.value.errors
+    line = without[:without.index("actions =")].count("\n") + 1
+    assert error.render() == (
+        f"rules.toml:{line}: sinks[0].actions: jtl_restart, jtl_interval act on JTL syncs, "
+        'but no source has kind = "jtl": the buttons would never show')

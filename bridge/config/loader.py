@@ -264,11 +264,26 @@ def _cross_check(data: dict[str, Any], sources: list[SourceBase], sinks: list[Si
                 fnmatchcase(s, rule.source) for s in [*source_names, *broken_sources]):
             out.add(f"rules[{i}].source", f"{rule.source!r} matches no source"
                     f"{did_you_mean(rule.source, source_names)}")
+    _check_jtl_actions(data, sources, sinks, broken_sources, out)
     for i, test in enumerate(tests):
         for j, expect in enumerate(test.expect):
             if expect.sink not in sink_names and expect.sink not in broken_sinks:
                 out.add(f"tests[{i}].expect[{j}].sink",
                         f"unknown sink {expect.sink!r}{did_you_mean(expect.sink, sink_names)}")
+
+
+def _check_jtl_actions(data: dict[str, Any], sources: list[SourceBase], sinks: list[SinkBase],
+                       broken_sources: set[str], out: _Collector) -> None:
+    """JTL buttons show only on a jtl source's messages: without one they never would."""
+    if broken_sources or any(s.kind == "jtl" for s in sources):
+        return
+    raw_sinks = data.get("sinks") or []
+    for sink in sinks:
+        wanted = [a for a in getattr(sink, "actions", []) if a.startswith("jtl_")]
+        if wanted:
+            i = next(i for i, r in enumerate(raw_sinks) if r.get("name") == sink.name)
+            out.add(f"sinks[{i}].actions", f"{', '.join(wanted)} act on JTL syncs, but no "
+                    "source has kind = \"jtl\": the buttons would never show")
 
 
 def _check_windows(data: dict[str, Any], rules: list[Rule], windows: list[Window],
