@@ -17,9 +17,11 @@ from yarl import URL
 
 from bridge.config.schema import SourceBase
 from bridge.errors import RateLimited, SourceMisconfigured
+from bridge.model import JobState
 from bridge.sources.auth import Authenticator, Clock, build_auth
 from bridge.sources.exchange import Fetcher, JsonResponse, Request, describe_url
-from bridge.sources.ratelimit import RatePacer
+from bridge.sources.mapping import StateMapper
+from bridge.sources.ratelimit import RateBudget, RatePacer
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +151,21 @@ class SourceClient:
         request = Request(method=method, url=url, params=params, headers=headers,
                           json_body=json_body)
         return await self.fetcher.fetch(request, accept=accept, secrets=self.secrets)
+
+
+class ClientSource:
+    """What every polled kind that requests through a `SourceClient` keeps: its table, the
+    client, the client's rate-limit budget (for /metrics) and its raw -> canonical state
+    table. Each kind builds its own client and passes it in with its default states."""
+
+    def __init__(
+        self, config: SourceBase, client: SourceClient, default_states: Mapping[str, JobState]
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.budget: RateBudget | None = client.pacer.budget
+        self.states = StateMapper(config.name, default_states, config.states)
+
+    @property
+    def name(self) -> str:
+        return self.config.name

@@ -23,13 +23,12 @@ from typing import Any
 
 import aiohttp
 
-from bridge.config.schema import EsalesSource, SourceBase
+from bridge.config.schema import EsalesSource
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock, StaticAuth
-from bridge.sources.client import SourceClient
+from bridge.sources.client import ClientSource, SourceClient
 from bridge.sources.fanout import look_up_each, raise_if_nothing_worked
-from bridge.sources.mapping import StateMapper
-from bridge.sources.ratelimit import RateBudget, RatePacer, Sleep
+from bridge.sources.ratelimit import RatePacer, Sleep
 from bridge.sources.shapes import drift, expect_object, items_of, optional_str, require_str_or_int
 
 NOT_FOUND = "NOT_FOUND"
@@ -49,7 +48,7 @@ _HINTS = {
 }
 
 
-class EsalesImports:
+class EsalesImports(ClientSource):
     """An `esales` source."""
 
     lists_jobs = False
@@ -58,19 +57,13 @@ class EsalesImports:
         self, config: EsalesSource, session: aiohttp.ClientSession, *,
         clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.config: SourceBase = config
         api_key = config.api_key.get_secret_value()
         self.path = f"/api/admin/{config.api_version}/import/status"
-        self.client = SourceClient.for_source(
+        client = SourceClient.for_source(
             config, session, auth=StaticAuth({"Api-Key": api_key}, (api_key,)), hints=_HINTS,
             pacer=RatePacer(clock=clock, sleep=sleep),
         )
-        self.budget: RateBudget | None = self.client.pacer.budget
-        self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
+        super().__init__(config, client, DEFAULT_STATES)
 
     async def poll(self, ids: Sequence[str]) -> PollResult:
         wanted = list(dict.fromkeys(ids))

@@ -24,14 +24,14 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
-from bridge.config.schema import HttpSource, PushSource, SourceBase
+from bridge.config.schema import HttpSource, PushSource
 from bridge.errors import ConfigError
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock
-from bridge.sources.client import SourceClient
+from bridge.sources.client import ClientSource, SourceClient
 from bridge.sources.fanout import look_up_each, raise_if_nothing_worked
 from bridge.sources.mapping import StateMapper, raw_text
-from bridge.sources.ratelimit import RateBudget, RatePacer, Sleep
+from bridge.sources.ratelimit import RatePacer, Sleep
 from bridge.sources.shapes import drift, expect_list, expect_object, items_of, percent_value
 
 # A raw value that already names a canonical state maps to it.
@@ -112,14 +112,13 @@ class Extractor:
         return value if isinstance(value, str) else raw_text(value)
 
 
-class HttpJobs:
+class HttpJobs(ClientSource):
     """An `http` source."""
 
     def __init__(
         self, config: HttpSource, session: aiohttp.ClientSession, *,
         clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.config: SourceBase = config
         self.method = config.method
         self.body = config.body if config.method == "POST" else None
         self.extract = Extractor.of(config)
@@ -127,14 +126,9 @@ class HttpJobs:
         self.url = urljoin(config.base_url.rstrip("/") + "/", config.url) if config.base_url \
             else config.url
         self.lists_jobs = ID_PLACEHOLDER not in self.url
-        self.client = SourceClient.for_source(config, session, clock=clock,
-                                              pacer=RatePacer(clock=clock, sleep=sleep))
-        self.budget: RateBudget | None = self.client.pacer.budget
-        self.states = StateMapper(config.name, CANONICAL_STATES, config.states)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
+        client = SourceClient.for_source(config, session, clock=clock,
+                                         pacer=RatePacer(clock=clock, sleep=sleep))
+        super().__init__(config, client, CANONICAL_STATES)
 
     async def poll(self, ids: Sequence[str]) -> PollResult:
         if self.lists_jobs:

@@ -22,14 +22,14 @@ from typing import Any
 
 import aiohttp
 
-from bridge.config.schema import JtlSource, SourceBase
+from bridge.config.schema import JtlSource
 from bridge.errors import SourceError
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock
-from bridge.sources.client import SourceClient
+from bridge.sources.client import ClientSource, SourceClient
 from bridge.sources.jtl_control import SyncControl, display_name
-from bridge.sources.mapping import StateMapper, raw_text
-from bridge.sources.ratelimit import RateBudget, RatePacer, Sleep
+from bridge.sources.mapping import raw_text
+from bridge.sources.ratelimit import RatePacer, Sleep
 from bridge.sources.shapes import (
     drift,
     expect_list,
@@ -83,7 +83,7 @@ _HINTS = {
 }
 
 
-class JtlWorkers:
+class JtlWorkers(ClientSource):
     """A `jtl` source."""
 
     lists_jobs = True
@@ -92,7 +92,6 @@ class JtlWorkers:
         self, config: JtlSource, session: aiohttp.ClientSession, *,
         clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.config: SourceBase = config
         headers = {
             "x-tenant-id": config.tenant_id,
             "x-appid": config.app_id,
@@ -102,22 +101,17 @@ class JtlWorkers:
         if config.api_key is not None:
             headers["x-api-key"] = secrets_key = config.api_key.get_secret_value()
             secrets = (secrets_key,)
-        self.client = SourceClient.for_source(
+        client = SourceClient.for_source(
             config, session, default_base_url=DEFAULT_BASE_URL, headers=headers, hints=_HINTS,
             secrets=secrets, default_token_url=DEFAULT_TOKEN_URL, clock=clock,
             pacer=RatePacer(default_window=60.0, clock=clock, sleep=sleep),
         )
-        self.budget: RateBudget | None = self.client.pacer.budget
-        self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
+        super().__init__(config, client, DEFAULT_STATES)
         self.control = SyncControl(self.client)
         # syncId -> "Amazon DE: orders", from WorkerSyncItems (the list, or a Configure answer).
         self.names: dict[str, str] = {}
         self._clock = clock
         self._names_tried: float | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
     async def poll(self, ids: Sequence[str]) -> PollResult:
         response = await self.client.get(self.client.url("/v1/workers/status"))

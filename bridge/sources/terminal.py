@@ -27,13 +27,12 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bridge.config.schema import SourceBase, TerminalSource
+from bridge.config.schema import TerminalSource
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock
-from bridge.sources.client import SourceClient
+from bridge.sources.client import ClientSource, SourceClient
 from bridge.sources.fanout import listed_plus_lookups
-from bridge.sources.mapping import StateMapper
-from bridge.sources.ratelimit import RateBudget, RatePacer, Sleep
+from bridge.sources.ratelimit import RatePacer, Sleep
 from bridge.sources.shapes import (
     drift,
     expect_list,
@@ -76,7 +75,7 @@ _HINTS = {
 }
 
 
-class TerminalSyncs:
+class TerminalSyncs(ClientSource):
     """A `terminal` source."""
 
     lists_jobs = True
@@ -85,21 +84,15 @@ class TerminalSyncs:
         self, config: TerminalSource, session: aiohttp.ClientSession, *,
         clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.config: SourceBase = config
         connection_token = config.connection_token.get_secret_value()
-        self.client = SourceClient.for_source(
+        client = SourceClient.for_source(
             config, session, default_base_url=DEFAULT_BASE_URL,
             headers={"Connection-Token": connection_token}, hints=_HINTS,
             secrets=(connection_token,), clock=clock,
             pacer=RatePacer(min_spacing=MIN_SPACING, default_window=1.0, clock=clock,
                             sleep=sleep),
         )
-        self.budget: RateBudget | None = self.client.pacer.budget
-        self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
+        super().__init__(config, client, DEFAULT_STATES)
 
     async def poll(self, ids: Sequence[str]) -> PollResult:
         # Newest page first: the filtered lists, read after it, have the later word.

@@ -23,15 +23,14 @@ from typing import Any
 
 import aiohttp
 
-from bridge.config.schema import SourceBase, ZendeskSource
+from bridge.config.schema import ZendeskSource
 from bridge.errors import SourceUnavailable
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock
-from bridge.sources.client import SourceClient
+from bridge.sources.client import ClientSource, SourceClient
 from bridge.sources.exchange import same_origin
 from bridge.sources.fanout import for_each_id
-from bridge.sources.mapping import StateMapper
-from bridge.sources.ratelimit import RateBudget, RatePacer, Sleep
+from bridge.sources.ratelimit import RatePacer, Sleep
 from bridge.sources.shapes import (
     drift,
     expect_list,
@@ -64,7 +63,7 @@ _HINTS = {
 }
 
 
-class ZendeskJobs:
+class ZendeskJobs(ClientSource):
     """A `zendesk` source."""
 
     lists_jobs = True
@@ -73,19 +72,13 @@ class ZendeskJobs:
         self, config: ZendeskSource, session: aiohttp.ClientSession, *,
         clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.config: SourceBase = config
-        self.client = SourceClient.for_source(
+        client = SourceClient.for_source(
             config, session, hints=_HINTS, clock=clock,
             pacer=RatePacer(default_window=60.0, clock=clock, sleep=sleep))
-        self.budget: RateBudget | None = self.client.pacer.budget
-        self.states = StateMapper(config.name, DEFAULT_STATES, config.states)
+        super().__init__(config, client, DEFAULT_STATES)
         # Unfinished jobs seen earlier: looked up by id once they drop off the 100-job list,
         # so they are not taken for missing just because newer jobs pushed them out.
         self._unfinished: set[str] = set()
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
     async def poll(self, ids: Sequence[str]) -> PollResult:
         listed = await self._list()
