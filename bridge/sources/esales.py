@@ -27,7 +27,7 @@ from bridge.config.schema import EsalesSource
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock, StaticAuth
 from bridge.sources.client import ClientSource, SourceClient
-from bridge.sources.fanout import look_up_each, raise_if_nothing_worked
+from bridge.sources.fanout import poll_by_id
 from bridge.sources.ratelimit import RatePacer, Sleep
 from bridge.sources.shapes import drift, expect_object, items_of, optional_str, require_str_or_int
 
@@ -66,11 +66,7 @@ class EsalesImports(ClientSource):
         super().__init__(config, client, DEFAULT_STATES)
 
     async def poll(self, ids: Sequence[str]) -> PollResult:
-        wanted = list(dict.fromkeys(ids))
-        looked = await look_up_each(self.name, wanted, self._lookup)
-        raise_if_nothing_worked(looked, len(wanted))
-        return PollResult(observations=looked.found, missing=looked.missing,
-                          unknown=looked.unknown)
+        return await poll_by_id(self.name, ids, self._lookup)
 
     def parse_push(self, payload: Any) -> Sequence[JobStatus]:
         jobs = []

@@ -81,6 +81,19 @@ def raise_if_nothing_worked(lookups: Lookups, asked: int) -> None:
         raise lookups.error
 
 
+async def poll_by_id(
+    source: str, ids: Sequence[str], lookup: Callable[[str], Awaitable[JobStatus | None]],
+) -> PollResult:
+    """The poll of a source without a list: each tracked id looked up once; a lookup
+    answering None (404) puts the id in `missing`, a failed one in `unknown`, and when every
+    lookup failed the poll failed."""
+    wanted = list(dict.fromkeys(ids))
+    looked = await look_up_each(source, wanted, lookup)
+    raise_if_nothing_worked(looked, len(wanted))
+    return PollResult(observations=looked.found, missing=looked.missing,
+                      unknown=looked.unknown)
+
+
 async def listed_plus_lookups(
     source: str,
     listed: Sequence[JobStatus],

@@ -29,7 +29,7 @@ from bridge.errors import ConfigError
 from bridge.model import JobState, JobStatus, PollResult
 from bridge.sources.auth import Clock
 from bridge.sources.client import ClientSource, SourceClient
-from bridge.sources.fanout import look_up_each, raise_if_nothing_worked
+from bridge.sources.fanout import poll_by_id
 from bridge.sources.mapping import StateMapper, raw_text
 from bridge.sources.ratelimit import RatePacer, Sleep
 from bridge.sources.shapes import drift, expect_list, expect_object, items_of, percent_value
@@ -134,11 +134,7 @@ class HttpJobs(ClientSource):
         if self.lists_jobs:
             jobs = self._parse(await self._fetch(self.url), "response")
             return PollResult(observations=jobs, complete=self.items is not None)
-        wanted = list(dict.fromkeys(ids))
-        looked = await look_up_each(self.name, wanted, self._lookup)
-        raise_if_nothing_worked(looked, len(wanted))
-        return PollResult(observations=looked.found, missing=looked.missing,
-                          unknown=looked.unknown)
+        return await poll_by_id(self.name, ids, self._lookup)
 
     def parse_push(self, payload: Any) -> Sequence[JobStatus]:
         return self._parse(payload, "push")
