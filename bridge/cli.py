@@ -255,30 +255,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    import urllib.error
-    import urllib.request
+    from bridge.silence_cli import ApiError, exchange
 
     url = args.url
     if url is None:
         config = _load(args.config)
         url = f"http://{config.bridge.listen}"
-    body = json.dumps({"source": args.source, "id": args.job_id}).encode()
-    request = urllib.request.Request(url.rstrip("/") + "/v1/watches", data=body, method="POST",
-                                     headers={"content-type": "application/json"})
-    token = os.environ.get("BRIDGE_ADMIN_TOKEN")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answer = json.loads(response.read() or b"{}")
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        print(f"bridge at {url} refused: HTTP {exc.code} {detail}", file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"no bridge answering at {url} ({exc}); start one with `bridge run` or pass --url",
-              file=sys.stderr)
+        status, answer = exchange(url.rstrip("/"), "POST", "/v1/watches",
+                                  {"source": args.source, "id": args.job_id})
+    except ApiError as exc:
+        print(exc, file=sys.stderr)
         return 1
     verb = "now tracking" if status == 201 else "already tracking"
     print(f"{verb} {args.source}/{args.job_id}" + (f": {answer.get('message')}"

@@ -62,6 +62,12 @@ def _base_url(args: argparse.Namespace) -> str:
 
 def call(url: str, method: str, path: str, body: object = None) -> Any:
     """One API request; the answer's JSON, or ApiError with the bridge's own message."""
+    return exchange(url, method, path, body)[1]
+
+
+def exchange(url: str, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    """One API request (`bridge silence`, `bridge jtl`, `bridge watch`): the HTTP status and
+    the answer's JSON, or ApiError with the bridge's own message."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url + path, data=data, method=method,
                                      headers={"content-type": "application/json"})
@@ -70,7 +76,7 @@ def call(url: str, method: str, path: str, body: object = None) -> Any:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"{}")
+            return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
         with contextlib.suppress(ValueError, AttributeError):
