@@ -251,14 +251,8 @@ def build(event: Event, rule: str, text: str, timestamp: str) -> dict[str, Any]:
             "schema_version": SCHEMA_VERSION,
         },
     }
-    try:
-        body = entry.model.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
-        raise EnvelopeError(f"the {entry.name} body of event {event.id} does not match its "
-                            f"schema ({problems}); see `bridge schema {entry.name}`") from None
-    return body.model_dump(mode="json", by_alias=True)
+    return _through_model(entry, raw, f"the {entry.name} body of event {event.id}",
+                          f"; see `bridge schema {entry.name}`")
 
 
 def build_group(data: Mapping[str, Any], timestamp: str) -> dict[str, Any]:
@@ -267,13 +261,20 @@ def build_group(data: Mapping[str, Any], timestamp: str) -> dict[str, Any]:
     entry = CATALOG[GROUP_TYPE]
     raw = {"type": entry.name, "timestamp": timestamp,
            "data": {**data, "schema_version": SCHEMA_VERSION}}
+    return _through_model(entry, raw, f"the job.group body of group {data.get('group_id')}")
+
+
+def _through_model(
+    entry: EventType, raw: dict[str, Any], what: str, hint: str = ""
+) -> dict[str, Any]:
+    """`raw` validated by the entry's model and dumped as it is sent; EnvelopeError naming
+    `what` and every field that does not fit otherwise."""
     try:
         body = entry.model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
-        raise EnvelopeError(f"the job.group body of group {data.get('group_id')} does not "
-                            f"match its schema ({problems})") from None
+        raise EnvelopeError(f"{what} does not match its schema ({problems}){hint}") from None
     return body.model_dump(mode="json", by_alias=True)
 
 
