@@ -6,12 +6,12 @@ Written by `POST /v1/slack/interactions` after the action took effect, read by
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bridge.store import sql
+from bridge.store.primitives import SqlPrimitives
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,14 +46,8 @@ def _list_query(source: str | None, job_id: str | None, limit: int) -> tuple[str
             (*params, limit))
 
 
-class ActionQueries:
+class ActionQueries(SqlPrimitives):
     """The action-record methods of the `Store` protocol, over a SQL store's primitives."""
-
-    @abstractmethod
-    async def _rows(self, query: str, params: sql.Row = ()) -> list[Any]: ...
-
-    @abstractmethod
-    async def _write(self, query: str, params: sql.Row = ()) -> int: ...
 
     async def record_action(self, record: ActionRecord) -> None:
         await self._write(INSERT, (sql.to_us(record.at), record.sink, record.source,

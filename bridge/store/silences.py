@@ -12,14 +12,13 @@ take `pending` rows only), finished at once and pruned like delivered ones.
 from __future__ import annotations
 
 import json
-from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from bridge.model import Notification
 from bridge.silences import EndReason, Silence
 from bridge.store import sql
+from bridge.store.primitives import SqlPrimitives
 
 COLS = "id, starts_us, ends_us, until_resolved, ended, created_us, data"
 INSERT = f"INSERT INTO silences ({COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -80,14 +79,8 @@ def commit_steps(notifications: Sequence[Notification], ended: Sequence[str],
         yield RESOLVE, [(at_us, silence_id, at_us) for silence_id in ended]
 
 
-class SilenceQueries:
+class SilenceQueries(SqlPrimitives):
     """The silence methods of the `Store` protocol, over a SQL store's primitives."""
-
-    @abstractmethod
-    async def _rows(self, query: str, params: sql.Row = ()) -> list[Any]: ...
-
-    @abstractmethod
-    async def _write(self, query: str, params: sql.Row = ()) -> int: ...
 
     async def add_silence(self, silence: Silence) -> None:
         await self._write(INSERT, row_of(silence))

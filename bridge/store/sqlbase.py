@@ -3,16 +3,15 @@
 A backend (SQLite, PostgreSQL) supplies only how to run SQL: `_rows` (read), `_write` (one
 statement in a transaction, returning the row count), `_write_returning` (one statement in a
 transaction, returning its rows) and `_write_steps` (many statements in one transaction), plus
-its lifecycle. Queries use `?` placeholders; a backend translates them if it must.
+its lifecycle (the four are declared in `bridge.store.primitives`). Queries use `?`
+placeholders; a backend translates them if it must.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import chain
-from typing import Any
 
 from bridge.groups.model import GroupFlush, OpenGroup
 from bridge.model import Delivery, DeliveryStatus, Event, SourceHealth, TrackedJob
@@ -22,7 +21,7 @@ from bridge.store.base import Lease, MessageRef, OutboxStats, PollCommit, RuleMa
 from bridge.store.silences import SilenceQueries
 
 
-class SqlStore(SilenceQueries, ActionQueries, ABC):
+class SqlStore(SilenceQueries, ActionQueries):
     """The `Store` protocol over SQL; subclasses say how to talk to their database."""
 
     # Appended to the claim's SELECTs (`{alias}`: the table's alias in each); PostgreSQL
@@ -35,20 +34,6 @@ class SqlStore(SilenceQueries, ActionQueries, ABC):
     def __init__(self, *, keep_events: int = sql.EVENTS_KEEP):
         self._keep_events = keep_events
         self._claims_since_prune = 0
-
-    @abstractmethod
-    async def _rows(self, query: str, params: sql.Row = ()) -> list[Any]: ...
-
-    @abstractmethod
-    async def _write(self, query: str, params: sql.Row = ()) -> int: ...
-
-    @abstractmethod
-    async def _write_returning(self, query: str, params: sql.Row) -> list[Any]: ...
-
-    @abstractmethod
-    async def _write_steps(self, steps: Iterable[sql.Step]) -> None:
-        """Run the steps in one transaction; a `sql.Guarded` step that changes fewer rows
-        than it has raises StaleCommit (see `sql.check_guard`) and rolls everything back."""
 
     # --- jobs, health, events -------------------------------------------------------------
 
