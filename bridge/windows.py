@@ -7,6 +7,7 @@
     end = "06:00"                  # before start: the window crosses midnight
     timezone = "Europe/Berlin"     # wall-clock time there, DST included (zoneinfo)
     sources = ["jtl*"]             # globs; default every source
+    summary = true                 # failures it mutes arrive as one digest when it ends
 
 A rule names windows in `mute_during` (silenced while one is open) or `active_during`
 (silenced while none is). Times are wall-clock times in `timezone`: a window "01:00-04:00"
@@ -18,7 +19,7 @@ from Saturday 22:00 to Sunday 06:00.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from fnmatch import fnmatchcase
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -53,6 +54,9 @@ class Window(BaseModel):
     end: ClockTime
     timezone: str = "UTC"
     sources: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    # Failed/cancelled notifications this window mutes are collected and delivered as one
+    # digest per (rule, sink) when it ends (bridge.stages.silence), instead of only recorded.
+    summary: bool = False
 
     @field_validator("days")
     @classmethod
@@ -88,3 +92,17 @@ class Window(BaseModel):
         # of a window starting today, or the morning part of one that started yesterday.
         return ((today in self.days and wall >= self.start)
                 or (yesterday in self.days and wall < self.end))
+
+    def ends_after(self, now: datetime) -> datetime:
+        """When the occurrence open at `now` closes (call only while `is_open(now)`)."""
+        zone = ZoneInfo(self.timezone)
+        local = now.astimezone(zone)
+        wall = local.time().replace(tzinfo=None)
+        today = local.date()
+        if self.start < self.end or wall < self.end:
+            # Within one day, or the morning part of one that started yesterday: ends today.
+            return self._at(today, zone)
+        return self._at(today + timedelta(days=1), zone)
+
+    def _at(self, day: date, zone: ZoneInfo) -> datetime:
+        return datetime.combine(day, self.end, tzinfo=zone)

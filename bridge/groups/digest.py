@@ -139,14 +139,18 @@ class Digests:
         self._sinks = {sink.name: sink for sink in config.sinks}
         self._renderer = renderer
 
-    def rule(self, name: str) -> Rule | None:
-        """The grouped rule `name`, or None if the config no longer has it grouped."""
+    def rule(self, name: str, group: OpenGroup | None = None) -> Rule | None:
+        """The grouped rule `name`, or None if the config no longer has it grouped. A
+        window summary's group (bridge.stages.silence) renders with any rule of that name."""
         rule = self._rules.get(name)
-        return rule if rule is not None and rule.grouped else None
+        if rule is None:
+            return None
+        summary = group is not None and set(group.values) == {"window", "ends"}
+        return rule if rule.grouped or summary else None
 
     def render(self, group: OpenGroup, now: datetime) -> Rendered:
         """One notification per sink of the group's rule (none without a new event)."""
-        rule = self.rule(group.rule)
+        rule = self.rule(group.rule, group)
         new = group.new
         if rule is None or not new:
             return Rendered()

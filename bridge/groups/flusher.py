@@ -57,7 +57,7 @@ class Flusher:
         return queued
 
     async def _flush(self, group: OpenGroup, now: datetime) -> int:
-        rule = self._digests.rule(group.rule)
+        rule = self._digests.rule(group.rule, group)
         shown = [event.id for event in group.new]
         if rule is None:
             # Nothing can render it any more; say so rather than let it vanish unnoticed.

@@ -15,16 +15,22 @@ Two kinds of mute:
 - maintenance windows of the config (bridge.windows), named by a rule's `mute_during` or
   `active_during`, opened and closed by the clock (`Context.now`), so `bridge test` and a
   replay see them as a live run would.
+
+A window with `summary = true` also collects what it mutes that failed or cancelled a job:
+such a match joins a group keyed by the window and the moment this occurrence ends, due at
+that end, so the groups' flusher (bridge.groups) delivers one digest per (rule, sink)
+through the outbox when the window closes. The group is in the store: a restart keeps it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bridge.config.schema import Rule
-from bridge.model import JobState
+from bridge.groups.model import GroupEntry, key_text
+from bridge.model import EventKind, JobState
 from bridge.silences import Silence, event_fields
 from bridge.stages.base import Batch, Context, Match, Silenced
 from bridge.windows import Window
@@ -45,6 +51,25 @@ def window_reason(rule: Rule, source: str, windows: Mapping[str, Window],
             windows[name].applies_to(source) and windows[name].is_open(now)
             for name in rule.active_during):
         return f"outside window {', '.join(rule.active_during)}"
+    return None
+
+
+def summary_entry(match: Match, windows: Mapping[str, Window], now: datetime
+                  ) -> GroupEntry | None:
+    """The window-summary group a muted match joins, or None (no open summary window of
+    its rule mutes it, or it is not a failure)."""
+    job = match.event.job
+    if (job is None or job.state not in (JobState.FAILED, JobState.CANCELLED)
+            or match.event.on not in (EventKind.TRANSITION, EventKind.APPEARED)):
+        return None
+    for name in match.rule.mute_during or ():
+        window = windows[name]
+        if window.summary and window.applies_to(match.event.source) and window.is_open(now):
+            ends = window.ends_after(now)
+            key = key_text({"window": name,
+                            "ends": ends.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            return GroupEntry(rule=match.rule.name, key=key, event=match.event,
+                              wait=ends - now)
     return None
 
 
@@ -76,6 +101,7 @@ class Silencing:
             silences = [s for s in silences if s.id not in ended]
         keep: list[Match] = []
         muted: list[Silenced] = []
+        summaries: list[GroupEntry] = []
         for match in batch.matches:
             reason = (window_reason(match.rule, match.event.source, self._windows, ctx.now)
                       or silence_reason(match, silences, ctx.now))
@@ -83,9 +109,13 @@ class Silencing:
                 keep.append(match)
             else:
                 muted.append(Silenced(match=match, reason=reason))
+                entry = summary_entry(match, self._windows, ctx.now)
+                if entry is not None:
+                    summaries.append(entry)
         if not muted and not ended:
             return batch
         return replace(batch, matches=keep, silenced=(*batch.silenced, *muted),
+                       grouped=(*batch.grouped, *summaries),
                        ended_silences=(*batch.ended_silences, *ended))
 
     def _may_resolve(self, batch: Batch) -> bool:
