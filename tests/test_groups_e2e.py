@@ -13,10 +13,19 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import load_config
+from bridge.model import DeliveryStatus
 from bridge.simulators.slack import FakeSlack
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
-from tests.crash_support import EMAIL, SECRET, TOKEN, webhook_sink, write_config, zendesk_source
+from tests.crash_support import (
+    EMAIL,
+    SECRET,
+    TOKEN,
+    eventually,
+    webhook_sink,
+    write_config,
+    zendesk_source,
+)
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 CHANNEL = "C0OPS"
@@ -106,6 +115,16 @@ async def flush(bridge: Bridge) -> int:
     return sum(1 for row in rows if row.notification.digest)
 
 
+async def recorded(bridge: Bridge) -> None:
+    """Wait until every queued digest is recorded as sent. Slack has seen the last call a
+    little before the outbox row is marked delivered; a clock jump past the row's claim lease
+    (60 s, on the injected clock) in between would make it due again and send it twice."""
+    async def none_pending() -> bool:
+        return not await bridge.store.list_outbox(DeliveryStatus.PENDING)
+
+    await eventually(none_pending, within=10, what="the digests recorded as delivered")
+
+
 def thread_replies(slack: FakeSlack, root_ts: str) -> list[str]:
     return [str(m.text) for m in slack.replies(CHANNEL, root_ts)]
 
@@ -139,6 +158,7 @@ async def test_forty_failures_within_group_wait_are_one_digest_with_a_thread_rep
         assert first.verified and body["type"] == "job.group"
         assert body["data"]["group"] == {"source": "zendesk"} and body["data"]["flush"] == 1
         assert len(body["data"]["events"]) == 40 and body["data"]["counts"] == {"failed": 40}
+        await recorded(bridge)
 
         # More failures inside group_interval: the same message, edited once the interval
         # has passed, a reply for each new failure, and a second POST with the whole group.
@@ -155,6 +175,7 @@ async def test_forty_failures_within_group_wait_are_one_digest_with_a_thread_rep
         second = receiver.requests[1].json()["data"]
         assert (second["flush"], len(second["events"]), second["new_events"]) == (2, 45, 5)
         assert len(set(receiver.delivered_ids())) == 2
+        await recorded(bridge)
 
         # An interval with nothing new closes the group; the next failure opens a new one.
         clock.advance(60)
@@ -226,6 +247,7 @@ async def test_post_mode_posts_each_flush_and_a_group_with_running_jobs_stays_op
         clock.advance(10)
         assert await flush(bridge) == 2
         await slack.wait_for(lambda: len(slack.roots(CHANNEL)) == 1, within=10)
+        await recorded(bridge)
         # Nothing new for an interval, but the job still runs: the group stays open.
         clock.advance(60)
         assert await flush(bridge) == 2
@@ -236,6 +258,7 @@ async def test_post_mode_posts_each_flush_and_a_group_with_running_jobs_stays_op
         clock.advance(60)
         assert await flush(bridge) == 4
         await slack.wait_for(lambda: len(slack.roots(CHANNEL)) == 2, within=10)
+        await recorded(bridge)
         clock.advance(60)
         await flush(bridge)
         assert await bridge.store.open_groups() == []  # finished and quiet: closed
