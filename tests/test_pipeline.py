@@ -18,12 +18,13 @@ from standardwebhooks.webhooks import Webhook
 
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
-from bridge.model import Event, EventKind
+from bridge.model import DeliveryStatus, Event, EventKind
 from bridge.pipeline import PollOutcome
 from bridge.resources import bundled_templates
 from bridge.simulators.base import Fault
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
+from tests.crash_support import eventually
 
 EMAIL = "ops@example.com"
 TOKEN = "zd-api-token-for-tests"
@@ -246,6 +247,13 @@ async def test_a_rule_with_repeat_reminds_while_the_job_stays_failed(
         await bridge.pipeline.poll("zendesk")
         zendesk.set_job("job-a", status="failed", message="Printer on fire")
         await bridge.pipeline.poll("zendesk")
+
+        async def sent() -> bool:
+            return not await bridge.store.list_outbox(DeliveryStatus.PENDING)
+
+        # The failure recorded as delivered before the clock jumps: a jump past its claim
+        # lease (60 s, on this clock) while it is in flight would make it due and send it again.
+        await eventually(sent, within=10, what="the failure recorded as delivered")
         now[0] += timedelta(minutes=30)
         await bridge.pipeline.poll("zendesk")
         assert len([n for o in recorder.outcomes for n in o.notifications]) == 1
