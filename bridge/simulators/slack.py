@@ -56,6 +56,8 @@ class _Script:
     rate_limited: int = 0
     retry_after: str = "1"
     held: asyncio.Event | None = None
+    # How many more requests `hold(calls=)` keeps waiting; None: every one.
+    hold_left: int | None = None
 
 
 class FakeSlack:
@@ -137,15 +139,18 @@ class FakeSlack:
         self._script.rate_limited = calls
         self._script.retry_after = str(retry_after)
 
-    def hold(self) -> None:
-        """Keep every answer waiting until `release()` (to pile up sends behind one call)."""
+    def hold(self, calls: int | None = None) -> None:
+        """Keep every answer waiting until `release()` (to pile up sends behind one call),
+        or only the next `calls` ones (a call that times out on the client while the calls
+        after it are answered at once, whatever the machine's load)."""
         if self._script.held is None:
             self._script.held = asyncio.Event()
+        self._script.hold_left = calls
 
     def release(self) -> None:
         if self._script.held is not None:
             self._script.held.set()
-            self._script.held = None
+            self._script.held, self._script.hold_left = None, None
 
     def delete_message(self, channel: str, ts: str) -> None:
         """What a person deleting the message in Slack does: later edits find nothing."""
@@ -240,9 +245,11 @@ class FakeSlack:
         return web.Response(text="ok")
 
     async def _wait_if_held(self) -> None:
-        held = self._script.held
-        if held is None:
+        held, left = self._script.held, self._script.hold_left
+        if held is None or left == 0:
             return
+        if left is not None:
+            self._script.hold_left = left - 1
         self.held += 1
         async with self._changed:
             self._changed.notify_all()
