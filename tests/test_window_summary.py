@@ -160,3 +160,31 @@ def test_a_berlin_night_window_ends_at_its_wall_clock_time_after_spring_forward(
     window = Window(name="w", start="01:00", end="04:00",  # type: ignore[arg-type]
                     timezone="Europe/Berlin")
     assert window.ends_after(utc("2026-03-29T00:30:00")) == utc("2026-03-29T02:00:00")
+
+
+def test_a_summary_no_rule_mutes_with_is_an_error_not_ignored() -> None:
+    text = """
+[[sinks]]
+name = "pager"
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+
+[[rules]]
+name = "failures"
+on = "transition"
+to = ["failed"]
+template = "transition.slack.j2"
+notify = ["pager"]
+active_during = ["maint"]
+
+[[windows]]
+name = "maint"
+start = "10:00"
+end = "11:00"
+summary = true
+"""
+    with pytest.raises(ConfigErrors) as caught:
+        parse_config(text, "rules.toml", env={})
+    assert [e.render() for e in caught.value.errors] == [
+        "rules.toml:19: windows[0].summary: has no effect: no rule names this window in "
+        "mute_during (the summary collects the failures mute_during mutes)"]

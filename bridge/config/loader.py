@@ -308,6 +308,18 @@ def _check_windows(data: dict[str, Any], rules: list[Rule], windows: list[Window
         if rule.mute_during and rule.active_during:
             out.add(f"rules[{i}].active_during",
                     "give `mute_during` or `active_during`, not both")
+    # As written, so a rule with another mistake still counts as naming its windows.
+    muted = {name for r in raw_rules if isinstance(r, dict)
+             for name in _listed(r.get("mute_during"))}
+    for i, window in enumerate(raw_windows):
+        if (isinstance(window, dict) and window.get("summary") is True
+                and window.get("name") not in muted):
+            out.add(f"windows[{i}].summary", "has no effect: no rule names this window in "
+                    "mute_during (the summary collects the failures mute_during mutes)")
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _names(tables: Any) -> set[str]:
