@@ -424,7 +424,7 @@ async def crash_iteration(directory: Path, seed: int) -> CrashReport:
             driving.cancel()
             await first.aclose()
             await second.aclose()
-            await receiver.stop()
+            await receiver.close()
     async with opened(state_url(config)) as store:
         events = await all_events(store)
         deliveries = await all_deliveries(store)

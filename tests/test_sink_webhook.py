@@ -48,7 +48,7 @@ async def receivers() -> AsyncIterator[ReceiverFactory]:
 
     yield start
     for receiver in started:
-        await receiver.stop()
+        await receiver.close()
 
 
 def make_sink(session: aiohttp.ClientSession, url: str, **settings: object) -> WebhookNotifier:

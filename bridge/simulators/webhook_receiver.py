@@ -2,15 +2,15 @@
 
 `WebhookReceiver` is an aiohttp server on 127.0.0.1 that records every request (headers,
 body, the status it answered), answers a scripted sequence of statuses (500 three times,
-then 200; or 410 for good), and can be stopped and started again on the same port, as a
-receiver that crashes and comes back. With a `secret` it verifies Standard Webhooks
-signatures with the independent `standardwebhooks` package (a test dependency) and answers
-401 to a bad one; without the package it refuses to start (`MissingVerifier`), unless told
-`allow_own_verifier=True` (a bare `bridge demo` may), so no test silently checks our
-signatures with our own code. With a `check` (or the class-wide `default_check`, which the
-test suite sets to validate default bodies against their published JSON Schema) it passes
-every recorded request to it and keeps what it raises in `problems`, never changing the
-answer. Independent of the pipeline.
+then 200; or 410 for good), and can be stopped and started again on the same port (held
+meanwhile, so no other process takes it), as a receiver that crashes and comes back. With a
+`secret` it verifies Standard Webhooks signatures with the independent `standardwebhooks`
+package (a test dependency) and answers 401 to a bad one; without the package it refuses to
+start (`MissingVerifier`), unless told `allow_own_verifier=True` (a bare `bridge demo`
+may), so no test silently checks our signatures with our own code. With a `check` (or the
+class-wide `default_check`, which the test suite sets to validate default bodies against
+their published JSON Schema) it passes every recorded request to it and keeps what it
+raises in `problems`, never changing the answer. Independent of the pipeline.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -80,31 +81,44 @@ class WebhookReceiver:
         self._changed = asyncio.Condition()
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        # Bound, never listening: holds the port while the receiver is down (connections are
+        # refused), so no other process on a busy machine is given it meanwhile.
+        self._reserved: socket.socket | None = None
         self.port = 0
 
     async def start(self) -> None:
         """Serve; after a `stop()`, on the same port as before."""
         self._stopping.clear()
+        if self._reserved is None:
+            self._reserved = _reserve(self.port)
+            self.port = int(self._reserved.getsockname()[1])
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
-        self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
+        """Go down (connections refused), keeping the port for a later `start()`."""
         self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def close(self) -> None:
+        """Stop and give the port up."""
+        await self.stop()
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
 
     async def __aenter__(self) -> WebhookReceiver:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await self.close()
 
     @property
     def url(self) -> str:
@@ -149,6 +163,20 @@ class WebhookReceiver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), reply.delay)
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers)
+
+
+def _reserve(port: int) -> socket.socket:
+    """A socket bound to 127.0.0.1:`port` (0: a free one) that never listens. With
+    SO_REUSEADDR on it and on the server's socket, the server can listen on the port while
+    it is held; the kernel gives it to no one else's `bind(port 0)`."""
+    reserved = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        reserved.bind(("127.0.0.1", port))
+    except OSError:
+        reserved.close()
+        raise
+    return reserved
 
 
 def _reply(value: int | Reply) -> Reply:
