@@ -13,6 +13,7 @@ refuses is a 400 with JTL's reason; an unreachable JTL a 502.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +46,16 @@ def _configs(body: dict[str, Any]) -> list[ConfigValue]:
     return [ConfigValue(c["identifier"], str(c.get("value", ""))) for c in configs]
 
 
+async def _answer(source: JtlWorkers, call: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """JTL's answer to `call`: a refusal is a 400 with JTL's reason, no answer a 502."""
+    try:
+        return await call
+    except ControlError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    except SourceError as exc:
+        raise web.HTTPBadGateway(text=f"JTL source {source.name}: {exc}") from None
+
+
 async def configure(request: web.Request) -> web.Response:
     state = state_of(request)
     state.auth.check_bearer(request)
@@ -53,14 +64,13 @@ async def configure(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text='expected {"interval": "PT15M", "configs": [...]}')
     interval = body.get("interval")
+    if interval is not None and not isinstance(interval, str):
+        raise web.HTTPBadRequest(text="interval must be a string such as PT15M")
     try:
-        if interval is not None and not isinstance(interval, str):
-            raise ControlError("interval must be a string such as PT15M")
-        item = await source.configure(sync_id, configure_body(interval, _configs(body)))
+        request_body = configure_body(interval, _configs(body))
     except ControlError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
-    except SourceError as exc:
-        raise web.HTTPBadGateway(text=f"JTL source {source.name}: {exc}") from None
+    item = await _answer(source, source.configure(sync_id, request_body))
     log.info("JTL sync %s/%s configured: %s", source.name, sync_id, body)
     return json_response(item)
 
@@ -69,12 +79,7 @@ async def restart(request: web.Request) -> web.Response:
     state = state_of(request)
     state.auth.check_bearer(request)
     source, sync_id = _jtl_source(request), request.match_info["sync_id"]
-    try:
-        answer = await source.control.run(sync_id, "restart")
-    except ControlError as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
-    except SourceError as exc:
-        raise web.HTTPBadGateway(text=f"JTL source {source.name}: {exc}") from None
+    answer = await _answer(source, source.control.run(sync_id, "restart"))
     log.info("JTL sync %s/%s restart requested: %s", source.name, sync_id, answer)
     return json_response(answer)
 

@@ -10,6 +10,8 @@ menu of intervals. What JTL answered, or why it did not, is the note in the mess
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bridge.errors import SourceError
 from bridge.model import Notification
@@ -40,18 +42,29 @@ def _failed(press: Press, what: str, why: str) -> Outcome:
                    reply=f"⚠️ {press.who} asked to {what.lower()} this sync; it failed: {why}")
 
 
-async def restart(press: Press, services: Services) -> Outcome:
+async def _ask_jtl(press: Press, services: Services, what: str,
+                   call: Callable[[JtlWorkers], Awaitable[dict[str, Any]]],
+                   ) -> tuple[JtlWorkers, dict[str, Any]] | Outcome:
+    """The source and JTL's answer to `call`, or the Outcome saying why there is none."""
     source = _source(press, services)
     if source is None:
-        return _failed(press, "Restart", f"{press.source} is not a configured jtl source")
+        return _failed(press, what, f"{press.source} is not a configured jtl source")
     try:
         async with asyncio.timeout(JTL_TIMEOUT):
-            answer = await source.control.run(press.job_id, "restart")
+            return source, await call(source)
     except TimeoutError:
-        return _failed(press, "Restart", f"JTL did not answer within {JTL_TIMEOUT:g} s "
+        return _failed(press, what, f"JTL did not answer within {JTL_TIMEOUT:g} s "
                        "(the request may still take effect)")
     except (ControlError, SourceError) as exc:
-        return _failed(press, "Restart", str(exc))
+        return _failed(press, what, str(exc))
+
+
+async def restart(press: Press, services: Services) -> Outcome:
+    asked = await _ask_jtl(press, services, "Restart",
+                           lambda source: source.control.run(press.job_id, "restart"))
+    if isinstance(asked, Outcome):
+        return asked
+    source, answer = asked
     name = source.names.get(press.job_id, press.job_id)
     accepted = answer.get("requestedAt", press.at.strftime("%H:%M UTC"))
     return Outcome(note=f"🔄 Restart of {name} requested by {press.who}; JTL accepted it "
@@ -63,17 +76,12 @@ async def restart(press: Press, services: Services) -> Outcome:
 async def set_interval(press: Press, services: Services) -> Outcome:
     if not DURATION.match(press.choice):
         return _failed(press, "Set interval", f"{press.choice!r} is not an interval")
-    source = _source(press, services)
-    if source is None:
-        return _failed(press, "Set interval", f"{press.source} is not a configured jtl source")
-    try:
-        async with asyncio.timeout(JTL_TIMEOUT):
-            item = await source.configure(press.job_id, {"interval": press.choice})
-    except TimeoutError:
-        return _failed(press, "Set interval", f"JTL did not answer within {JTL_TIMEOUT:g} s "
-                       "(the request may still take effect)")
-    except (ControlError, SourceError) as exc:
-        return _failed(press, "Set interval", str(exc))
+    asked = await _ask_jtl(press, services, "Set interval",
+                           lambda source: source.configure(press.job_id,
+                                                           {"interval": press.choice}))
+    if isinstance(asked, Outcome):
+        return asked
+    source, item = asked
     name = source.names.get(press.job_id, press.job_id)
     interval = item.get("interval", press.choice)
     return Outcome(note=f"⏱️ Interval of {name} set to {interval} by {press.who}",
