@@ -11,22 +11,17 @@ import pytest
 
 from bridge.model import DeliveryStatus
 from tests.server_support import harness
-from tests.test_dashboard_browser import CHROMIUM, FLAGS, async_api
+from tests.test_dashboard_browser import CHROMIUM, browser
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "silences.png"
 
-__all__ = ["CHROMIUM"]
+# The shared Chromium fixture (and its skip when Chromium or playwright is missing).
+__all__ = ["CHROMIUM", "browser"]
 
 
-async def test_the_silence_form_adds_mutes_and_expires(tmp_path: Path) -> None:
-    async with async_api.async_playwright() as playwright:
-        browser: Any = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        try:
-            await _add_mute_expire(tmp_path, browser)
-        finally:
-            await browser.close()
+async def test_the_silence_form_adds_mutes_and_expires(tmp_path: Path, browser: Any) -> None:
+    await _add_mute_expire(tmp_path, browser)
 
 
 async def _add_mute_expire(tmp_path: Path, browser: Any) -> None:

@@ -12,22 +12,17 @@ import pytest
 
 from bridge.server.timeline import COLOURS
 from tests.server_support import harness
-from tests.test_dashboard_browser import CHROMIUM, FLAGS, async_api
+from tests.test_dashboard_browser import CHROMIUM, browser
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "timeline.png"
 
-__all__ = ["CHROMIUM"]
+# The shared Chromium fixture (and its skip when Chromium or playwright is missing).
+__all__ = ["CHROMIUM", "browser"]
 
 
-async def test_the_timeline_shows_runs_failures_and_polls(tmp_path: Path) -> None:
-    async with async_api.async_playwright() as playwright:
-        browser: Any = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        try:
-            await _timeline(tmp_path, browser)
-        finally:
-            await browser.close()
+async def test_the_timeline_shows_runs_failures_and_polls(tmp_path: Path, browser: Any) -> None:
+    await _timeline(tmp_path, browser)
 
 
 async def _timeline(tmp_path: Path, browser: Any) -> None:
