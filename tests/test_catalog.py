@@ -17,15 +17,26 @@ import pytest
 from jsonschema import Draft202012Validator
 from standardwebhooks.webhooks import Webhook
 
-from bridge.checks import sample_event
+from bridge.checks import FIXED_NOW, sample_event
+from bridge.checks.samples import sample_group
 from bridge.cli import main
+from bridge.config.schema import BridgeSettings, Config, Rule
+from bridge.groups.digest import Digests
 from bridge.model import EventKind, JobState
-from bridge.render import envelope
+from bridge.render import Renderer, envelope
+from bridge.resources import bundled_templates
 from bridge.signing import decode_secret, verify
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.webhooks import catalog
 from bridge.webhooks.docs import REGENERATE, markdown
-from bridge.webhooks.examples import EXAMPLE_SECRET, example_sink, render_examples, signed_request
+from bridge.webhooks.examples import (
+    CATALOG_JOB_NAME,
+    EXAMPLE_SECRET,
+    catalog_examples,
+    example_sink,
+    render_examples,
+    signed_request,
+)
 from tests.schema_check import SchemaCheck, problems_of
 from tests.server_support import harness
 
@@ -60,13 +71,37 @@ def test_each_schema_is_valid_draft_2020_12_with_its_type_constant(name: str) ->
     assert schema["additionalProperties"] is False
 
 
-@pytest.mark.parametrize("example", render_examples(example_sink()), ids=lambda e: e.entry.name)
+@pytest.mark.parametrize("example", [*render_examples(example_sink()), *catalog_examples()],
+                         ids=lambda e: e.entry.name)
 def test_the_real_example_of_each_type_validates(example: Any) -> None:
     assert example.error is None
     body = json.loads(example.body)
     assert body["type"] == example.entry.name
     assert problems_of(body) == []
     assert body["data"]["schema_version"] == catalog.SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("example", catalog_examples(), ids=lambda e: e.entry.name)
+def test_the_catalog_examples_carry_the_jtl_sync_name_as_job_name(example: Any) -> None:
+    data = json.loads(example.body)["data"]
+    if example.entry.name == "job.group":
+        assert [j["job"]["name"] for j in data["jobs"]] == [CATALOG_JOB_NAME, None, None]
+        assert data["events"][0]["job"]["name"] == CATALOG_JOB_NAME
+    elif data["job"] is not None:
+        assert data["job"]["name"] == CATALOG_JOB_NAME
+        assert CATALOG_JOB_NAME in data["text"]
+
+
+def test_job_name_is_in_the_schema_and_null_when_the_api_names_no_job() -> None:
+    job = catalog.json_schema("job.transition")["$defs"]["Job"]
+    assert "name" in job["required"]
+    assert {t.get("type") for t in job["properties"]["name"]["anyOf"]} == {"string", "null"}
+    body = envelope(sample_event(EventKind.TRANSITION), "job-failed", "rendered")
+    assert body["data"]["job"]["name"] is None
+    assert problems_of(body) == []
+    unnamed = json.loads(json.dumps(body))
+    del unnamed["data"]["job"]["name"]
+    assert any("name" in p for p in problems_of(unnamed))
 
 
 def test_the_envelope_keeps_every_key_of_contract_section_6() -> None:
@@ -80,7 +115,7 @@ def test_the_envelope_keeps_every_key_of_contract_section_6() -> None:
         "job-failed", "running", "failed", "rendered")
     assert {"id", "state", "raw_state", "progress", "message", "url", "fields"} <= set(
         data["job"])
-    assert data["schema_version"] == "1"
+    assert data["schema_version"] == "2"
 
 
 def test_a_body_the_schema_does_not_describe_is_caught() -> None:
@@ -166,7 +201,7 @@ def test_the_docs_show_every_type_with_its_example_and_schema() -> None:
 
 
 def test_the_signed_request_in_the_docs_verifies_with_standardwebhooks() -> None:
-    [example] = [e for e in render_examples(example_sink()) if e.entry.name == "job.transition"]
+    [example] = [e for e in catalog_examples() if e.entry.name == "job.transition"]
     headers, body = signed_request(example)
     text = DOCS.read_text(encoding="utf-8")
     assert f"webhook-signature: {headers['webhook-signature']}\n\n{body}\n" in text
@@ -230,3 +265,26 @@ async def test_v1_schema_lists_the_catalog_and_serves_each_schema(tmp_path: Path
     assert missing.status == 404
     assert "no event type 'job.exploded'" in missing.json()["error"]
     assert "GET /v1/schema" in missing.json()["error"]
+
+
+def test_a_group_body_of_jtl_jobs_keeps_their_bookkeeping_out_and_their_name_in() -> None:
+    # A group's `jobs[].job` went out as the whole JobStatus: a JTL job's run_key made its
+    # digest fail validation (dropped) where a single event's body did not.
+    sink = example_sink()
+    rule = Rule.model_validate({"name": "failures", "on": "transition",
+                                "template": "transition.slack.j2", "notify": [sink.name],
+                                "group_by": ["source"]})
+    config = Config(bridge=BridgeSettings(templates=str(bundled_templates())), sinks=[sink],
+                    rules=[rule])
+    group = sample_group(rule, source="jtl")
+    jtl = [replace(g, event=replace(g.event, job=replace(
+        g.event.job, run_key="2026-11-23T10:00:00Z", name=f"Otto: sync {i}")))
+        for i, g in enumerate(group.events) if g.event.job is not None]
+    rendered = Digests(config, Renderer(config, strict=False)).render(
+        replace(group, events=jtl), FIXED_NOW)
+    assert rendered.failures == []
+    body = json.loads(rendered.notifications[0].payload["body"])
+    assert problems_of(body) == []
+    assert [j["job"]["name"] for j in body["data"]["jobs"]] == [
+        "Otto: sync 0", "Otto: sync 1", "Otto: sync 2"]
+    assert all("run_key" not in j["job"] for j in body["data"]["jobs"])

@@ -234,7 +234,8 @@ def envelope(group: OpenGroup, rule: str, text: str, context: Mapping[str, Any]
         "flush": context["flush"],
         "text": text,
         "counts": context["counts"],
-        "jobs": [{"source": j.source, "job": j.job.as_dict(), "events": j.events} for j in jobs],
+        "jobs": [{"source": j.source, "job": catalog.job_body(j.job), "events": j.events}
+                 for j in jobs],
         "events": [_event_data(grouped.event) for grouped in group.events],
         "new_events": len(context["new_events"]),
     }
@@ -244,7 +245,7 @@ def envelope(group: OpenGroup, rule: str, text: str, context: Mapping[str, Any]
 def _event_data(event: Event) -> dict[str, Any]:
     return {"event_id": event.id, "on": event.on, "source": event.source, "at": _stamp(event.at),
             "from": event.from_state, "to": event.to_state,
-            "job": event.job.as_dict() if event.job is not None else None,
+            "job": catalog.job_body(event.job) if event.job is not None else None,
             "reason": event.reason}
 
 

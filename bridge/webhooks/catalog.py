@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.json_schema import GenerateJsonSchema
 
 from bridge.errors import BridgeError, TemplateError
-from bridge.model import Event, EventKind, JobState
+from bridge.model import Event, EventKind, JobState, JobStatus
 
-SCHEMA_VERSION = "1"
+# "2": `data.job.name` (and every `jobs[].job` / `events[].job` of a group) was added.
+SCHEMA_VERSION = "2"
 # The type of a group's digest (one POST per flush); every other type is one event.
 GROUP_TYPE = "job.group"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -63,6 +64,9 @@ class Job(_Strict):
     failed_items: int | None = Field(
         description="items the job reported as failed; null when the API reports none")
     run: int = Field(ge=1, description="which run of a recurring job this is (1, 2, ...)")
+    name: str | None = Field(
+        description="what people call the job, when its API says (JTL: the sync's "
+                    "`salesChannelName: syncName`, \"Amazon DE: orders\"); null otherwise")
 
 
 class Data(_Strict):
@@ -80,7 +84,7 @@ class Data(_Strict):
     job: Job | None = Field(description="the job; null for source events")
     reason: str | None = Field(
         description="why: a stall or vanish reason, why a source is or was down, a reminder")
-    schema_version: Literal["1"] = Field(
+    schema_version: Literal["2"] = Field(
         description="the version of this body's shape; bumped by any change to its keys or "
                     "their meaning")
 
@@ -157,7 +161,7 @@ class GroupData(_Strict):
         description="every event of the group so far, oldest first; the last `new_events` "
                     "are new since the previous flush")
     new_events: int = Field(ge=0, description="how many of `events` no earlier flush carried")
-    schema_version: Literal["1"] = Field(
+    schema_version: Literal["2"] = Field(
         description="the version of this body's shape; bumped by any change to its keys or "
                     "their meaning")
 
@@ -219,10 +223,13 @@ def lookup(name: str) -> EventType:
     return entry
 
 
-def _published(job: dict[str, Any]) -> dict[str, Any]:
+def job_body(job: JobStatus) -> dict[str, Any]:
+    """The job as every body publishes it (`data.job`, a group's `jobs[].job`,
+    `events[].job`): the keys of `Job`, `name` null when unknown."""
     # Detection's own bookkeeping (JTL's `run_key`, `due_at`) is not part of the body: a new
     # JobStatus field must not make every body of its source fail validation (and drop).
-    return {key: value for key, value in job.items() if key in Job.model_fields}
+    data = {key: value for key, value in job.as_dict().items() if key in Job.model_fields}
+    return {**data, "name": job.name}
 
 
 def build(event: Event, rule: str, text: str, timestamp: str) -> dict[str, Any]:
@@ -246,7 +253,7 @@ def build(event: Event, rule: str, text: str, timestamp: str) -> dict[str, Any]:
             "from": event.from_state,
             "to": event.to_state,
             "text": text,
-            "job": _published(job.as_dict()) if job is not None else None,
+            "job": job_body(job) if job is not None else None,
             "reason": event.reason,
             "schema_version": SCHEMA_VERSION,
         },

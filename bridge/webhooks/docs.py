@@ -22,8 +22,7 @@ from bridge.webhooks.catalog import GROUP_TYPE, SCHEMA_VERSION, Data, Job, json_
 from bridge.webhooks.examples import (
     EXAMPLE_SECRET,
     Example,
-    example_sink,
-    render_examples,
+    catalog_examples,
     signed_request,
 )
 
@@ -33,7 +32,7 @@ _SIGNED_TYPE = "job.transition"
 
 
 def markdown() -> str:
-    examples = render_examples(example_sink())
+    examples = catalog_examples()
     parts = [
         _intro(),
         _headers(),

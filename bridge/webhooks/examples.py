@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bridge.checks import FIXED_NOW, sample_event
@@ -30,6 +30,9 @@ EXAMPLE_SECRET = "whsec_" + base64.b64encode(b"bridge example key: do not use!!"
 EXAMPLE_SINK = "my-webhook"
 EXAMPLE_RULE = "example"
 EXAMPLE_SOURCE = "zendesk"
+# The catalog's examples are of a JTL sync, the source that names its jobs (`job.name`).
+CATALOG_SOURCE = "jtl"
+CATALOG_JOB_NAME = "Amazon DE: orders"
 
 
 def example_sink(url: str = "https://receiver.example.com/bridge") -> WebhookSink:
@@ -60,11 +63,13 @@ def render_examples(
     rule: str = EXAMPLE_RULE,
     source: str = EXAMPLE_SOURCE,
     types: Iterable[EventType] = ENTRIES,
+    job_name: str | None = None,
 ) -> list[Example]:
     """A sample of each type rendered for `sink` by the real renderer, in catalog order.
 
     Templates come from `templates` and, for any name it lacks, from the bundled ones (as
-    in the pipeline); without a folder, from the bundled templates only.
+    in the pipeline); without a folder, from the bundled templates only. `job_name` names
+    the sample job (`job.name`), as a JTL sync's name does.
     """
     wanted = list(types)
     rules = {entry.name: Rule.model_validate(_rule_of(entry, rule, sink)) for entry in wanted}
@@ -75,9 +80,10 @@ def render_examples(
     examples = []
     for entry in wanted:
         if entry.name == GROUP_TYPE:
-            examples.append(_group_example(entry, rules[entry.name], config, renderer, source))
+            examples.append(_group_example(entry, rules[entry.name], config, renderer, source,
+                                           job_name))
             continue
-        event = sample_event(EventKind(entry.on), source=source)
+        event = _named(sample_event(EventKind(entry.on), source=source), job_name)
         try:
             payload = renderer.render(rules[entry.name], event, sink)
         except TemplateError as exc:
@@ -92,6 +98,19 @@ def render_examples(
     return examples
 
 
+def catalog_examples() -> list[Example]:
+    """The examples docs/webhooks.md shows: one of each type, of a named JTL sync, for the
+    example webhook sink."""
+    return render_examples(example_sink(), source=CATALOG_SOURCE, job_name=CATALOG_JOB_NAME)
+
+
+def _named(event: Event, name: str | None) -> Event:
+    if name is None or event.job is None:
+        return event
+    previous = event.previous and replace(event.previous, name=name)
+    return replace(event, job=replace(event.job, name=name), previous=previous)
+
+
 def _rule_of(entry: EventType, rule: str, sink: SinkBase) -> dict[str, object]:
     if entry.name == GROUP_TYPE:
         # A digest of failures per source, as a grouped rule would send it.
@@ -102,8 +121,11 @@ def _rule_of(entry: EventType, rule: str, sink: SinkBase) -> dict[str, object]:
 
 
 def _group_example(entry: EventType, rule: Rule, config: Config, renderer: Renderer,
-                   source: str) -> Example:
+                   source: str, job_name: str | None) -> Example:
     group = sample_group(rule, source=source)
+    # The first job named, the others not: the digest shows both kinds.
+    head, *others = group.events
+    group = replace(group, events=[replace(head, event=_named(head.event, job_name)), *others])
     rendered = Digests(config, renderer).render(group, FIXED_NOW)
     first = group.events[0].event
     if rendered.failures or not rendered.notifications:
