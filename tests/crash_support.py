@@ -22,18 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.model import Delivery, DeliveryStatus, Event, EventKind, Notification
-from bridge.resources import bundled_templates
 from bridge.simulators.webhook_receiver import ReceivedRequest, Reply, WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.store import open_store
 from bridge.store.base import Store
+from tests.config_support import TEMPLATES as TEMPLATES
+from tests.config_support import rule, sink, source
+from tests.config_support import write_config as write_config
 
 EMAIL = "ops@example.com"
 TOKEN = "zd-api-token-for-crash-tests"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SINK = "pager"
 RULE = "any-transition"
-TEMPLATES = bundled_templates()
 REPO = Path(__file__).resolve().parent.parent
 
 # Zendesk raw status -> canonical state (contract section 3).
@@ -53,54 +54,18 @@ LIFECYCLES = (
 
 def webhook_sink(url: str, *, name: str = SINK, schedule: str = "200ms", attempts: int = 100,
                  secret: str | None = SECRET) -> str:
-    signing = f'secret = "{secret}"\n' if secret else ""
-    return f"""
-[[sinks]]
-name = "{name}"
-kind = "webhook"
-url = "{url}"
-{signing}timeout = "2s"
-retry = {{ schedule = ["{schedule}"], attempts = {attempts} }}
-"""
+    return sink(name, "webhook", url=url, secret=secret, timeout="2s",
+                retry={"schedule": [schedule], "attempts": attempts})
 
 
 def zendesk_source(zendesk: ZendeskSimulator, *, interval: str = "200ms") -> str:
-    return f"""
-[[sources]]
-name = "zendesk"
-kind = "zendesk"
-base_url = "{zendesk.base_url}"
-interval = "{interval}"
-timeout = "2s"
-[sources.auth]
-type = "basic"
-username = "{EMAIL}/token"
-password = "{TOKEN}"
-"""
+    return source("zendesk", "zendesk", base_url=zendesk.base_url, interval=interval,
+                  timeout="2s", auth={"type": "basic", "username": f"{EMAIL}/token",
+                                      "password": TOKEN})
 
 
 def transition_rule(*sinks: str) -> str:
-    notify = ", ".join(f'"{s}"' for s in sinks)
-    return f"""
-[[rules]]
-name = "{RULE}"
-on = "transition"
-template = "transition.slack.j2"
-notify = [{notify}]
-"""
-
-
-def write_config(directory: Path, *parts: str) -> Path:
-    """A rules.toml in `directory` with its state next to it and an HTTP port of its own."""
-    text = f"""
-[bridge]
-state = "sqlite:///{directory}/state.db"
-listen = "127.0.0.1:0"
-templates = "{TEMPLATES}"
-""" + "".join(parts)
-    path = directory / "rules.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return rule(RULE, notify=sinks)
 
 
 def state_url(config: Path) -> str:

@@ -13,13 +13,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp import web
 
 from bridge.app import Bridge
-from bridge.config.loader import parse_config
+from bridge.config.loader import load_config, parse_config
 from bridge.config.schema import Config
 from bridge.model import (
     DeliveryStatus,
@@ -247,6 +247,25 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+class Served(NamedTuple):
+    bridge: Bridge
+    url: str
+    http: aiohttp.ClientSession
+
+
+@asynccontextmanager
+async def served(config: Path, *, admin_token: str | None,
+                 clock: Callable[[], datetime] | None = None) -> AsyncIterator[Served]:
+    """The bridge of the config file `config`, its HTTP app served on a free port of
+    127.0.0.1 and a client session to call it; `clock`, when given, is both's clock."""
+    clocked: dict[str, Any] = {"clock": clock} if clock is not None else {}
+    async with Bridge(load_config(config, env={}), serve_http=False, drain_timeout=1.0,
+                      **clocked) as bridge:
+        app = create_app(bridge, admin_token=admin_token, listen="127.0.0.1", **clocked)
+        async with serve(app) as url, aiohttp.ClientSession() as http:
+            yield Served(bridge, url, http)
 
 
 class PollLog:

@@ -17,44 +17,15 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.cli import main
-from bridge.config.loader import load_config
-from bridge.server.app import create_app
 from bridge.simulators.jtl import JtlSimulator
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.sources.jtl_control import ControlError, configure_body, parse_sets
-from tests.server_support import serve
+from tests.config_support import jtl_source, pager_sink, rule, write_config
+from tests.server_support import served
 from tests.test_sources_jtl import TENANT, TOKEN, source
 
 SYNC = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 ADMIN = "admin-token-for-jtl-tests"
-
-CONFIG = """
-[bridge]
-state = "sqlite:///{state}"
-
-[[sources]]
-name = "erp"
-kind = "jtl"
-base_url = "{jtl}"
-tenant_id = "{tenant}"
-interval = "1h"
-[sources.auth]
-type = "bearer"
-token = "{token}"
-
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "{receiver}"
-retry = {{ attempts = 1 }}
-
-[[rules]]
-name = "changes"
-on = "transition"
-template = "transition.slack.j2"
-notify = ["pager"]
-"""
-
 
 @pytest.fixture
 async def sim() -> AsyncIterator[JtlSimulator]:
@@ -185,15 +156,11 @@ async def running(tmp_path: Path, sim: JtlSimulator) -> AsyncIterator[Running]:
     folder = tmp_path / "config"
     folder.mkdir()
     async with WebhookReceiver() as receiver:
-        (folder / "rules.toml").write_text(CONFIG.format(
-            state=tmp_path / "state.db", jtl=sim.base_url, tenant=TENANT, token=TOKEN,
-            receiver=receiver.url))
-        config = load_config(folder / "rules.toml", env={})
-        async with Bridge(config, serve_http=False, drain_timeout=1.0) as bridge:
-            app = create_app(bridge, admin_token=ADMIN, listen="127.0.0.1")
-            async with serve(app) as url, aiohttp.ClientSession() as http:
-                yield Running(url=url, http=http, bridge=bridge, receiver=receiver,
-                              folder=folder)
+        path = write_config(folder, jtl_source(sim.base_url),
+                            pager_sink(receiver.url, retry={"attempts": 1}), rule("changes"),
+                            state=tmp_path / "state.db")
+        async with served(path, admin_token=ADMIN) as (bridge, url, http):
+            yield Running(url=url, http=http, bridge=bridge, receiver=receiver, folder=folder)
 
 
 async def test_api_configure_and_restart_need_the_admin_token(

@@ -5,7 +5,6 @@ a dead letter is retried from the API and delivered."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,48 +19,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook
 
 from bridge.app import Bridge
-from bridge.config.loader import load_config
-from bridge.server.app import create_app
 from bridge.simulators.webhook_receiver import WebhookReceiver
-from tests.server_support import serve
+from tests.config_support import pager_sink, push_source, rule, source, write_config
+from tests.push_support import PUSH_SECRET
+from tests.server_support import served
 
-PUSH_SECRET = "whsec_" + base64.b64encode(b"bridge push key for e2e tests!!").decode()
 
-CONFIG = """
-[bridge]
-state = "sqlite:///state.db"
-
-[[sources]]
-name = "hooks"
-kind = "push"
-secret = "{secret}"
-state = "status"
-progress = "percent"
-message = "note"
-[sources.states]
-done = "succeeded"
-boom = "failed"
-
-[[sources]]
-name = "imports"
-kind = "esales"
-base_url = "http://127.0.0.1:9"
-api_key = "esales-key-for-tests"
-interval = "1h"
-
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "{receiver}"
-retry = {{ attempts = 1 }}
-
-[[rules]]
-name = "pushed-job"
-on = "appeared"
-source = "hooks"
-template = "appeared.j2"
-notify = ["pager"]
-"""
+def config_parts(receiver: WebhookReceiver) -> tuple[str, ...]:
+    """The push source `hooks` (and a polled one, `imports`); each job pushed to `hooks`
+    delivered to `pager` once, as it appears."""
+    return (push_source(progress="percent", message="note",
+                        states={"done": "succeeded", "boom": "failed"}),
+            source("imports", "esales", base_url="http://127.0.0.1:9",
+                   api_key="esales-key-for-tests", interval="1h"),
+            pager_sink(receiver.url, retry={"attempts": 1}),
+            rule("pushed-job", "appeared", source="hooks", template="appeared.j2"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,16 +78,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0)
 @asynccontextmanager
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     async with WebhookReceiver() as receiver:
-        (tmp_path / "templates").mkdir()
-        (tmp_path / "templates" / "appeared.j2").write_text("{{ job.id }} is {{ job.state }}")
-        (tmp_path / "rules.toml").write_text(
-            CONFIG.format(secret=PUSH_SECRET, receiver=receiver.url)
-        )
-        config = load_config(tmp_path / "rules.toml", env={})
-        async with Bridge(config, serve_http=False, drain_timeout=1.0) as bridge:
-            app = create_app(bridge, admin_token=None, listen="127.0.0.1")
-            async with serve(app) as url, aiohttp.ClientSession() as http:
-                yield Running(url=url, http=http, bridge=bridge, receiver=receiver)
+        path = write_config(tmp_path, *config_parts(receiver),
+                            templates={"appeared.j2": "{{ job.id }} is {{ job.state }}"})
+        async with served(path, admin_token=None) as (bridge, url, http):
+            yield Running(url=url, http=http, bridge=bridge, receiver=receiver)
 
 
 async def test_signed_push_becomes_a_tracked_job_and_an_event(tmp_path: Path) -> None:

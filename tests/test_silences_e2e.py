@@ -20,46 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import Bridge
 from bridge.cli import main
-from bridge.config.loader import load_config
-from bridge.server.app import create_app
 from bridge.simulators.webhook_receiver import WebhookReceiver
+from tests.config_support import pager_sink, push_source, rule, write_config
 from tests.push_support import signed_push
-from tests.server_support import serve
-from tests.test_server_bridge import PUSH_SECRET
+from tests.server_support import served
 
-CONFIG = """
-[bridge]
-state = "sqlite:///{state}"
-
-[[sources]]
-name = "hooks"
-kind = "push"
-secret = "{secret}"
-state = "status"
-[sources.states]
-done = "succeeded"
-boom = "failed"
-run = "running"
-
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "{receiver}"
-retry = {{ attempts = 1 }}
-
-[[rules]]
-name = "any-change"
-on = "transition"
-template = "note.j2"
-notify = ["pager"]
-continue = true
-
-[[rules]]
-name = "new-job"
-on = "appeared"
-template = "note.j2"
-notify = ["pager"]
-"""
+STATES = {"done": "succeeded", "boom": "failed", "run": "running"}
 
 TOKEN = "admin-token-for-silence-tests"
 
@@ -105,16 +71,14 @@ class Instance:
 @asynccontextmanager
 async def instance(tmp_path: Path, receiver: WebhookReceiver,
                    state: str = "state.db") -> AsyncIterator[Instance]:
-    folder = tmp_path / "config"
-    (folder / "templates").mkdir(parents=True, exist_ok=True)
-    (folder / "templates" / "note.j2").write_text("{{ rule }} {{ job.id }} {{ job.state }}")
-    (folder / "rules.toml").write_text(CONFIG.format(
-        state=tmp_path / state, secret=PUSH_SECRET, receiver=receiver.url))
-    config = load_config(folder / "rules.toml", env={})
-    async with Bridge(config, serve_http=False, drain_timeout=1.0) as bridge:
-        app = create_app(bridge, admin_token=TOKEN, listen="127.0.0.1")
-        async with serve(app) as url, aiohttp.ClientSession() as http:
-            yield Instance(url=url, http=http, bridge=bridge, receiver=receiver, pushes=[])
+    path = write_config(
+        tmp_path / "config", push_source(states=STATES),
+        pager_sink(receiver.url, retry={"attempts": 1}),
+        rule("any-change", template="note.j2", continue_=True),
+        rule("new-job", "appeared", template="note.j2"),
+        state=tmp_path / state, templates={"note.j2": "{{ rule }} {{ job.id }} {{ job.state }}"})
+    async with served(path, admin_token=TOKEN) as (bridge, url, http):
+        yield Instance(url=url, http=http, bridge=bridge, receiver=receiver, pushes=[])
 
 
 @pytest.fixture

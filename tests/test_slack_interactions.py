@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,52 +22,25 @@ import aiohttp
 import pytest
 
 from bridge.app import Bridge
-from bridge.config.loader import load_config, parse_config
+from bridge.config.loader import parse_config
 from bridge.errors import ConfigErrors
-from bridge.server.app import create_app
 from bridge.simulators.slack import FakeMessage, FakeSlack
+from tests.config_support import config_text, push_source, rule, slack_sink, write_config
 from tests.push_support import signed_push
-from tests.server_support import serve
-from tests.test_server_bridge import PUSH_SECRET
+from tests.server_support import served
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL, CHANNEL_ID = "#ops", "C0OPS"
 
-CONFIG = """
-[bridge]
-state = "sqlite:///{state}"
+# Buttons need the signing secret that verifies their presses.
+BUTTONS = {"signing_secret": SIGNING_SECRET, "actions": ["ack", "mute"]}
 
-[[sources]]
-name = "hooks"
-kind = "push"
-secret = "{secret}"
-state = "status"
-[sources.states]
-boom = "failed"
-run = "running"
 
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "xoxb-fake-token"
-channel = "{channel}"
-mode = "update"
-base_url = "{slack}"
-min_interval = "0s"
-{extra}
-
-[[rules]]
-name = "new-jobs"
-on = "appeared"
-template = "note.j2"
-notify = ["ops-slack"]
-
-[[rules]]
-name = "changes"
-on = "transition"
-template = "note.j2"
-notify = ["ops-slack"]
-"""
+def config_parts(slack_url: str, **sink: object) -> tuple[str, ...]:
+    """The push source `hooks`; every new job and change of it posted to Slack as note.j2."""
+    return (push_source(), slack_sink(slack_url, channel=CHANNEL, **sink),
+            rule("new-jobs", "appeared", template="note.j2", notify=["ops-slack"]),
+            rule("changes", template="note.j2", notify=["ops-slack"]))
 
 
 Sent = tuple[str, dict[str, str]]
@@ -149,19 +122,13 @@ def press_body(message: FakeMessage, action: str) -> str:
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, extra: str = f'signing_secret = "{SIGNING_SECRET}"\n'
-                  'actions = ["ack", "mute"]') -> AsyncIterator[Running]:
-    (tmp_path / "templates").mkdir(exist_ok=True)
-    (tmp_path / "templates" / "note.j2").write_text("job {{ job.id }} is {{ job.state }}")
+async def running(tmp_path: Path, sink: Mapping[str, object] = BUTTONS
+                  ) -> AsyncIterator[Running]:
     async with FakeSlack(channels={CHANNEL: CHANNEL_ID}, limits=None) as slack:
-        (tmp_path / "rules.toml").write_text(CONFIG.format(
-            state=tmp_path / "state.db", secret=PUSH_SECRET, channel=CHANNEL,
-            slack=slack.api_url, extra=extra))
-        config = load_config(tmp_path / "rules.toml", env={})
-        async with Bridge(config, serve_http=False, drain_timeout=1.0) as bridge:
-            app = create_app(bridge, admin_token="admin-token", listen="127.0.0.1")
-            async with serve(app) as url, aiohttp.ClientSession() as http:
-                yield Running(url=url, http=http, slack=slack, bridge=bridge)
+        path = write_config(tmp_path, *config_parts(slack.api_url, **sink),
+                            templates={"note.j2": "job {{ job.id }} is {{ job.state }}"})
+        async with served(path, admin_token="admin-token") as (bridge, url, http):
+            yield Running(url=url, http=http, slack=slack, bridge=bridge)
 
 
 async def test_job_messages_carry_buttons_that_ask_for_confirmation(tmp_path: Path) -> None:
@@ -179,7 +146,7 @@ async def test_job_messages_carry_buttons_that_ask_for_confirmation(tmp_path: Pa
 
 
 async def test_a_sink_without_a_signing_secret_shows_no_buttons(tmp_path: Path) -> None:
-    async with running(tmp_path, extra="") as r:
+    async with running(tmp_path, sink={}) as r:
         await r.push("exp-1", "run")
         message = await r.message("exp-1")
     assert buttons(message) == []
@@ -273,8 +240,8 @@ async def test_mute_creates_a_silence_that_mutes_the_job(tmp_path: Path) -> None
 
 
 def test_check_rejects_actions_without_a_signing_secret_or_unknown_ones() -> None:
-    text = CONFIG.format(state="s.db", secret=PUSH_SECRET, channel=CHANNEL,
-                         slack="http://127.0.0.1:9/api/", extra='actions = ["ack", "restart"]')
+    text = config_text(*config_parts("http://127.0.0.1:9/api/", actions=["ack", "restart"]),
+                       state="sqlite:///s.db")
     with pytest.raises(ConfigErrors) as caught:
         parse_config(text, "rules.toml", env={})
     rendered = [e.render() for e in caught.value.errors]

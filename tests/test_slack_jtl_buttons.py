@@ -18,13 +18,18 @@ import aiohttp
 import pytest
 
 from bridge.app import Bridge
-from bridge.config.loader import load_config
-from bridge.server.app import create_app
 from bridge.simulators.jtl import JtlSimulator
 from bridge.simulators.slack import FakeMessage, FakeSlack
+from tests.config_support import (
+    config_text,
+    jtl_source,
+    push_source,
+    rule,
+    slack_sink,
+    write_config,
+)
 from tests.push_support import signed_push
-from tests.server_support import serve
-from tests.test_server_bridge import PUSH_SECRET
+from tests.server_support import served
 from tests.test_slack_interactions import (
     CHANNEL,
     CHANNEL_ID,
@@ -36,46 +41,14 @@ from tests.test_sources_jtl import TENANT, TOKEN
 
 SYNC = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 
-CONFIG = """
-[bridge]
-state = "sqlite:///{state}"
 
-[[sources]]
-name = "erp"
-kind = "jtl"
-base_url = "{jtl}"
-tenant_id = "{tenant}"
-interval = "1h"
-[sources.auth]
-type = "bearer"
-token = "{token}"
-
-[[sources]]
-name = "hooks"
-kind = "push"
-secret = "{secret}"
-state = "status"
-[sources.states]
-boom = "failed"
-run = "running"
-
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "xoxb-fake-token"
-channel = "{channel}"
-mode = "update"
-base_url = "{slack}"
-min_interval = "0s"
-signing_secret = "{signing}"
-actions = ["ack", "jtl_restart", "jtl_interval"]
-
-[[rules]]
-name = "changes"
-on = "transition"
-template = "transition.slack.j2"
-notify = ["ops-slack"]
-"""
+def config_parts(jtl_url: str, slack_url: str, *, jtl: bool = True) -> tuple[str, ...]:
+    """The JTL source `erp` (unless `jtl` is false) and the push source `hooks`; their
+    changes posted to Slack with the Acknowledge and JTL buttons."""
+    return (*([jtl_source(jtl_url)] if jtl else []), push_source(),
+            slack_sink(slack_url, channel=CHANNEL, signing_secret=SIGNING_SECRET,
+                       actions=["ack", "jtl_restart", "jtl_interval"]),
+            rule("changes", notify=["ops-slack"]))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,15 +97,9 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     async with (FakeSlack(channels={CHANNEL: CHANNEL_ID}, limits=None) as slack,
                 JtlSimulator(tenant_id=TENANT, token=TOKEN) as jtl):
         jtl.add_sync(SYNC, state=2, sync_name="orders", sales_channel="Amazon DE")
-        (tmp_path / "rules.toml").write_text(CONFIG.format(
-            state=tmp_path / "state.db", jtl=jtl.base_url, tenant=TENANT, token=TOKEN,
-            secret=PUSH_SECRET, channel=CHANNEL, slack=slack.api_url,
-            signing=SIGNING_SECRET))
-        config = load_config(tmp_path / "rules.toml", env={})
-        async with Bridge(config, serve_http=False, drain_timeout=1.0) as bridge:
-            app = create_app(bridge, admin_token="admin-token", listen="127.0.0.1")
-            async with serve(app) as url, aiohttp.ClientSession() as http:
-                yield Running(url=url, http=http, slack=slack, jtl=jtl, bridge=bridge)
+        path = write_config(tmp_path, *config_parts(jtl.base_url, slack.api_url))
+        async with served(path, admin_token="admin-token") as (bridge, url, http):
+            yield Running(url=url, http=http, slack=slack, jtl=jtl, bridge=bridge)
 
 
 async def failed_sync_message(r: Running) -> FakeMessage:
@@ -228,12 +195,12 @@ def test_check_refuses_jtl_actions_without_a_jtl_source(tmp_path: Path) -> None:
     from bridge.config.loader import parse_config
     from bridge.errors import ConfigErrors
 
-    text = CONFIG.format(state="s.db", jtl="http://127.0.0.1:9/erp", tenant=TENANT,
-                         token=TOKEN, secret=PUSH_SECRET, channel=CHANNEL,
-                         slack="http://127.0.0.1:9/api/", signing=SIGNING_SECRET)
-    parse_config(text, "rules.toml", env={})  # with the jtl source: fine
-    start = text.index("[[sources]]\nname = \"erp\"")
-    without = text[:start] + text[text.index("[[sources]]\nname = \"hooks\""):]
+    def text(*, jtl: bool) -> str:
+        return config_text(*config_parts("http://127.0.0.1:9/erp", "http://127.0.0.1:9/api/",
+                                         jtl=jtl), state="sqlite:///s.db")
+
+    parse_config(text(jtl=True), "rules.toml", env={})  # with the jtl source: fine
+    without = text(jtl=False)
     with pytest.raises(ConfigErrors) as caught:
         parse_config(without, "rules.toml", env={})
     [error] = caught.value.errors
