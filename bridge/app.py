@@ -286,6 +286,9 @@ class Bridge:
     def source(self, name: str) -> Source:
         return self._sources[name]
 
+    def sink(self, name: str) -> Sink:
+        return self.sinks[name]
+
     def poll_history(self, source: str) -> Sequence[tuple[datetime, bool]]:
         return list(self._polls.get(source, ()))
 

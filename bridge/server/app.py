@@ -31,7 +31,7 @@ from bridge.server import api, dashboard, jtl, schema, silences, slack_interacti
 from bridge.server.auth import AdminAuth, Handler
 from bridge.server.push import ReplayGuard
 from bridge.server.runtime import Runtime
-from bridge.server.state import STATE, ServerState
+from bridge.server.state import STATE, ServerState, stop_background
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def create_app(
         middlewares=[redact_middleware, errors_middleware],
     )
     app[STATE] = state
+    app.on_cleanup.append(stop_background)
     _add_routes(app)
     return app
 

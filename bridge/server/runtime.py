@@ -12,6 +12,7 @@ import aiohttp
 from bridge.config.schema import Config, SourceBase
 from bridge.metrics import Metrics
 from bridge.model import Event, SourceHealth
+from bridge.sinks.base import Sink
 from bridge.sources.base import Source, SourceCapabilities
 from bridge.store.base import Store
 
@@ -44,6 +45,10 @@ class Runtime(Protocol):
 
     def source(self, name: str) -> Source:
         """The running source object (KeyError: unknown), for actions on its API (JTL)."""
+
+    def sink(self, name: str) -> Sink:
+        """The running sink object (KeyError: unknown): a Slack press is shown through its
+        sender, within its budgets."""
 
     async def watch(self, source: str, job_id: str) -> bool:
         """Track a job id (KeyError: unknown source). False if it was already tracked."""

@@ -148,6 +148,19 @@ class SlackNotifier:
     async def aclose(self) -> None:
         await self._sender.aclose()
 
+    async def call_api(self, method: str, fields: dict[str, Any], *,
+                       rank: int = 0) -> Mapping[str, Any]:
+        """One Web API call outside the outbox (a button press shown in its message), at the
+        gate of `method`'s budget the sink's own calls wait at (429s waited out the same
+        way); `rank` 0: ahead of queued notifications. Raises as a send would."""
+        async def call() -> Mapping[str, Any]:
+            try:
+                return await self._web_call(method, fields)
+            except _MessageGone as exc:
+                raise PermanentDelivery(f"Slack {method} on sink {self.name!r}: {exc}") from None
+
+        return await self._sender.call(call, method=method, rank=rank)
+
     def _gate_of(self, method: str) -> Gate:
         """The budget `method` spends, shared with every sink using the same token (edits)
         or the same token and channel (posts)."""

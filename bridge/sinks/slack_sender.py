@@ -161,11 +161,13 @@ class ChannelSender(Generic[P]):
         return future
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, method: str = "chat.postMessage",
-                   op: Op[P] | None = None) -> T:
+                   op: Op[P] | None = None, rank: int = 1) -> T:
         """Run one API call of `method` when its gate lets it in (the op's urgency decides
-        who goes first), waiting out rate limits up to `max_wait`."""
+        who goes first; `rank` that of a call made outside an operation), waiting out rate
+        limits up to `max_wait`."""
         gate = self.gate(method)
-        ticket: _Ticket | Op[P] = op if op is not None else _Ticket(rank=1, seq=next(self._seq))
+        ticket: _Ticket | Op[P] = op if op is not None else _Ticket(rank=rank,
+                                                                   seq=next(self._seq))
         refusals = 0
         while True:
             await gate.acquire(ticket, max_wait=self._max_wait)
