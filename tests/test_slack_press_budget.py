@@ -11,41 +11,35 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
-
-from bridge.app import Bridge
-from bridge.config.loader import load_config
-from bridge.server.app import create_app
 from bridge.simulators.slack import FakeSlack
 from bridge.simulators.slack_limits import SlackLimits
 from bridge.sinks.slack import SlackNotifier
-from tests.server_support import serve
-from tests.test_server_bridge import PUSH_SECRET
-from tests.test_slack_interactions import CHANNEL, CHANNEL_ID, CONFIG, SIGNING_SECRET, Running
+from tests.config_support import write_config
+from tests.server_support import served
+from tests.test_slack_interactions import (
+    CHANNEL,
+    CHANNEL_ID,
+    SIGNING_SECRET,
+    Running,
+    config_parts,
+)
 
 # Slack allows one edit a second here (the fake's Tier 3 budget, one call at a time); the
 # sink spends a little less (one each 1.2 s), so network jitter never makes it too early.
 FAKE_LIMITS = SlackLimits(post_per_second=50, post_burst=50, update_per_minute=60,
                           update_burst=1)
-SINK_LIMITS = ("rate_limits = { post_per_second = 50.0, post_burst = 50, "
-               "update_per_minute = 50, update_burst = 1 }")
+SINK_LIMITS = {"post_per_second": 50.0, "post_burst": 50, "update_per_minute": 50,
+               "update_burst": 1}
 
 
 @asynccontextmanager
 async def running(tmp_path: Path, limits: SlackLimits | None) -> AsyncIterator[Running]:
-    (tmp_path / "templates").mkdir(exist_ok=True)
-    (tmp_path / "templates" / "note.j2").write_text("job {{ job.id }} is {{ job.state }}")
-    text = CONFIG.replace('min_interval = "0s"\n', "")
     async with FakeSlack(channels={CHANNEL: CHANNEL_ID}, limits=limits) as slack:
-        (tmp_path / "rules.toml").write_text(text.format(
-            state=tmp_path / "state.db", secret=PUSH_SECRET, channel=CHANNEL,
-            slack=slack.api_url, extra=f'signing_secret = "{SIGNING_SECRET}"\n'
-                                       f'actions = ["ack"]\n{SINK_LIMITS}'))
-        config = load_config(tmp_path / "rules.toml", env={})
-        async with Bridge(config, serve_http=False, drain_timeout=1.0) as bridge:
-            app = create_app(bridge, admin_token="admin-token", listen="127.0.0.1")
-            async with serve(app) as url, aiohttp.ClientSession() as http:
-                yield Running(url=url, http=http, slack=slack, bridge=bridge)
+        path = write_config(tmp_path, *config_parts(
+            slack.api_url, signing_secret=SIGNING_SECRET, actions=["ack"], min_interval=None,
+            rate_limits=SINK_LIMITS), templates={"note.j2": "job {{ job.id }} is {{ job.state }}"})
+        async with served(path, admin_token="admin-token") as (bridge, url, http):
+            yield Running(url=url, http=http, slack=slack, bridge=bridge)
 
 
 def notifier(r: Running) -> SlackNotifier:
