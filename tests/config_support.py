@@ -89,8 +89,9 @@ def rule(name: str, on: str = "transition", *, template: str = "transition.slack
     return table("rules", name=name, on=on, template=template, notify=list(notify), **fields)
 
 
-def window(name: str, start: str, end: str, **fields: object) -> str:
-    return table("windows", name=name, start=start, end=end, **fields)
+def window(name: str, start: str, end: str, *, days: list[str] | None = None,
+           **fields: object) -> str:
+    return table("windows", name=name, days=days, start=start, end=end, **fields)
 
 
 def config_text(*parts: str, state: str, listen: str | None = None,

@@ -17,6 +17,7 @@ from bridge.model import DeliveryStatus
 from bridge.simulators.slack import FakeSlack
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
+from tests.config_support import rule, slack_sink
 from tests.crash_support import (
     EMAIL,
     SECRET,
@@ -60,29 +61,23 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
         yield hook
 
 
+def failures_config(tmp_path: Path, zendesk: ZendeskSimulator, slack: FakeSlack,
+                    receiver: WebhookReceiver, *parts: str, broadcast: bool | None = None,
+                    **failures: object) -> Path:
+    """Zendesk polled only when the test says; its failures sent by the rule `failures`
+    (with the fields `failures`) to the fake Slack and the receiver; then `parts`."""
+    return write_config(
+        tmp_path, zendesk_source(zendesk, interval="1h"),
+        slack_sink(slack.api_url, token=slack.token, min_interval="1ms",
+                   reply_broadcast=broadcast),
+        webhook_sink(receiver.url),
+        rule("failures", notify=["ops-slack", "pager"], to=["failed"], **failures), *parts)
+
+
 def config(tmp_path: Path, zendesk: ZendeskSimulator, slack: FakeSlack, receiver: WebhookReceiver,
            *, broadcast: bool = False) -> Path:
-    return write_config(tmp_path, zendesk_source(zendesk, interval="1h"), f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{slack.token}"
-channel = "#ops"
-mode = "update"
-base_url = "{slack.api_url}"
-min_interval = "1ms"
-reply_broadcast = {str(broadcast).lower()}
-""", webhook_sink(receiver.url), """
-[[rules]]
-name = "failures"
-on = "transition"
-to = ["failed"]
-template = "transition.slack.j2"
-notify = ["ops-slack", "pager"]
-group_by = ["source"]
-group_wait = "10s"
-group_interval = "1m"
-""")
+    return failures_config(tmp_path, zendesk, slack, receiver, broadcast=broadcast,
+                           group_by=["source"], group_wait="10s", group_interval="1m")
 
 
 async def started(path: Path, clock: Clock) -> Bridge:

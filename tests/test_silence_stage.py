@@ -14,33 +14,13 @@ from bridge.model import Event, EventKind, JobState, JobStatus
 from bridge.silences import Silence, SilenceError, event_fields, new_silence
 from bridge.stages import Batch, Context, Match
 from bridge.stages.silence import Silencing
+from tests.config_support import pager_sink, rule, window
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-CONFIG = parse_config("""
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "http://127.0.0.1:9/hook"
-
-[[rules]]
-name = "job-failed"
-on = "transition"
-template = "t.j2"
-notify = ["pager"]
-
-[[rules]]
-name = "nightly"
-on = "transition"
-template = "t.j2"
-notify = ["pager"]
-mute_during = ["night"]
-
-[[windows]]
-name = "night"
-start = "22:00"
-end = "06:00"
-sources = ["jtl*"]
-""", "rules.toml", env={})
+CONFIG = parse_config(
+    pager_sink() + rule("job-failed", template="t.j2")
+    + rule("nightly", template="t.j2", mute_during=["night"])
+    + window("night", "22:00", "06:00", sources=["jtl*"]), "rules.toml", env={})
 RULES = {rule.name: rule for rule in CONFIG.rules}
 
 

@@ -18,8 +18,8 @@ from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.windows import Window
 from tests import test_groups_e2e as groups_e2e
-from tests.crash_support import webhook_sink, write_config, zendesk_source
-from tests.test_groups_e2e import CHANNEL, T0, Clock, fail, flush, jobs, started
+from tests.config_support import pager_sink, rule, window
+from tests.test_groups_e2e import CHANNEL, T0, Clock, fail, failures_config, flush, jobs, started
 from tests.test_windows import utc
 
 # The grouping tests' fake servers (Zendesk simulator, fake Slack, verifying receiver).
@@ -31,32 +31,9 @@ receiver = groups_e2e.receiver
 def config(tmp_path: Path, zendesk: ZendeskSimulator, slack: FakeSlack,
            receiver: WebhookReceiver, *, summary: bool) -> Path:
     # T0 is Monday 10:00 UTC: the window is open for the test's first hour.
-    return write_config(tmp_path, zendesk_source(zendesk, interval="1h"), f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{slack.token}"
-channel = "#ops"
-mode = "update"
-base_url = "{slack.api_url}"
-min_interval = "1ms"
-""", webhook_sink(receiver.url), f"""
-[[rules]]
-name = "failures"
-on = "transition"
-to = ["failed"]
-template = "transition.slack.j2"
-notify = ["ops-slack", "pager"]
-mute_during = ["maint"]
-
-[[windows]]
-name = "maint"
-start = "10:00"
-end = "11:00"
-summary = {str(summary).lower()}
-""")
-
-
+    return failures_config(tmp_path, zendesk, slack, receiver,
+                           window("maint", "10:00", "11:00", summary=summary),
+                           mute_during=["maint"])
 
 
 async def test_failures_muted_by_a_summary_window_arrive_as_one_digest_when_it_ends(
@@ -123,18 +100,7 @@ async def test_a_window_without_summary_sends_nothing_when_it_ends(
 
 
 def test_check_reports_a_bad_summary_with_file_and_line() -> None:
-    text = """
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "http://127.0.0.1:9/hook"
-
-[[windows]]
-name = "maint"
-start = "10:00"
-end = "11:00"
-summary = "yes please"
-"""
+    text = pager_sink() + window("maint", "10:00", "11:00", summary="yes please")
     with pytest.raises(ConfigErrors) as caught:
         parse_config(text, "rules.toml", env={})
     [line] = [e.render() for e in caught.value.errors]
@@ -163,26 +129,8 @@ def test_a_berlin_night_window_ends_at_its_wall_clock_time_after_spring_forward(
 
 
 def test_a_summary_no_rule_mutes_with_is_an_error_not_ignored() -> None:
-    text = """
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "http://127.0.0.1:9/hook"
-
-[[rules]]
-name = "failures"
-on = "transition"
-to = ["failed"]
-template = "transition.slack.j2"
-notify = ["pager"]
-active_during = ["maint"]
-
-[[windows]]
-name = "maint"
-start = "10:00"
-end = "11:00"
-summary = true
-"""
+    text = (pager_sink() + rule("failures", to=["failed"], active_during=["maint"])
+            + window("maint", "10:00", "11:00", summary=True))
     with pytest.raises(ConfigErrors) as caught:
         parse_config(text, "rules.toml", env={})
     assert [e.render() for e in caught.value.errors] == [

@@ -7,20 +7,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from bridge.app import Bridge
-from bridge.config.loader import load_config, parse_config
+from bridge.config.loader import parse_config
 from bridge.errors import ConfigErrors
 from bridge.model import DeliveryStatus, Event, EventKind, JobState, JobStatus
-from bridge.server.app import create_app
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.stages import Batch, Context, stages_for
 from bridge.windows import Window
+from tests.config_support import pager_sink, push_source, rule, table, window, write_config
 from tests.push_support import signed_push
-from tests.server_support import serve
-from tests.test_server_bridge import PUSH_SECRET
+from tests.server_support import served
 
 
 def utc(text: str) -> datetime:
@@ -72,26 +69,11 @@ def test_a_whole_day_and_until_midnight() -> None:
     assert not evening.is_open(utc("2026-03-10T00:00:00"))
 
 
-BAD = """\
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "http://127.0.0.1:9/hook"
-
-[[rules]]
-name = "r"
-on = "transition"
-template = "t.j2"
-notify = ["pager"]
-mute_during = ["weekend-maintenace"]
-
-[[windows]]
-name = "weekend-maintenance"
-days = ["sat", "sunday", "funday"]
-start = "22:00"
-end = "25:00"
-timezone = "Europe/Berlinn"
-"""
+# A rule naming a misspelt window; the window with a bad day, end and timezone. The file
+# starts at its first table (lstrip): the line numbers asserted count from there.
+BAD = (pager_sink() + rule("r", template="t.j2", mute_during=["weekend-maintenace"])
+       + window("weekend-maintenance", "22:00", "25:00", days=["sat", "sunday", "funday"],
+                timezone="Europe/Berlinn")).lstrip()
 
 
 def test_check_reports_bad_windows_with_file_and_line() -> None:
@@ -110,48 +92,11 @@ def test_check_reports_bad_windows_with_file_and_line() -> None:
     ]
 
 
-CONFIG = """
-[bridge]
-state = "sqlite:///{state}"
-
-[[sources]]
-name = "jtl-main"
-kind = "push"
-secret = "{secret}"
-state = "status"
-[sources.states]
-boom = "failed"
-run = "running"
-
-[[sources]]
-name = "zendesk"
-kind = "push"
-secret = "{secret}"
-state = "status"
-[sources.states]
-boom = "failed"
-run = "running"
-
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "{receiver}"
-
-[[rules]]
-name = "failed"
-on = "transition"
-to = "failed"
-template = "note.j2"
-notify = ["pager"]
-mute_during = ["night"]
-
-[[windows]]
-name = "night"
-start = "01:00"
-end = "04:00"
-timezone = "Europe/Berlin"
-sources = ["jtl*"]
-"""
+def config_parts(receiver: WebhookReceiver) -> tuple[str, ...]:
+    """Failures of two push sources sent to `pager`, muted at night in Berlin for jtl*."""
+    return (push_source("jtl-main"), push_source("zendesk"), pager_sink(receiver.url),
+            rule("failed", template="note.j2", to="failed", mute_during=["night"]),
+            window("night", "01:00", "04:00", timezone="Europe/Berlin", sources=["jtl*"]))
 
 
 class Clock:
@@ -163,16 +108,11 @@ class Clock:
 
 
 async def test_a_berlin_window_mutes_across_the_dst_change(tmp_path: Path) -> None:
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "templates" / "note.j2").write_text("{{ source }} {{ job.id }}")
     clock = Clock(utc("2026-03-28T23:30:00"))  # 00:30 CET: before the window
     async with WebhookReceiver() as receiver:
-        (tmp_path / "rules.toml").write_text(CONFIG.format(
-            state=tmp_path / "state.db", secret=PUSH_SECRET, receiver=receiver.url))
-        config = load_config(tmp_path / "rules.toml", env={})
-        async with Bridge(config, serve_http=False, clock=clock, drain_timeout=1.0) as bridge, \
-                serve(create_app(bridge, admin_token=None, listen="127.0.0.1",
-                                 clock=clock)) as url, aiohttp.ClientSession() as http:
+        path = write_config(tmp_path, *config_parts(receiver),
+                            templates={"note.j2": "{{ source }} {{ job.id }}"})
+        async with served(path, admin_token=None, clock=clock) as (bridge, url, http):
             store = bridge.store
 
             async def fail(source: str, job_id: str, at: str) -> None:
@@ -196,26 +136,10 @@ async def test_a_berlin_window_mutes_across_the_dst_change(tmp_path: Path) -> No
 
 
 async def test_active_during_mutes_outside_the_window_in_bridge_test() -> None:
-    config = parse_config("""
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "http://127.0.0.1:9/hook"
-
-[[rules]]
-name = "office"
-on = "transition"
-template = "transition.slack.j2"
-notify = ["pager"]
-active_during = ["office-hours"]
-
-[[windows]]
-name = "office-hours"
-days = ["mon", "tue", "wed", "thu", "fri"]
-start = "09:00"
-end = "17:00"
-timezone = "Europe/Berlin"
-""", "rules.toml", env={})
+    config = parse_config(pager_sink() + rule("office", active_during=["office-hours"])
+                          + window("office-hours", "09:00", "17:00",
+                                   days=["mon", "tue", "wed", "thu", "fri"],
+                                   timezone="Europe/Berlin"), "rules.toml", env={})
     stages = stages_for(config)
     job = JobStatus(id="j1", state=JobState.FAILED, raw_state="failed")
 
@@ -232,65 +156,31 @@ timezone = "Europe/Berlin"
 
 
 def test_mute_during_and_active_during_together_is_an_error() -> None:
-    text = BAD.replace('mute_during = ["weekend-maintenace"]',
-                       'mute_during = ["w"]\nactive_during = ["w"]').replace(
-        'name = "weekend-maintenance"\ndays = ["sat", "sunday", "funday"]',
-        'name = "w"').replace('end = "25:00"', 'end = "06:00"').replace(
-        'timezone = "Europe/Berlinn"', "")
+    text = (pager_sink() + rule("r", template="t.j2", mute_during=["w"], active_during=["w"])
+            + window("w", "22:00", "06:00")).lstrip()
     with pytest.raises(ConfigErrors) as caught:
         parse_config(text, "rules.toml", env={})
     assert [e.render() for e in caught.value.errors] == [
         "rules.toml:12: rules[0].active_during: give `mute_during` or `active_during`, not both"]
 
 
+def case(name: str, at: str, *, expect: list[dict[str, str]]) -> str:
+    """A `bridge test` case: job j1 of the source jtl fails at `at`."""
+    return table("tests", name=name, expect=expect, event={
+        "on": "transition", "source": "jtl", "from": "running", "to": "failed", "at": at,
+        "job": {"id": "j1", "state": "failed"}})
+
 
 def test_bridge_test_places_events_in_and_out_of_a_window(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from bridge.cli import main
 
-    (tmp_path / "rules.toml").write_text("""
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "http://127.0.0.1:9/hook"
-
-[[rules]]
-name = "failed"
-on = "transition"
-to = "failed"
-template = "transition.slack.j2"
-notify = ["pager"]
-mute_during = ["weekend"]
-
-[[windows]]
-name = "weekend"
-days = ["sat", "sun"]
-start = "00:00"
-end = "24:00"
-timezone = "Europe/Berlin"
-
-[[tests]]
-name = "muted on a Saturday in Berlin"
-expect = []
-[tests.event]
-on = "transition"
-source = "jtl"
-from = "running"
-to = "failed"
-at = "2026-11-27T23:30:00Z"
-job = { id = "j1", state = "failed" }
-
-[[tests]]
-name = "sent on a Friday evening in Berlin"
-expect = [ { sink = "pager" } ]
-[tests.event]
-on = "transition"
-source = "jtl"
-from = "running"
-to = "failed"
-at = "2026-11-27T22:30:00Z"
-job = { id = "j1", state = "failed" }
-""")
+    (tmp_path / "rules.toml").write_text(
+        pager_sink() + rule("failed", to="failed", mute_during=["weekend"])
+        + window("weekend", "00:00", "24:00", days=["sat", "sun"], timezone="Europe/Berlin")
+        + case("muted on a Saturday in Berlin", "2026-11-27T23:30:00Z", expect=[])
+        + case("sent on a Friday evening in Berlin", "2026-11-27T22:30:00Z",
+               expect=[{"sink": "pager"}]))
     code = main(["test", "--config", str(tmp_path / "rules.toml")])
     out = capsys.readouterr().out
     assert code == 0, out
