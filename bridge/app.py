@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from bridge.leases import SINK, SOURCE, LeaseKeeper, instance_id, lease_ttls
 from bridge.metrics import Metrics
 from bridge.model import Event
 from bridge.pipeline import Observer, Pipeline, PollOutcome
+from bridge.poll_counts import PollCounter
 from bridge.render import Renderer, compile_when
 from bridge.rules import RuleBook
 from bridge.scheduler import PollScheduler
@@ -45,11 +45,9 @@ from bridge.sources.base import Source
 from bridge.sources.ratelimit import RateBudget
 from bridge.store import open_store
 from bridge.store.base import Lease, Store
+from bridge.store.poll_buckets import PollBucket
 
 log = logging.getLogger(__name__)
-# Polls kept per source for the dashboard's chart (6 h at a 10 s interval).
-POLL_HISTORY = 2200
-
 CONNECTIONS_PER_HOST = 64
 
 
@@ -84,7 +82,6 @@ class Bridge:
         self.drain_timeout = drain_timeout
         self._serve_http = serve_http
         self._observers = list(observers)
-        self._polls: dict[str, deque[tuple[datetime, bool]]] = {}
         # Around each built source (bridge.record's RecordingSource while recording).
         self._wrap_source = wrap_source or (lambda source: source)
         self._stack = AsyncExitStack()
@@ -132,6 +129,10 @@ class Bridge:
         self.store = open_store(config.bridge.state)
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
+        # Stopped after the drain (callbacks run in reverse): the last polls are written.
+        self.poll_counts = PollCounter(self.store, self.clock)
+        self.poll_counts.start()
+        self._stack.push_async_callback(self.poll_counts.stop)
         # A crash leaves claims behind. One process per store (SQLite): they are all ours,
         # due again now. A shared store: only expired ones, the rest are live instances'.
         await self.store.release_claims(
@@ -289,13 +290,16 @@ class Bridge:
     def sink(self, name: str) -> Sink:
         return self.sinks[name]
 
-    def poll_history(self, source: str) -> Sequence[tuple[datetime, bool]]:
-        return list(self._polls.get(source, ()))
+    async def poll_buckets(self, since: datetime) -> list[PollBucket]:
+        # This instance's latest polls first, so the page shows the poll that just ran.
+        await self.poll_counts.flush()
+        return await self.store.poll_buckets(since)
 
     def _remember_poll(self, outcome: PollOutcome) -> None:
-        # For the dashboard's polls/errors chart: in memory, the last few hours' worth.
-        self._polls.setdefault(outcome.source, deque(maxlen=POLL_HISTORY)).append(
-            (self.clock(), outcome.error is None))
+        # For the dashboard's polls/errors chart (bridge.poll_counts); pushes are no polls.
+        if not outcome.pushed:
+            self.poll_counts.add(outcome.source, self.clock(),
+                                 None if outcome.error is None else str(outcome.error))
 
     async def watch(self, source: str, job_id: str) -> bool:
         if source not in self._sources:

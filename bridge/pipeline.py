@@ -59,6 +59,8 @@ class PollOutcome:
     # Muted by a silence or a window: recorded in the outbox as silenced, not sent.
     silenced: Sequence[Notification] = ()
     error: SourceError | None = None
+    # Fed by a push, not a poll (the dashboard's poll chart counts polls only).
+    pushed: bool = False
 
 
 Observer = Callable[[PollOutcome], None]
@@ -307,7 +309,8 @@ class Pipeline:
         self._count(name, batch)
         outcome = PollOutcome(source=name, events=batch.events,
                               notifications=batch.notifications,
-                              silenced=batch.silenced_notifications, error=batch.error)
+                              silenced=batch.silenced_notifications, error=batch.error,
+                              pushed=batch.pushed)
         for observer in self.observers:
             try:
                 observer(outcome)

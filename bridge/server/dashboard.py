@@ -20,10 +20,11 @@ import jinja2
 from aiohttp import web
 
 from bridge.errors import StoreError
-from bridge.model import DeliveryStatus, JobState
+from bridge.model import DeliveryStatus, Event, JobState
 from bridge.server import timeline
 from bridge.server.api import readiness
 from bridge.server.auth import COOKIE
+from bridge.server.humanize import human_duration
 from bridge.server.state import ServerState, state_of
 from bridge.server.views import delivery_json, job_json, source_json, stats_json
 
@@ -33,6 +34,7 @@ REFRESH_SECONDS = 3
 JOB_LIMIT = 200
 EVENT_LIMIT = 30
 OUTBOX_LIMIT = 50
+TIMELINE_PAGE = 500
 
 _NOTICES = {
     "retried": "Re-queued {n} deliver{ies}.",
@@ -58,21 +60,6 @@ def make_environment() -> jinja2.Environment:
     return env
 
 
-def human_duration(value: float | None) -> str:
-    """`0.42` -> "420ms", `75` -> "1m 15s", `90000` -> "1d 1h"."""
-    if value is None:
-        return "–"
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    total = int(value)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
-    shown = [f"{n}{unit}" for n, unit in parts if n][:2]
-    return " ".join(shown) or "0s"
-
-
 @jinja2.pass_context
 def _ago(context: jinja2.runtime.Context, value: str | None) -> str:
     if not value:
@@ -92,6 +79,8 @@ def _percent(value: float | None) -> str:
 class Filters:
     source: str | None = None
     state: JobState | None = None
+    # The timeline's range (bridge.server.timeline.RANGES); the default is left out of URLs.
+    range: str = timeline.DEFAULT_RANGE
 
     @classmethod
     def from_query(cls, request: web.Request) -> Filters:
@@ -99,10 +88,15 @@ class Filters:
         return cls(
             source=request.query.get("source") or None,
             state=JobState(state) if state in set(JobState) else None,
+            range=timeline.range_key(request.query.get("range")),
         )
 
+    def pairs(self) -> dict[str, str | None]:
+        return {"source": self.source, "state": str(self.state) if self.state else None,
+                "range": self.range if self.range != timeline.DEFAULT_RANGE else None}
+
     def query(self) -> str:
-        pairs = {"source": self.source, "state": str(self.state) if self.state else None}
+        pairs = self.pairs()
         text = urlencode({k: v for k, v in pairs.items() if v})
         return f"?{text}" if text else ""
 
@@ -125,8 +119,7 @@ class Snapshot:
     silenced: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     states: list[str] = field(default_factory=lambda: [str(s) for s in JobState])
-    timelines: list[dict[str, Any]] = field(default_factory=list)
-    timeline_hours: int = timeline.HOURS
+    timelines: list[timeline.SourceTimeline] = field(default_factory=list)
 
 
 async def snapshot(state: ServerState, filters: Filters) -> Snapshot:
@@ -143,7 +136,7 @@ async def snapshot(state: ServerState, filters: Filters) -> Snapshot:
         stats = await store.outbox_stats()
         silences = [{**s.as_dict(), "status": str(s.status(now))}
                     for s in await store.list_silences(now)]
-        timelines = await _timelines(state, [v["name"] for v in sources], now)
+        timelines = await _timelines(state, [v["name"] for v in sources], filters.range, now)
     except StoreError as exc:
         # The page still shows health and sources, which say what is wrong.
         return Snapshot(now=now, reasons=reasons, stats={}, sources=sources, jobs=[], events=[],
@@ -165,18 +158,34 @@ async def snapshot(state: ServerState, filters: Filters) -> Snapshot:
     )
 
 
-async def _timelines(state: ServerState, names: list[str], now: datetime
-                     ) -> list[dict[str, Any]]:
-    """Each source's timeline SVG (bridge.server.timeline), from its recent stored events."""
+async def _timelines(state: ServerState, names: list[str], key: str, now: datetime
+                     ) -> list[timeline.SourceTimeline]:
+    """Each source's timeline (bridge.server.timeline) over the range `key`, from its
+    stored events and the stored poll buckets of every instance."""
+    since = now - timeline.RANGES[key][0]
+    buckets = await state.runtime.poll_buckets(since)
+    zone = timeline.zone_of(state.runtime.config.bridge.timezone)
     out = []
     for name in names:
-        events = [e for _, e in await state.runtime.store.recent_events(
-            timeline.EVENTS_PER_SOURCE, source=name)]
-        lines = timeline.job_lines(events, now).get(name, {})
-        polls = state.runtime.poll_history(name)
-        if lines or polls:
-            out.append({"source": name,
-                        "svg": timeline.source_svg(name, lines, polls, now)})
+        events = await _events_since(state, name, since)
+        drawn = timeline.source_timeline(name, events, [b for b in buckets if b.source == name],
+                                         key=key, now=now, zone=zone)
+        if drawn is not None:
+            out.append(drawn)
+    return out
+
+
+async def _events_since(state: ServerState, source: str, since: datetime) -> list[Event]:
+    """A source's stored events from `since` on (at most timeline.EVENTS_PER_SOURCE), read
+    newest first a page at a time; a run that began before `since` shows from its start."""
+    out: list[Event] = []
+    before: int | None = None
+    while len(out) < timeline.EVENTS_PER_SOURCE:
+        page = await state.runtime.store.recent_events(TIMELINE_PAGE, before, source=source)
+        out.extend(event for _, event in page)
+        if len(page) < TIMELINE_PAGE or page[-1][1].at < since:
+            break
+        before = page[-1][0]
     return out
 
 
@@ -199,6 +208,7 @@ def _context(request: web.Request, snap: Snapshot) -> dict[str, Any]:
         "back": "/" + snap.filters.query(),
         "refresh": REFRESH_SECONDS,
         "timeline_legend": timeline.legend(),
+        "timeline_ranges": timeline.range_links(snap.filters.range, snap.filters.pairs()),
     }
 
 

@@ -15,6 +15,7 @@ from bridge.model import Event, SourceHealth
 from bridge.sinks.base import Sink
 from bridge.sources.base import Source, SourceCapabilities
 from bridge.store.base import Store
+from bridge.store.poll_buckets import PollBucket
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,8 +41,9 @@ class Runtime(Protocol):
 
     async def sources(self) -> Sequence[SourceView]: ...
 
-    def poll_history(self, source: str) -> Sequence[tuple[datetime, bool]]:
-        """Recent polls of a source (when, and whether it answered), oldest first."""
+    async def poll_buckets(self, since: datetime) -> list[PollBucket]:
+        """Every source's polls per 5-minute bucket from `since` on, from the store (so
+        every instance's, on a shared store), this instance's latest included."""
 
     def source(self, name: str) -> Source:
         """The running source object (KeyError: unknown), for actions on its API (JTL)."""

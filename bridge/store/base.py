@@ -20,6 +20,7 @@ from bridge.silences import Silence
 
 if TYPE_CHECKING:  # bridge.store.actions reads the SQL helpers, which import this module
     from bridge.store.actions import ActionRecord
+    from bridge.store.poll_buckets import PollBucket
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,3 +275,13 @@ class Store(Protocol):
     async def list_actions(self, source: str | None = None, job_id: str | None = None,
                            limit: int = 200) -> list[ActionRecord]:
         """Newest first."""
+
+    # --- polls per 5-minute bucket (bridge.store.poll_buckets) -------------------------------
+
+    async def add_poll_counts(self, counts: Sequence[PollBucket],
+                              prune_before: datetime | None = None) -> None:
+        """Add poll counts to their buckets; with `prune_before`, drop older buckets."""
+
+    async def poll_buckets(self, since: datetime, source: str | None = None
+                           ) -> list[PollBucket]:
+        """The buckets from the one holding `since` on, per source oldest first."""

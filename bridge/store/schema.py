@@ -164,6 +164,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data TEXT NOT NULL,
             PRIMARY KEY (group_id, event_id))""",
     ),
+    (
+        # Poll outcomes per source and 5-minute bucket (bridge.store.poll_buckets), for the
+        # dashboard's polls/errors chart: every instance adds its polls to the same rows.
+        """CREATE TABLE poll_buckets (
+            source TEXT NOT NULL,
+            bucket_us BIGINT NOT NULL,
+            ok INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            PRIMARY KEY (source, bucket_us))""",
+        "CREATE INDEX poll_buckets_age ON poll_buckets (bucket_us)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -18,10 +18,11 @@ from bridge.model import Delivery, DeliveryStatus, Event, SourceHealth, TrackedJ
 from bridge.store import groups_sql, shared_sql, silences, sql
 from bridge.store.actions import ActionQueries
 from bridge.store.base import Lease, MessageRef, OutboxStats, PollCommit, RuleMark
+from bridge.store.poll_buckets import PollBucketQueries
 from bridge.store.silences import SilenceQueries
 
 
-class SqlStore(SilenceQueries, ActionQueries):
+class SqlStore(SilenceQueries, ActionQueries, PollBucketQueries):
     """The `Store` protocol over SQL; subclasses say how to talk to their database."""
 
     # Appended to the claim's SELECTs (`{alias}`: the table's alias in each); PostgreSQL

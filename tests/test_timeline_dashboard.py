@@ -1,0 +1,51 @@
+"""The timeline card over a real socket with the real SQLite store: its range comes from
+`?range=`, and its poll chart is read from the store, so a restarted bridge still shows the
+polls (and failed polls) of before."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.server_support import harness
+from tests.test_server_dashboard import _section
+
+
+def failed_polls(card: str, source: str) -> int:
+    match = re.search(rf'<div class="tl-source" data-source="{source}">.*?'
+                      r'(\d+) polls?, (\d+) failed</text>', card, re.S)
+    assert match, f"no poll totals for {source}"
+    return int(match.group(2))
+
+
+async def test_the_poll_chart_survives_a_restart_of_the_bridge(tmp_path: Path) -> None:
+    async with harness(tmp_path, with_rows=False) as h:
+        await h.fail_polls_of_imports(3)
+        before = failed_polls(_section((await h.get("/")).text, "timeline"), "imports")
+    assert before == 3
+    # The same state file, a new process: the store had the counts, memory had nothing.
+    async with harness(tmp_path, with_rows=False) as again:
+        card = _section((await again.get("/")).text, "timeline")
+    assert failed_polls(card, "imports") == 3
+    assert "3 failed polls" in card
+
+
+async def test_the_range_comes_from_the_query_and_defaults_to_six_hours(
+        tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        week = _section((await h.get("/?range=7d")).text, "timeline")
+        junk = _section((await h.get("/?range=1y")).text, "timeline")
+    assert set(re.findall(r'<svg class="timeline"[^>]* data-range="(\w+)"', week)) == {"7d"}
+    assert re.search(r'<a href="/\?range=7d#timeline" data-range="7d" aria-current="page"',
+                     week)
+    assert set(re.findall(r'<svg class="timeline"[^>]* data-range="(\w+)"', junk)) == {"6h"}
+    assert 'Timeline <span class="muted">last 6h' in junk
+
+
+async def test_the_job_filters_keep_the_timeline_range(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        page = (await h.get("/?range=24h&source=zd")).text
+    jobs = _section(page, "jobs")
+    assert '<input type="hidden" name="range" value="24h">' in jobs
+    card = _section(page, "timeline")
+    assert 'href="/?source=zd&amp;range=7d#timeline"' in card
