@@ -70,6 +70,11 @@ async def _timeline(tmp_path: Path, browser: Any) -> None:
         await table.locator("summary").click()
         assert await table.locator("tbody tr").count() == 2
         assert "failed" in await table.locator("tbody tr").last.inner_text()
+        # The live refresh replaces the card every few seconds: an opened table stays open.
+        updated = await page.locator("#live .updated").get_attribute("title")
+        await page.wait_for_function(
+            "(before) => document.querySelector('#live .updated').title !== before", arg=updated)
+        assert await table.get_attribute("open") is not None
 
         for key in ("24h", "7d", "6h"):
             await page.locator(f'#timeline .tl-ranges a[data-range="{key}"]').click()

@@ -5,10 +5,12 @@ polls (and failed polls) of before."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 from tests.server_support import harness
 from tests.test_server_dashboard import _section
+from tests.test_server_push import BODY, signed
 
 
 def failed_polls(card: str, source: str) -> int:
@@ -49,3 +51,15 @@ async def test_the_job_filters_keep_the_timeline_range(tmp_path: Path) -> None:
     assert '<input type="hidden" name="range" value="24h">' in jobs
     card = _section(page, "timeline")
     assert 'href="/?source=zd&amp;range=7d#timeline"' in card
+
+
+async def test_pushed_observations_are_not_counted_as_polls(tmp_path: Path) -> None:
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/events/hooks", data=BODY, headers=signed())
+        assert reply.status == 202
+        since = h.bridge.clock() - timedelta(hours=1)
+        counted = {b.source for b in await h.bridge.poll_buckets(since)}
+        card = _section((await h.get("/")).text, "timeline")
+    assert "zd" in counted and "hooks" not in counted
+    # Its job's run is drawn all the same; only the poll chart has nothing to count.
+    assert re.search(r'data-source="hooks".*?0 polls, 0 failed', card, re.S)
