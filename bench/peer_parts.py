@@ -28,7 +28,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bridge.loop import loop_factory
+
 HOST = "127.0.0.1"
+# The event loop of the bridge and of the forwarder (the same for both, to compare like with
+# like): uvloop, `bridge run`'s default, or asyncio's own.
+LOOP = os.environ.get("BENCH_PEER_LOOP", "uvloop")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 STOP_GRACE = 5.0
 
@@ -262,16 +267,19 @@ def start_bridge(work: Path, receiver: str) -> tuple[Process, str]:
     config = work / "rules.toml"
     config.write_text(BRIDGE_CONFIG.format(state=work / "state.db", host=HOST, port=port,
                                            secret=SECRET, receiver=receiver))
-    process = Process("bridge", [sys.executable, "-m", "bridge", "run", "--config", str(config)],
-                      work / "bridge.log")
+    process = Process("bridge", [sys.executable, "-m", "bridge", "run", "--config", str(config),
+                                 "--loop", LOOP], work / "bridge.log")
     return process, f"http://{HOST}:{port}"
 
 
 def start_profiler(target: Process, out: str, work: Path) -> Process:
     """py-spy (in the venv, not a dependency) sampling `target` until stopped with SIGINT;
-    raw collapsed stacks, one line per distinct stack with its sample count."""
+    raw collapsed stacks, one line per distinct stack with its sample count. `--gil` by
+    default (only the thread holding the GIL: where the Python CPU goes);
+    `BENCH_PEER_PYSPY_ARGS` replaces it (e.g. "--idle" to see waiting threads too)."""
     spy = str(Path(sys.executable).with_name("py-spy"))
-    return Process("py-spy", [spy, "record", "--format", "raw", "-r", "200", "-o", out,
+    extra = os.environ.get("BENCH_PEER_PYSPY_ARGS", "--gil").split()
+    return Process("py-spy", [spy, "record", "--format", "raw", "-r", "200", *extra, "-o", out,
                               "--pid", str(target.pid)], work / "py-spy.log")
 
 
@@ -285,14 +293,18 @@ def start_receiver(work: Path) -> tuple[Process, str]:
 def start_forwarder(work: Path, receiver: str) -> tuple[Process, str]:
     port = free_port()
     process = Process("forwarder", [sys.executable, "-m", "bench.peer_parts", "forwarder",
-                                    str(port), f"{receiver}/forwarder"], work / "forwarder.log")
+                                    str(port), f"{receiver}/forwarder", LOOP],
+                      work / "forwarder.log")
     return process, f"http://{HOST}:{port}"
 
 
 def main(argv: Sequence[str]) -> None:
     role, port = argv[0], int(argv[1])
-    app = receiver_app() if role == "receiver" else forwarder_app(argv[2])
-    web.run_app(app, host=HOST, port=port, access_log=None, print=None)
+    if role == "receiver":
+        web.run_app(receiver_app(), host=HOST, port=port, access_log=None, print=None)
+        return
+    app, loop = forwarder_app(argv[2]), loop_factory(argv[3])()
+    web.run_app(app, host=HOST, port=port, access_log=None, print=None, loop=loop)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bridge import __version__
+from bridge import __version__, loop
 from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigErrors
 from bridge.secrets import REGISTRY
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(run)
     run.add_argument("--drain-timeout", type=float, default=10.0,
                      help="seconds to keep delivering after SIGTERM (default 10)")
+    run.add_argument("--loop", choices=loop.CHOICES, default=loop.DEFAULT,
+                     help="event loop: uvloop (default, when installed; $BRIDGE_LOOP) or "
+                          "asyncio's own")
 
     demo = sub.add_parser("demo", help="run against built-in simulators of the four seed APIs")
     demo.add_argument("--listen", default="127.0.0.1:8080",
@@ -178,7 +181,7 @@ def _report(write: Callable[[TextIO], int]) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     _setup_logging(args.log_level, args.log_format, config)
-    return asyncio.run(_run(config, args.drain_timeout))
+    return loop.run(_run(config, args.drain_timeout), args.loop)
 
 
 async def _run(config: Config, drain_timeout: float) -> int:

@@ -150,7 +150,7 @@ class Pipeline:
         state = self._memory.sources[source]
         wanted = [*self._sources[source].config.ids, *sorted(state.watches)]
         if self._sources[source].lists_jobs:
-            wanted.extend(i for i, job in state.jobs.items() if not job.done)
+            wanted.extend(state.unfinished)  # kept by the memory: no walk over every job
         seen: set[str] = set()
         ids = []
         for job_id in wanted:

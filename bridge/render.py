@@ -240,6 +240,11 @@ def envelope(event: Event, rule: str, text: str) -> dict[str, Any]:
     return catalog.build(event, rule, text, _utc_stamp(event.at))
 
 
+def envelope_json(event: Event, rule: str, text: str) -> str:
+    """`envelope` as the JSON text a webhook sends, written by its model in one step."""
+    return catalog.build_json(event, rule, text, _utc_stamp(event.at))
+
+
 def _dump(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -300,7 +305,7 @@ class Renderer:
             if template:
                 body = self.body(template, {**context, "text": text, "sink": sink.name})
             else:
-                body = _dump(envelope(event, rule.name, text))
+                body = envelope_json(event, rule.name, text)
             return {"text": text, "body": body}
         return {"text": text}
 
@@ -316,7 +321,7 @@ class Renderer:
             return {"text": self._bundled.render(name, Flavor.SLACK, context)}
         text = self._bundled.render(name, Flavor.TEXT, context)
         if shape is PayloadShape.WEBHOOK:
-            return {"text": text, "body": _dump(envelope(event, rule.name, text))}
+            return {"text": text, "body": envelope_json(event, rule.name, text)}
         return {"text": text}
 
     def shape(self, sink: SinkBase) -> PayloadShape:

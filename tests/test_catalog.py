@@ -23,7 +23,7 @@ from bridge.cli import main
 from bridge.config.schema import BridgeSettings, Config, Rule
 from bridge.groups.digest import Digests
 from bridge.model import EventKind, JobState
-from bridge.render import Renderer, envelope
+from bridge.render import Renderer, envelope, envelope_json
 from bridge.resources import bundled_templates
 from bridge.signing import decode_secret, verify
 from bridge.simulators.webhook_receiver import WebhookReceiver
@@ -116,6 +116,17 @@ def test_the_envelope_keeps_every_key_of_contract_section_6() -> None:
     assert {"id", "state", "raw_state", "progress", "message", "url", "fields"} <= set(
         data["job"])
     assert data["schema_version"] == "2"
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_the_json_sent_is_the_envelope_written_compactly(kind: EventKind) -> None:
+    # The body is written by the model in one step (bridge.render.envelope_json): the same
+    # keys, order and values as the envelope, compact, non-ASCII kept as is.
+    event = replace(sample_event(kind), reason="café ☕") if kind is EventKind.STALLED \
+        else sample_event(kind)
+    text = envelope_json(event, "rule-1", "naïve \"text\"\n")
+    assert text == json.dumps(envelope(event, "rule-1", "naïve \"text\"\n"),
+                              ensure_ascii=False, separators=(",", ":"))
 
 
 def test_a_body_the_schema_does_not_describe_is_caught() -> None:

@@ -363,3 +363,21 @@ async def test_enqueue_commits_the_batch_in_one_go(tmp_path: Path) -> None:
         assert [(m.rule, m.job_id) for m in await store.load_rule_marks()] == [("failed", "j1")]
         health = await store.load_health("zen")
         assert health is not None and health.up
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+def test_the_memory_keeps_the_unfinished_ids_as_jobs_finish_vanish_and_run_again() -> None:
+    # A list poll looks these up by id (Pipeline.ids_to_poll) without walking every job.
+    memory = Memory(["zen"])
+    state = memory.sources["zen"]
+    state.load({"a": tracked("a"), "b": tracked("b", "succeeded", finished=T0),
+                "c": tracked("c")})
+    assert list(state.unfinished) == ["a", "c"]
+    memory.apply("zen", Batch(upserts=(tracked("a", "failed", finished=T0), tracked("d")),
+                              removals=("c",)))
+    assert list(state.unfinished) == ["d"]
+    memory.apply("zen", Batch(upserts=(tracked("b", "running"), tracked("d", "running"))))
+    assert list(state.unfinished) == ["d", "b"]
+    assert set(state.unfinished) == {i for i, job in state.jobs.items() if not job.done}

@@ -23,11 +23,16 @@ class SourceMemory:
     health: SourceHealth | None = None
     watches: set[str] = field(default_factory=set)
     finish_times: FinishTimes = field(default_factory=FinishTimes)
+    # Ids of the tracked jobs that are not done, in the order they were first tracked: what a
+    # list poll looks up by id, kept as jobs change so a poll need not walk every tracked job
+    # (most of them finished and retained).
+    unfinished: dict[str, None] = field(default_factory=dict)
 
     def load(self, jobs: dict[str, TrackedJob]) -> None:
         """Replace the jobs with ones read from the store."""
         self.jobs = jobs
         self.finish_times.reset(jobs)
+        self.unfinished = {job_id: None for job_id, job in jobs.items() if not job.done}
 
 
 class Memory:
@@ -45,11 +50,16 @@ class Memory:
         state = self.sources[source]
         # Applied in place, after the commit: copying 100,000 jobs per poll would cost more
         # than the whole detection pass.
-        jobs = state.jobs
+        jobs, unfinished = state.jobs, state.unfinished
         for job in batch.upserts:
             jobs[job.id] = job
+            if job.done:
+                unfinished.pop(job.id, None)
+            else:
+                unfinished.setdefault(job.id)
         for job_id in batch.removals:
             jobs.pop(job_id, None)
+            unfinished.pop(job_id, None)
         if batch.removals:
             # The store forgets a removed job's rule marks with it (so after a restart they
             # are gone): forget them here too, or a compare-and-set would expect them.
