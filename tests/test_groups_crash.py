@@ -46,7 +46,8 @@ group_by = ["source"]
 group_wait = "4s"
 group_interval = "1h"
 """)
-        first = await BridgeProcess(config).start()
+        # Debug: each routed event's line is logged at debug (bridge.stages.route).
+        first = await BridgeProcess(config, log_level="debug").start()
         second = BridgeProcess(config)
         try:
             await first.wait_for_log("bridge running")
