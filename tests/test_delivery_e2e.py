@@ -27,6 +27,7 @@ from bridge.simulators.slack import FakeSlack
 from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.store.base import PollCommit
+from tests.config_support import slack_sink
 from tests.crash_support import (
     EMAIL,
     SECRET,
@@ -249,20 +250,6 @@ async def test_outbox_retry_all_requeues_every_dead_letter_and_they_are_delivere
 # --- Slack --------------------------------------------------------------------------------
 
 
-def slack_sink(api_url: str) -> str:
-    return f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{SLACK_TOKEN}"
-channel = "#ops"
-mode = "post"
-base_url = "{api_url}"
-min_interval = "20ms"
-retry = {{ schedule = ["200ms"], attempts = 50 }}
-"""
-
-
 async def test_slack_answering_429_gets_every_message_in_order_per_job_after_the_wait(
     tmp_path: Path, zendesk: ZendeskSimulator
 ) -> None:
@@ -272,7 +259,10 @@ async def test_slack_answering_429_gets_every_message_in_order_per_job_after_the
     for job_id in lifecycles:
         zendesk.add_job(job_id, status="queued")
     async with FakeSlack(token=SLACK_TOKEN, channels={"#ops": "C0OPS"}, limits=None) as slack:
-        config = in_process_config(tmp_path, zendesk, slack_sink(slack.api_url),
+        config = in_process_config(tmp_path, zendesk,
+                                   slack_sink(slack.api_url, token=SLACK_TOKEN, mode="post",
+                                              min_interval="20ms",
+                                              retry={"schedule": ["200ms"], "attempts": 50}),
                                    transition_rule("ops-slack"))
         bridge = await running(config)
         try:
@@ -299,17 +289,31 @@ async def test_slack_answering_429_gets_every_message_in_order_per_job_after_the
 # --- graceful shutdown (a child process) --------------------------------------------------
 
 
+def child_config(tmp_path: Path, zendesk: ZendeskSimulator, receiver: WebhookReceiver) -> Path:
+    """Zendesk polled every 200 ms, every transition sent to the receiver's `pager`."""
+    return write_config(tmp_path, zendesk_source(zendesk), webhook_sink(receiver.url),
+                        transition_rule("pager"))
+
+
+async def polling(bridge: BridgeProcess, zendesk: ZendeskSimulator) -> None:
+    """Until the child bridge runs and has polled Zendesk twice."""
+    await bridge.wait_for_log("bridge running")
+
+    async def polled_twice() -> bool:
+        return zendesk.request_count() >= 2
+
+    await eventually(polled_twice, within=10, what="two polls")
+
+
 async def test_sigterm_stops_polling_drains_within_the_timeout_and_keeps_the_rest_pending(
     tmp_path: Path, zendesk: ZendeskSimulator, receiver: WebhookReceiver
 ) -> None:
     await receiver.stop()
     zendesk.add_job("job-a", status="working")
-    config = write_config(tmp_path, zendesk_source(zendesk), webhook_sink(receiver.url),
-                          transition_rule("pager"))
+    config = child_config(tmp_path, zendesk, receiver)
     bridge = await BridgeProcess(config, drain_timeout=1.0).start()
     try:
-        await bridge.wait_for_log("bridge running")
-        await eventually(lambda: _polled(zendesk, 2), within=10, what="two polls")
+        await polling(bridge, zendesk)
         zendesk.set_job("job-a", status="failed")
         await bridge.wait_for_log("failed (attempt 2)")
         bridge.terminate()
@@ -336,22 +340,16 @@ async def test_sigterm_stops_polling_drains_within_the_timeout_and_keeps_the_res
         await again.aclose()
 
 
-async def _polled(zendesk: ZendeskSimulator, times: int) -> bool:
-    return zendesk.request_count() >= times
-
-
 async def test_sigterm_waits_for_deliveries_under_way_before_exiting(
     tmp_path: Path, zendesk: ZendeskSimulator, receiver: WebhookReceiver
 ) -> None:
     receiver.script([], then=Reply(status=200, delay=0.8))
     for n in range(3):
         zendesk.add_job(f"job-{n}", status="working")
-    config = write_config(tmp_path, zendesk_source(zendesk), webhook_sink(receiver.url),
-                          transition_rule("pager"))
+    config = child_config(tmp_path, zendesk, receiver)
     bridge = await BridgeProcess(config, drain_timeout=5.0).start()
     try:
-        await bridge.wait_for_log("bridge running")
-        await eventually(lambda: _polled(zendesk, 2), within=10, what="two polls")
+        await polling(bridge, zendesk)
         for n in range(3):
             zendesk.set_job(f"job-{n}", status="completed")
         await receiver.wait_for(lambda: len(receiver.requests) == 3, within=10)
@@ -371,12 +369,10 @@ async def test_a_second_sigterm_exits_at_once_and_leaves_the_rows_pending(
 ) -> None:
     await receiver.stop()
     zendesk.add_job("job-a", status="working")
-    config = write_config(tmp_path, zendesk_source(zendesk), webhook_sink(receiver.url),
-                          transition_rule("pager"))
+    config = child_config(tmp_path, zendesk, receiver)
     bridge = await BridgeProcess(config, drain_timeout=60.0).start()
     try:
-        await bridge.wait_for_log("bridge running")
-        await eventually(lambda: _polled(zendesk, 2), within=10, what="two polls")
+        await polling(bridge, zendesk)
         zendesk.set_job("job-a", status="failed")
         await bridge.wait_for_log("failed (attempt 1)")
         bridge.terminate()
@@ -397,8 +393,7 @@ async def test_a_second_sigterm_exits_at_once_and_leaves_the_rows_pending(
 async def test_sigint_stops_a_bridge_like_sigterm(
     tmp_path: Path, zendesk: ZendeskSimulator, receiver: WebhookReceiver
 ) -> None:
-    config = write_config(tmp_path, zendesk_source(zendesk), webhook_sink(receiver.url),
-                          transition_rule("pager"))
+    config = child_config(tmp_path, zendesk, receiver)
     bridge = await BridgeProcess(config).start()
     try:
         await bridge.wait_for_log("bridge running")

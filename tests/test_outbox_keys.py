@@ -30,6 +30,7 @@ from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.sinks import build_sink
 from bridge.store import schema
 from bridge.store.base import PollCommit, Store
+from tests.config_support import slack_sink
 from tests.crash_support import (
     EMAIL,
     SECRET,
@@ -63,20 +64,6 @@ notify = [{notify}]
 """
 
 
-def slack_sink(api_url: str) -> str:
-    return f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{SLACK_TOKEN}"
-channel = "#ops"
-mode = "post"
-base_url = "{api_url}"
-min_interval = "10ms"
-retry = {{ schedule = ["100ms"], attempts = 20 }}
-"""
-
-
 async def test_two_rules_to_one_sink_deliver_both_messages_each_with_its_own_stable_id(
     tmp_path: Path,
 ) -> None:
@@ -88,7 +75,10 @@ async def test_two_rules_to_one_sink_deliver_both_messages_each_with_its_own_sta
         zendesk.add_job("job-a", status="working")
         config = write_config(tmp_path, zendesk_source(zendesk, interval="1h"),
                               webhook_sink(receiver.url, schedule="100ms"),
-                              slack_sink(slack.api_url), two_rules("pager", "ops-slack"))
+                              slack_sink(slack.api_url, token=SLACK_TOKEN, mode="post",
+                                         min_interval="10ms",
+                                         retry={"schedule": ["100ms"], "attempts": 20}),
+                              two_rules("pager", "ops-slack"))
         # The first attempt of each fails: the retry must carry the same webhook-id.
         receiver.script([503, 503])
         polled = asyncio.Event()

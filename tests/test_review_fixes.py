@@ -34,6 +34,7 @@ from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
 from bridge.sinks import build_sink
 from bridge.store.base import PollCommit
 from bridge.store.sqlite import SqliteStore
+from tests.config_support import pager_sink, slack_sink
 from tests.crash_support import eventually, opened, state_url, write_config
 
 SLACK_TOKEN = "xoxb-fake-token"
@@ -155,21 +156,11 @@ retry = {{ schedule = ["1s"], attempts = 5 }}
 # --- 2. Slack `update` mode: what a later successful edit supersedes ----------------------
 
 
-def slack_sink(slack: FakeSlack) -> str:
+def ops_slack(slack: FakeSlack) -> str:
     # A short timeout: a held Slack answer fails one call as retryable ("timed out"); long
     # enough that an answered call gets its answer in time on a loaded machine.
-    return f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{SLACK_TOKEN}"
-channel = "#ops"
-mode = "update"
-base_url = "{slack.api_url}"
-min_interval = "10ms"
-timeout = "1s"
-retry = {{ schedule = ["1h"], attempts = 5 }}
-"""
+    return slack_sink(slack.api_url, token=SLACK_TOKEN, min_interval="10ms", timeout="1s",
+                      retry={"schedule": ["1h"], "attempts": 5})
 
 
 async def first_call_times_out_second_succeeds(
@@ -180,7 +171,7 @@ async def first_call_times_out_second_succeeds(
     clock = ManualClock()
     async with (
         FakeSlack(token=SLACK_TOKEN, channels={"#ops": "C0OPS"}) as slack,
-        workers_for(tmp_path, slack_sink(slack), clock=clock) as (store, workers),
+        workers_for(tmp_path, ops_slack(slack), clock=clock) as (store, workers),
     ):
         await queue(store, notes, clock())
         # Only the first call is kept waiting (it times out on the client); the second is
@@ -269,12 +260,7 @@ ids = ["{IMPORT_ID}"]
 # --- 4 and 5. `bridge outbox` -------------------------------------------------------------
 
 
-PAGER = """
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "http://127.0.0.1:9/hook"
-"""
+PAGER = pager_sink()
 
 
 def outbox(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, str, str]:

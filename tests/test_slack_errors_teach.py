@@ -16,6 +16,7 @@ from bridge.model import DeliveryStatus
 from bridge.notify_test import notify_test
 from bridge.simulators.slack import FakeSlack
 from bridge.simulators.zendesk import ZendeskSimulator
+from tests.config_support import rule, slack_sink
 from tests.crash_support import (
     EMAIL,
     TOKEN,
@@ -35,16 +36,8 @@ INVITE = ("Slack error not_in_channel (HTTP 200): invite the bot: /invite @your-
           "Scopes, then reinstall the app)")
 
 
-def slack_sink(api_url: str) -> str:
-    return f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{SLACK_TOKEN}"
-channel = "#ops"
-base_url = "{api_url}"
-min_interval = "10ms"
-"""
+def ops_slack(api_url: str) -> str:
+    return slack_sink(api_url, token=SLACK_TOKEN, mode="post", min_interval="10ms")
 
 
 @pytest.fixture
@@ -59,7 +52,7 @@ async def test_a_not_in_channel_dead_letter_says_invite_the_bot_and_outbox_shows
     async with FakeSlack(token=SLACK_TOKEN, channels={"#ops": "C0OPS"}, limits=None,
                          scopes=("chat:write",), member_of=frozenset()) as slack:
         config = write_config(tmp_path, zendesk_source(zendesk, interval="1h"),
-                              slack_sink(slack.api_url), transition_rule("ops-slack"))
+                              ops_slack(slack.api_url), transition_rule("ops-slack"))
         bridge = await running(config)
         try:
             await transition(bridge, zendesk, "job-a", "failed")
@@ -84,7 +77,7 @@ async def test_a_not_in_channel_dead_letter_says_invite_the_bot_and_outbox_shows
 async def test_notify_test_names_the_missing_scope(tmp_path: Path) -> None:
     async with FakeSlack(token=SLACK_TOKEN, channels={"#ops": "C0OPS"},
                          scopes=("channels:read",)) as slack:
-        config = load_config(write_config(tmp_path, slack_sink(slack.api_url)))
+        config = load_config(write_config(tmp_path, ops_slack(slack.api_url)))
         out = io.StringIO()
         code = await notify_test(config, "ops-slack", all_types=False, out=out)
     assert code == 1
@@ -96,19 +89,11 @@ async def test_notify_test_names_the_missing_scope(tmp_path: Path) -> None:
 
 async def test_notify_test_rule_sends_the_rules_own_template_with_a_sample_of_its_kind(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    templates = tmp_path / "mine"
-    templates.mkdir()
-    (templates / "stuck.slack.j2").write_text("STUCK {{ source }} {{ job.id }} ({{ on }})")
     async with FakeSlack(token=SLACK_TOKEN, channels={"#ops": "C0OPS"}) as slack:
-        path = write_config(tmp_path, slack_sink(slack.api_url), """
-[[rules]]
-name = "job-stalled"
-on = "stalled"
-template = "stuck.slack.j2"
-notify = ["ops-slack"]
-""")
-        path.write_text(path.read_text().replace(
-            "templates = ", f'templates = "{templates}"\n# was: templates = '))
+        path = write_config(
+            tmp_path, ops_slack(slack.api_url),
+            rule("job-stalled", "stalled", template="stuck.slack.j2", notify=["ops-slack"]),
+            templates={"stuck.slack.j2": "STUCK {{ source }} {{ job.id }} ({{ on }})"})
         capsys.readouterr()
         code = await asyncio.to_thread(cli_main, ["notify-test", "--config", str(path),
                                                   "ops-slack", "--rule", "job-stalled"])
