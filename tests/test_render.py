@@ -17,30 +17,17 @@ from bridge.filters import format_duration, json_escape_text, progress_bar, stat
 from bridge.model import Event, EventKind, JobState, JobStatus
 from bridge.render import MAX_OUTPUT, TRUNCATED, Renderer, RenderError, compile_when
 from bridge.rules import event_context
+from tests.config_support import sink, table
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
-CONFIG = """
-[bridge]
-templates = "templates"
-timezone = "Europe/Berlin"
-
-[[sinks]]
-name = "slack"
-kind = "slack"
-webhook_url = "https://hooks.slack.invalid/x"
-
-[[sinks]]
-name = "hook"
-kind = "webhook"
-url = "https://hooks.example.invalid/bridge"
-
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "https://hooks.example.invalid/pager"
-body = "body.json.j2"
-"""
+# A Slack and a webhook sink that render with the bundled defaults (the render, sandbox and
+# golden tests' sinks), and each test's own `pager` with a body template.
+SLACK_AND_HOOK = (sink("slack", "slack", webhook_url="https://hooks.slack.invalid/x")
+                  + sink("hook", "webhook", url="https://hooks.example.invalid/bridge"))
+CONFIG = (table("bridge", templates="templates", timezone="Europe/Berlin") + SLACK_AND_HOOK
+          + sink("pager", "webhook", url="https://hooks.example.invalid/pager",
+                 body="body.json.j2"))
 
 Setup = Callable[..., tuple[Renderer, Config]]
 

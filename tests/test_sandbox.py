@@ -21,29 +21,14 @@ from bridge.filters import BridgeEnvironment
 from bridge.model import Event, EventKind, JobState, JobStatus
 from bridge.render import Renderer, RenderError, compile_when
 from bridge.rules import event_context
+from tests.config_support import sink, table
+from tests.test_render import SLACK_AND_HOOK
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
-CONFIG = """
-[bridge]
-templates = "templates"
-
-[[sinks]]
-name = "slack"
-kind = "slack"
-webhook_url = "https://hooks.slack.invalid/x"
-
-[[sinks]]
-name = "hook"
-kind = "webhook"
-url = "https://hooks.example.invalid/bridge"
-
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "https://hooks.example.invalid/pager"
-body = "evil.json.j2"
-"""
+CONFIG = (table("bridge", templates="templates") + SLACK_AND_HOOK
+          + sink("pager", "webhook", url="https://hooks.example.invalid/pager",
+                 body="evil.json.j2"))
 
 # Each would reach Python internals, mutate the event or run code if the sandbox let it.
 ESCAPES = [

@@ -20,32 +20,17 @@ from bridge.config.schema import Config, Rule
 from bridge.model import Event, EventKind, JobState, JobStatus
 from bridge.render import Renderer
 from bridge.resources import bundled_templates
+from tests.config_support import sink, table
+from tests.test_render import SLACK_AND_HOOK
 
 TEMPLATES = bundled_templates()
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("BRIDGE_UPDATE_GOLDEN") == "1"
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
-CONFIG = f"""
-[bridge]
-templates = {json.dumps(str(TEMPLATES))}
-
-[[sinks]]
-name = "slack"
-kind = "slack"
-webhook_url = "https://hooks.slack.invalid/x"
-
-[[sinks]]
-name = "hook"
-kind = "webhook"
-url = "https://hooks.example.invalid/bridge"
-
-[[sinks]]
-name = "pagerduty"
-kind = "webhook"
-url = "https://events.pagerduty.invalid/v2/enqueue"
-body = "pagerduty.json.j2"
-"""
+CONFIG = (table("bridge", templates=TEMPLATES) + SLACK_AND_HOOK
+          + sink("pagerduty", "webhook", url="https://events.pagerduty.invalid/v2/enqueue",
+                 body="pagerduty.json.j2"))
 
 
 def _job(state: JobState, **fields: Any) -> JobStatus:
