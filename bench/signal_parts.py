@@ -28,6 +28,7 @@ SOURCES = ("jtl", "terminal", "esales", "zendesk")
 SHOWN = {"succeeded": "*succeeded*", "failed": "*failed*", "cancelled": "*cancelled*",
          "vanished": "disappeared"}
 DIGEST = "📋"  # how the bundled digest template starts
+ROLLUP = "⏳"  # how the Slack sink's roll-up starts (bridge.sinks.slack_rollup)
 ALERTS = ("failed", "cancelled")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -187,7 +188,9 @@ class Player:
     def _jtl(self, what: str, job: PlannedJob) -> None:
         sim = self._world.jtl
         if what == "appear":
-            sim.add_sync(job.id, state=1)
+            # Messages show a JTL sync by its name (the simulator calls every one "Amazon
+            # DE: Orders"): a name with the id lets the record tell the syncs apart.
+            sim.add_sync(job.id, state=1, sync_name=f"Orders {job.id}")
         elif what == "run":
             sim.set_sync(job.id, State=2, Progress=10)
         elif job.outcome == "vanished":
@@ -216,55 +219,104 @@ class Figures:
     alert_latency: list[float]  # API change -> first Slack call naming the failed job
     alerts_missing: int
     final_correct: int
-    final_after_end: list[float]  # when each job's message came to show its final state
+    final_after_end: list[float]  # since when each job's final state is shown, to the end
     jobs: int
     roots: Counter[int]  # roots per job -> how many jobs
     false_alerts: int
-    accounted: int  # jobs named in any message (their own or a digest)
+    accounted: int  # jobs named in any message (their own, a digest, the roll-up)
+    rolled_up: int  # failure alerts first shown by the roll-up
     rate_limited: int
     by_method: Counter[str]
 
 
+@dataclass(slots=True)
+class _Job:
+    """What the record showed of one planned job so far."""
+
+    planned: PlannedJob
+    named: bool = False
+    first_alert: float | None = None
+    first_by_rollup: bool = False
+    roots: int = 0
+    false_alert: bool = False
+    final_since: float | None = None  # shown in its final state from then on
+
+
 def figures(jobs: list[PlannedJob], changed: dict[tuple[str, str], float],
             calls: list[FakeCall], burst_end: float) -> Figures:
-    ok = [c for c in calls if c.status == 200 and c.error is None]
-    latency, missing, final_after, correct, false_alerts = [], 0, [], 0, 0
-    roots: Counter[int] = Counter()
-    accounted = 0
-    for job in jobs:
-        naming = [c for c in ok if job.id in str(c.body.get("text", ""))]
-        accounted += bool(naming)
-        if job.outcome in ALERTS:
-            at = changed.get((job.id, "end"))
-            first = next((c.at for c in naming if at is not None and c.at >= at), None)
-            if first is None or at is None:
-                missing += 1
-            else:
-                latency.append(first - at)
-        elif any(f"*{word}*" in _line(c, job.id) for c in naming for word in ALERTS):
-            false_alerts += 1
-        own = [c for c in naming if not str(c.body.get("text", "")).startswith(DIGEST)]
-        roots[sum(1 for c in own
-                  if c.method == "chat.postMessage" and "thread_ts" not in c.body)] += 1
-        # A failure or vanish has a message of its own; a success may be shown by a digest.
-        shown = [c for c in (naming if job.outcome == "succeeded" else own)
-                 if "thread_ts" not in c.body]
-        final = {SHOWN[job.outcome], f"*{job.outcome}*"}
-        if shown and any(word in _line(shown[-1], job.id) for word in final):
-            correct += 1
-            # The last edit or post of the message is when it came to show the final state.
-            final_after.append(shown[-1].at - burst_end)
-    return Figures(alert_latency=latency, alerts_missing=missing, final_correct=correct,
-                   final_after_end=final_after, jobs=len(jobs), roots=roots,
-                   false_alerts=false_alerts, accounted=accounted,
+    """Replay the fake Slack's record message by message: each successful post or edit is
+    the new version of one message (channel, ts); a job's final state is shown while the
+    current version of its own message, a thread reply, or a digest has a line naming the
+    job with that state (the roll-up only counts for the first alert)."""
+    seen = {job.id: _Job(planned=job) for job in jobs}
+    current: dict[tuple[str, str], str] = {}
+    kinds: dict[tuple[str, str], str] = {}
+    naming: dict[str, set[tuple[str, str]]] = {job.id: set() for job in jobs}
+    for call in calls:
+        if call.status != 200 or call.error is not None or call.ts is None:
+            continue
+        key = (str(call.channel), call.ts)
+        text = str(call.body.get("text", ""))
+        kinds[key] = _kind(call, text)
+        before, current[key] = current.get(key, ""), text
+        for job_id in [i for i in seen if i in text or i in before]:
+            naming[job_id].discard(key)
+            if job_id in text:
+                naming[job_id].add(key)
+            _saw(seen[job_id], call, text, kinds[key], changed)
+            shown = any(_shows_final(seen[job_id].planned, current[k])
+                        for k in naming[job_id] if kinds[k] != "rollup")
+            job = seen[job_id]
+            job.final_since = (job.final_since or call.at) if shown else None
+    alerts = [j for j in seen.values() if j.planned.outcome in ALERTS]
+    latency = [j.first_alert for j in alerts if j.first_alert is not None]
+    final = [j for j in seen.values() if j.final_since is not None]
+    return Figures(alert_latency=latency, alerts_missing=len(alerts) - len(latency),
+                   final_correct=len(final),
+                   final_after_end=[j.final_since - burst_end for j in final
+                                    if j.final_since is not None],
+                   jobs=len(jobs), roots=Counter(j.roots for j in seen.values()),
+                   false_alerts=sum(j.false_alert for j in seen.values()),
+                   accounted=sum(j.named for j in seen.values()),
+                   rolled_up=sum(j.first_by_rollup for j in alerts),
                    rate_limited=sum(1 for c in calls if c.status == 429),
                    by_method=Counter(c.method for c in calls))
 
 
-def _line(call: FakeCall, job_id: str) -> str:
-    """The lines of a call's text that name the job (a digest names many jobs)."""
-    return "\n".join(line for line in str(call.body.get("text", "")).splitlines()
-                     if job_id in line)
+def _kind(call: FakeCall, text: str) -> str:
+    if "thread_ts" in call.body:
+        return "reply"
+    if text.startswith(DIGEST):
+        return "digest"
+    return "rollup" if text.startswith(ROLLUP) else "own"
+
+
+def _saw(job: _Job, call: FakeCall, text: str, kind: str,
+         changed: dict[tuple[str, str], float]) -> None:
+    """One call whose text names the job (or named it before this edit)."""
+    planned = job.planned
+    if planned.id not in text:
+        return
+    job.named = True
+    if kind == "own" and call.method == "chat.postMessage":
+        job.roots += 1
+    if planned.outcome in ALERTS:
+        at = changed.get((planned.id, "end"))
+        if job.first_alert is None and at is not None and call.at >= at:
+            job.first_alert = call.at - at
+            job.first_by_rollup = kind == "rollup"
+    elif any(f"*{word}*" in _line(text, planned.id) for word in ALERTS):
+        job.false_alert = True
+
+
+def _shows_final(job: PlannedJob, text: str) -> bool:
+    line = _line(text, job.id)
+    return any(word in line for word in (SHOWN[job.outcome], f"*{job.outcome}*"))
+
+
+def _line(text: str, job_id: str) -> str:
+    """The lines of a message that name the job (a digest names many jobs)."""
+    return "\n".join(line for line in text.splitlines() if job_id in line)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -25,7 +25,7 @@ from bridge.metrics import Metrics
 from bridge.model import Delivery
 from bridge.retry_after import DEFAULT_MAX_RETRY_AFTER, clamp
 from bridge.sinks import sink_capabilities
-from bridge.sinks.base import Sink
+from bridge.sinks.base import HasRoom, Sink
 from bridge.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ CLAIM_LEASE = timedelta(seconds=60)
 CLAIM_BATCH = 50
 SEND_AHEAD = 2
 IDLE_WAIT = 1.0
+# A sink with room (`HasRoom`) is asked this often while its batches are being sent, and is
+# handed at most this many batches at once.
+ROOM_POLL = 0.25
+MAX_BATCHES_WITH_ROOM = 20
 
 
 class StepKind(StrEnum):
@@ -185,8 +189,8 @@ class DeliveryWorkers:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wakeup.wait(), IDLE_WAIT)
                     continue
-                if len(sending) >= ahead:
-                    await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+                if len(sending) >= ahead and not await self._room_while_sending(
+                        sink_name, sending):
                     continue
                 try:
                     claimed = await self._store.claim_due(
@@ -219,6 +223,18 @@ class DeliveryWorkers:
             for task in sending:
                 task.cancel()
             await asyncio.gather(*sending, return_exceptions=True)
+
+    async def _room_while_sending(self, sink_name: str, sending: set[asyncio.Task[None]]
+                                  ) -> bool:
+        """Wait for a batch to finish (False: claim as usual), or until the sink says it has
+        room for another one while they are still being sent (True)."""
+        sink = self._sinks[sink_name]
+        if not isinstance(sink, HasRoom) or len(sending) >= MAX_BATCHES_WITH_ROOM:
+            await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+            return False
+        done, _ = await asyncio.wait(sending, timeout=ROOM_POLL,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        return not done and sink.has_room()
 
     async def _send_batch(self, sink_name: str, claimed: list[Delivery]) -> None:
         renewing = asyncio.create_task(self._renew(sink_name, claimed),

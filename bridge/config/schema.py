@@ -161,6 +161,9 @@ class SlackSink(SinkBase):
     # The older setting: when given, every call (post or edit) is spaced this far apart,
     # no bursts, instead of `rate_limits`; "0s" turns pacing off.
     min_interval: Duration | None = None
+    # An urgent send that would wait longer than this for Slack's budget is named at once in
+    # the channel's roll-up message (bridge.sinks.slack_rollup); "0s" turns that off.
+    overflow_after: Duration = timedelta(seconds=3)
     # Buttons on job messages (bridge.sinks.slack_actions), verified with the app's secret.
     signing_secret: SecretStr | None = None
     actions: list[str] = Field(default_factory=list)
@@ -176,6 +179,14 @@ class SlackSink(SinkBase):
         return names
     # Failure replies in a thread (update mode, digests) also show in the channel.
     reply_broadcast: bool = False
+
+    @field_validator("overflow_after")
+    @classmethod
+    def _overflow_needs_a_token(cls, after: timedelta, info: ValidationInfo) -> timedelta:
+        if after > timedelta(0) and info.data.get("token") is None:
+            raise ValueError("needs 'token': the roll-up message is edited with chat.update, "
+                             "which an incoming webhook cannot do (\"0s\" turns it off)")
+        return after
 
     @field_validator("mode")
     @classmethod

@@ -49,6 +49,10 @@ class FakeCall:
     status: int
     error: str | None = None
     at: float = 0.0
+    # The message a successful chat.postMessage or chat.update wrote (channel id, ts), so a
+    # reader of the record can follow each message through its versions.
+    channel: str | None = None
+    ts: str | None = None
 
 
 @dataclass(slots=True)
@@ -210,7 +214,8 @@ class FakeSlack:
             await self._record(method, body, headers, exc.status, exc.code)
             return web.json_response({"ok": False, "error": exc.code, **exc.extra},
                                      status=exc.status)
-        await self._record(method, body, headers, 200)
+        await self._record(method, body, headers, 200, channel=answer.get("channel"),
+                           ts=answer.get("ts"))
         # Slack names the token's scopes on every Web API answer.
         return web.json_response({"ok": True, **answer},
                                  headers={"x-oauth-scopes": ",".join(self.scopes)})
@@ -320,9 +325,12 @@ class FakeSlack:
                 "is_member": self._is_member(name, cid)}
 
     async def _record(self, method: str, body: Mapping[str, Any], headers: Mapping[str, str],
-                      status: int, error: str | None = None) -> None:
-        self.calls.append(FakeCall(method=method, body=body, headers=headers, status=status,
-                                   error=error, at=self._clock()))
+                      status: int, error: str | None = None, *, channel: object = None,
+                      ts: object = None) -> None:
+        self.calls.append(FakeCall(
+            method=method, body=body, headers=headers, status=status, error=error,
+            at=self._clock(), channel=channel if isinstance(channel, str) else None,
+            ts=ts if isinstance(ts, str) else None))
         async with self._changed:
             self._changed.notify_all()
 

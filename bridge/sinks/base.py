@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import aiohttp
 
@@ -31,6 +31,16 @@ class Sink(Protocol):
 
     async def aclose(self) -> None:
         """Stop background senders (per-channel queues); pending work stays in the outbox."""
+
+
+@runtime_checkable
+class HasRoom(Protocol):
+    """A sink that queues rows itself (`orders_itself`) and can say, while a batch is still
+    being sent, that it would take the next one now (Slack: every urgent send waiting is
+    already shown in the channel's roll-up, so the next failures should not wait in the
+    outbox for the waiting ones' own posts)."""
+
+    def has_room(self) -> bool: ...
 
 
 class PayloadShape(StrEnum):

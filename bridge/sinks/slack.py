@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bridge.config.schema import SinkBase, SlackSink
 from bridge.errors import PermanentDelivery, RetryableDelivery, StoreError
@@ -29,7 +26,9 @@ from bridge.secrets import redact, redact_url
 from bridge.sinks.base import PayloadShape, SinkCapabilities
 from bridge.sinks.retry import Verdict, classify_exception, classify_slack
 from bridge.sinks.slack_actions import decorate
-from bridge.sinks.slack_budget import Budget, Clock, Gate, Sleep, shared_gate
+from bridge.sinks.slack_budget import Clock, Gate, Sleep, shared_gate
+from bridge.sinks.slack_clients import budgets, clients, details, unreadable
+from bridge.sinks.slack_rollup import Rollup, headline
 from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, Op, RateLimited
 from bridge.store.base import MessageRef, Store
 
@@ -41,6 +40,10 @@ _GONE = frozenset({"message_not_found", "thread_not_found"})
 # out in a few seconds. A failure committed meanwhile is claimed with the next batch (with
 # its job's earlier rows, so a waiting start post is replaced by it), not after 50 posts.
 SLACK_CLAIM_BATCH = 6
+# Operations waiting in the channel's sender beyond which `has_room` hands over no more rows.
+ROOM = 60
+# The roll-up's calls wait at the gates ahead of every send (rank 0 is the most urgent one).
+ROLLUP_RANK = -1
 # Update mode alerts people with a threaded reply when a job ends in one of these.
 _ALERT_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
 
@@ -64,13 +67,6 @@ class _Posted:
 
 class _MessageGone(Exception):
     """The message to edit or reply to no longer exists."""
-
-
-@dataclass(slots=True, kw_only=True)
-class _Clients:
-    web: AsyncWebClient | None = None
-    webhook: AsyncWebhookClient | None = None
-    secrets: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,14 +97,19 @@ class SlackNotifier:
         self.config: SinkBase = config
         self._config = config
         self._store = store
-        self._clients = _clients(config, session)
+        self._clients = clients(config, session)
         self._timeout = config.timeout.total_seconds()
         self._max_retry_after = config.max_retry_after.total_seconds()
         self._clock, self._sleep = clock, sleep
         lane = config.channel if self._clients.web is not None else "incoming-webhook"
+        self._rollup = Rollup(name=f"{config.name}:{lane}", post=self._post_rollup,
+                              edit=self._edit_rollup)
+        overflow = config.overflow_after.total_seconds() if self._clients.web else 0.0
         self._sender: ChannelSender[_Send] = ChannelSender(
             f"{config.name}:{lane}", gate_of=self._gate_of, max_wait=max_wait,
-            max_retry_after=self._max_retry_after, clock=clock, sleep=sleep,
+            max_retry_after=self._max_retry_after, overflow_after=overflow,
+            on_overflow=self._overflowed, on_drained=self._rollup.drained,
+            clock=clock, sleep=sleep,
         )
 
     @property
@@ -119,6 +120,17 @@ class SlackNotifier:
     def sender(self) -> ChannelSender[_Send]:
         """The channel's queue (its counters show coalesced sends and rate limits)."""
         return self._sender
+
+    @property
+    def rollup(self) -> Rollup:
+        return self._rollup
+
+    def has_room(self) -> bool:
+        """While the channel is behind and every urgent send waiting is named in the
+        roll-up, the delivery worker may hand over more rows (the next failures) before the
+        waiting ones had their own calls: they would otherwise wait in the outbox."""
+        sender = self._sender
+        return sender.parked > 0 and sender.unshown == 0 and sender.pending < ROOM
 
     async def send(self, delivery: Delivery) -> None:
         n = delivery.notification
@@ -142,10 +154,13 @@ class SlackNotifier:
             run = self._thread
         # A job's sends keep their order, and so do a source's own events (down, then up).
         lane = (n.source, n.job_id)
+        # Urgent sends may be named in the roll-up first; a digest names its own jobs.
+        overflow = n.priority.rank == 0 and not n.digest
         await self._sender.submit(run, send, lane=lane, key=key, final=n.terminal,
-                                  rank=n.priority.rank)
+                                  rank=n.priority.rank, overflow=overflow)
 
     async def aclose(self) -> None:
+        await self._rollup.aclose()
         await self._sender.aclose()
 
     async def call_api(self, method: str, fields: dict[str, Any], *,
@@ -160,6 +175,34 @@ class SlackNotifier:
                 raise PermanentDelivery(f"Slack {method} on sink {self.name!r}: {exc}") from None
 
         return await self._sender.call(call, method=method, rank=rank)
+
+    # --- the roll-up (bridge.sinks.slack_rollup) ---------------------------------------------
+
+    def _overflowed(self, op: _Op) -> None:
+        n = op.payload.notification
+        self._rollup.show((n.source, n.job_id), headline(op.payload.message.text))
+
+    async def _post_rollup(self, text: str) -> str:
+        async def call() -> Mapping[str, Any]:
+            return await self._web_call("chat.postMessage",
+                                        {"channel": self._config.channel, "text": text})
+
+        # Ahead of every other post: it names the urgent ones.
+        data = await self._sender.call(call, method="chat.postMessage", rank=ROLLUP_RANK)
+        return f"{data.get('channel')}:{data.get('ts')}"  # chat.update needs the channel id
+
+    async def _edit_rollup(self, posted: str, text: str) -> bool:
+        channel, ts = posted.split(":", 1)
+
+        async def call() -> Mapping[str, Any]:
+            return await self._web_call("chat.update",
+                                        {"channel": channel, "ts": ts, "text": text})
+
+        try:
+            await self._sender.call(call, method="chat.update", rank=ROLLUP_RANK)
+        except _MessageGone:
+            return False
+        return True
 
     def _gate_of(self, method: str) -> Gate:
         """The budget `method` spends, shared with every sink using the same token (edits)
@@ -299,12 +342,12 @@ class SlackNotifier:
         except (AttributeError, TypeError, ValueError) as exc:
             # slack_sdk reads the answer itself and fails this way on a body that is JSON
             # but not an object (AttributeError), or not UTF-8 (UnicodeDecodeError).
-            raise _unreadable(f"Slack {method} on sink {self.name!r}", exc) from None
+            raise unreadable(f"Slack {method} on sink {self.name!r}", exc) from None
         data = response.data
         return data if isinstance(data, dict) else {}
 
     def _api_error(self, method: str, exc: SlackApiError) -> Exception:
-        status, headers, error = _details(exc.response)
+        status, headers, error = details(exc.response)
         if error in _GONE:
             return _MessageGone(error)
         if error is not None:
@@ -335,7 +378,7 @@ class SlackNotifier:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise classify_exception(exc, secrets=self._clients.secrets).error(where) from None
         except ValueError as exc:  # slack_sdk decodes the body as UTF-8 and may fail
-            raise _unreadable(where, exc) from None
+            raise unreadable(where, exc) from None
         status = response.status_code
         # The answer may quote the webhook URL, whose path is the secret: scrub, then cut.
         said = redact((response.body or "").strip(), self._clients.secrets)
@@ -356,27 +399,6 @@ def _replies_of(n: Notification) -> list[SlackMessage]:
             if isinstance(r, dict) and isinstance(r.get("text"), str)]
 
 
-def _unreadable(where: str, exc: Exception) -> RetryableDelivery:
-    # Not the exception's text: it may quote the body, and the body may quote the token.
-    return RetryableDelivery(f"{where}: the answer could not be read ({type(exc).__name__}); "
-                             "is base_url a Slack-compatible API?")
-
-
-def _clients(config: SlackSink, session: aiohttp.ClientSession) -> _Clients:
-    # `SlackSink` validated the combination (token + channel, or an incoming webhook that
-    # only posts): nothing to check again here.
-    timeout = max(1, int(config.timeout.total_seconds()))
-    if config.token is not None:
-        token = config.token.get_secret_value()
-        web = AsyncWebClient(token=token, base_url=config.base_url, session=session,
-                             timeout=timeout, retry_handlers=[])
-        return _Clients(web=web, secrets=(token,))
-    assert config.webhook_url is not None
-    url = config.webhook_url.get_secret_value()
-    webhook = AsyncWebhookClient(url, session=session, timeout=timeout, retry_handlers=[])
-    return _Clients(webhook=webhook, secrets=(url,))
-
-
 def _message(delivery: Delivery) -> SlackMessage:
     payload = delivery.notification.payload
     text, blocks = payload.get("text"), payload.get("blocks")
@@ -386,28 +408,6 @@ def _message(delivery: Delivery) -> SlackMessage:
             "'text' (and 'blocks' as a list, if any); check the rule's template"
         )
     return SlackMessage(text=text, blocks=blocks or None)
-
-
-def _details(response: Any) -> tuple[int, Mapping[str, str], str | None]:
-    """Status, headers and Slack `error` of a failed call (an AsyncSlackResponse, or the raw
-    aiohttp response when the body was not JSON)."""
-    status = getattr(response, "status_code", None) or getattr(response, "status", None) or 0
-    headers = getattr(response, "headers", None) or {}
-    data = getattr(response, "data", None)
-    error = data.get("error") if isinstance(data, dict) else None
-    return int(status), headers, str(error) if error is not None else None
-
-
-def budgets(config: SlackSink) -> tuple[Budget, Budget]:
-    """The sink's (post, update) budgets: `rate_limits`, or the older fixed `min_interval`
-    spacing for both when it is given."""
-    if config.min_interval is not None:
-        seconds = config.min_interval.total_seconds()
-        spaced = Budget(per_second=1 / seconds if seconds > 0 else math.inf)
-        return spaced, spaced
-    limits = config.rate_limits
-    return (Budget(per_second=limits.post_per_second, burst=limits.post_burst),
-            Budget(per_second=limits.update_per_minute / 60, burst=limits.update_burst))
 
 
 def capabilities(config: SlackSink) -> SinkCapabilities:

@@ -60,6 +60,13 @@ class TokenBucket:
         self._refill(now)
         return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.budget.per_second
 
+    def shortfall(self, now: float, calls: int) -> float:
+        """Seconds until `calls` more calls could have gone out (0: they can now)."""
+        if math.isinf(self.budget.per_second):
+            return 0.0
+        self._refill(now)
+        return max(0.0, (calls - self._tokens) / self.budget.per_second)
+
     def spend(self, now: float) -> None:
         self._refill(now)
         self._tokens -= 1
@@ -109,17 +116,32 @@ class Gate:
     async def acquire(self, ticket: Ticket, *, max_wait: float) -> None:
         """Wait for a token, the most urgent waiter first. A pause (429) longer than
         `max_wait` raises RetryableDelivery at once: the outbox retries after it."""
+        granted = self.enter(ticket, max_wait=max_wait)
+        try:
+            await granted
+        finally:
+            if not granted.done():  # the caller was cancelled while waiting
+                granted.cancel()
+
+    def enter(self, ticket: Ticket, *, max_wait: float) -> asyncio.Future[None]:
+        """Join the waiters now (synchronously: the next `expected_wait` counts it); the
+        future resolves when it may call. Cancel the future to leave."""
         self._check_pause(max_wait)
         waiter = _Waiter(ticket=ticket, max_wait=max_wait,
                          granted=asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         if self._pump is None or self._pump.done():
             self._pump = asyncio.create_task(self._run(), name=f"slack-gate:{self.name}")
-        try:
-            await waiter.granted
-        finally:
-            if not waiter.granted.done():  # the caller was cancelled while waiting
-                waiter.granted.cancel()
+        return waiter.granted
+
+    def expected_wait(self, ticket: Ticket) -> float:
+        """About how long `ticket` would wait if it came to the gate now: the pause, and the
+        tokens that the waiters ahead of it (more urgent, or as urgent and older) and it
+        need. More urgent calls that come later only make it longer."""
+        ahead = sum(1 for w in self._waiters if not w.granted.done()
+                    and (w.ticket.rank, w.ticket.seq) < (ticket.rank, ticket.seq))
+        now = self.clock()
+        return max(self.paused_until - now, self.bucket.shortfall(now, ahead + 1))
 
     def pause(self, seconds: float) -> None:
         """Slack answered 429: nothing goes through this gate for `seconds`."""

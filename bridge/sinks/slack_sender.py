@@ -15,6 +15,14 @@ a post followed by an edit), and waiting edits collapse into the latest. The rep
 submission counts as delivered. An operation marked `final` (a terminal state) is never
 replaced; later ones queue behind it.
 
+Overflow (`overflow_after`): when the channel's budget cannot keep up, an urgent operation
+(one submitted with `overflow=True`) whose first call would wait longer than
+`overflow_after` at its gate, or has waited that long, is handed to `on_overflow` (the Slack
+sink names it in the channel's roll-up message, `slack_rollup`) and keeps its place: its own
+call still goes out when the budget allows. It is `parked` meanwhile: shown, waiting only for
+budget. A newer send that replaces a parked operation's payload is handed over again, so the
+roll-up shows the latest state. When no parked operation is left, `on_drained` is called.
+
 A 429 is waited out and the call repeated; a wait longer than `max_wait` hands the delivery
 back to the outbox (RetryableDelivery) rather than holding its lease (a Retry-After of `inf`
 or 1e20 is clamped first and takes that path).
@@ -29,7 +37,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -77,6 +85,12 @@ class Op(Generic[P]):
     started: bool = False
     # How many newer submissions took this operation's place.
     replaced: int = 0
+    # Urgent enough to be shown in a roll-up when it would wait too long (`overflow_after`).
+    overflow: bool = False
+    # Handed to `on_overflow`: shown there, waiting only for its own call's budget.
+    overflowed: bool = False
+    # The gate its first call waits at (None before it gets there).
+    gate: Gate | None = None
 
 
 class ChannelSender(Generic[P]):
@@ -94,10 +108,17 @@ class ChannelSender(Generic[P]):
         gate_of: Callable[[str], Gate | None] | None = None,
         max_wait: float = DEFAULT_MAX_WAIT,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        overflow_after: float = 0.0,
+        on_overflow: Callable[[Op[P]], None] | None = None,
+        on_drained: Callable[[], None] = lambda: None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ):
         self.channel = channel
+        # 0 or no `on_overflow`: operations wait for their budget, however long.
+        self._overflow_after = overflow_after if on_overflow is not None else 0.0
+        self._on_overflow = on_overflow
+        self._on_drained = on_drained
         self._min_interval = min_interval
         self._gate_of = gate_of
         self._gates: dict[str, Gate] = {}
@@ -111,11 +132,25 @@ class ChannelSender(Generic[P]):
         self._closed = False
         self.coalesced = 0
         self.rate_limited = 0
+        self.overflowed = 0
 
     @property
     def pending(self) -> int:
         """Operations submitted that have not made their first call yet."""
-        return sum(1 for lane in self._lanes.values() for op in lane if not op.started)
+        return sum(1 for op in self._waiting())
+
+    @property
+    def parked(self) -> int:
+        """Operations handed to `on_overflow` that have not made their first call yet."""
+        return sum(1 for op in self._waiting() if op.overflowed)
+
+    @property
+    def unshown(self) -> int:
+        """Operations that may overflow, waiting, that no roll-up shows yet."""
+        return sum(1 for op in self._waiting() if op.overflow and not op.overflowed)
+
+    def _waiting(self) -> Iterator[Op[P]]:
+        return (op for lane in self._lanes.values() for op in lane if not op.started)
 
     def gate(self, method: str) -> Gate:
         """The gate `method`'s calls wait at."""
@@ -135,13 +170,14 @@ class ChannelSender(Generic[P]):
     def submit(
         self, run: Callable[[Op[P]], Awaitable[None]], payload: P, *,
         lane: Hashable | None = None, key: Hashable | None = None, final: bool = False,
-        rank: int = 1,
+        rank: int = 1, overflow: bool = False,
     ) -> asyncio.Future[None]:
         """Queue `run(op)`; the future resolves when it ran (or was replaced by a newer one).
 
         Queues synchronously, so callers started in order are queued in that order. `lane`
         (None: a lane of its own) keeps one job's operations in order; `rank` (0 first) is
-        the urgency its calls wait at the gates with.
+        the urgency its calls wait at the gates with; `overflow`: it may be handed to
+        `on_overflow` when its first call would wait longer than `overflow_after`.
         """
         if self._closed:
             raise RetryableDelivery(f"the Slack sender for {self.channel} is closed; "
@@ -149,7 +185,7 @@ class ChannelSender(Generic[P]):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane_key: Hashable = lane if lane is not None else object()
         op = Op(run=run, payload=payload, future=future, lane=lane_key, key=key, final=final,
-                rank=rank, seq=next(self._seq))
+                rank=rank, seq=next(self._seq), overflow=overflow)
         queue = self._lanes.get(lane_key)
         if queue is not None and self._replace_waiting(queue, op):
             return future
@@ -170,9 +206,14 @@ class ChannelSender(Generic[P]):
                                                                    seq=next(self._seq))
         refusals = 0
         while True:
-            await gate.acquire(ticket, max_wait=self._max_wait)
-            if op is not None:
+            if op is not None and not op.started and self._overflow_after > 0:
+                await self._acquire_or_overflow(gate, op)
+            else:
+                await gate.acquire(ticket, max_wait=self._max_wait)
+            if op is not None and not op.started:
                 op.started = True  # from here on its payload is what Slack got
+                if op.overflowed and self.parked == 0:
+                    self._on_drained()
             try:
                 return await fn()
             except RateLimited as exc:
@@ -188,6 +229,34 @@ class ChannelSender(Generic[P]):
                 if wait > self._max_wait or refusals >= MAX_RATE_LIMITS_PER_CALL:
                     raise gate.too_long(wait) from None
                 log.warning("Slack rate-limited %s (%s); waiting %.2f s", gate.name, exc, wait)
+
+    async def _acquire_or_overflow(self, gate: Gate, op: Op[P]) -> None:
+        """Wait at the gate; overflow the op if it would wait, or has waited, too long."""
+        op.gate = gate
+        granted = gate.enter(op, max_wait=self._max_wait)
+        try:
+            self._maybe_overflow(op)
+            while not granted.done():
+                timer = asyncio.ensure_future(self._sleep(self._overflow_after))
+                try:
+                    await asyncio.wait({granted, timer}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    timer.cancel()
+                if not granted.done():
+                    self._maybe_overflow(op, waited=True)
+            granted.result()
+        finally:
+            if not granted.done():  # cancelled while waiting: leave the line
+                granted.cancel()
+
+    def _maybe_overflow(self, op: Op[P], *, waited: bool = False) -> None:
+        if not op.overflow or op.overflowed or op.started or op.gate is None:
+            return
+        if waited or op.gate.expected_wait(op) > self._overflow_after:
+            op.overflowed = True
+            self.overflowed += 1
+            assert self._on_overflow is not None
+            self._on_overflow(op)
 
     async def aclose(self) -> None:
         """Stop; operations not started fail as retryable and stay in the outbox."""
@@ -217,12 +286,18 @@ class ChannelSender(Generic[P]):
             waiting.run, waiting.payload, waiting.future = op.run, op.payload, op.future
             waiting.final = op.final
             waiting.rank = min(waiting.rank, op.rank)
+            waiting.overflow = waiting.overflow or op.overflow
             waiting.replaced += 1
             self.coalesced += 1
             if not replaced.done():
                 replaced.set_result(None)
             log.debug("channel %s: a newer send replaced a waiting one (%s)", self.channel,
                       op.key)
+            if waiting.overflowed:
+                assert self._on_overflow is not None
+                self._on_overflow(waiting)  # the roll-up shows the newer state
+            else:
+                self._maybe_overflow(waiting)  # now urgent, say, behind a long line
             return True
         return False
 

@@ -1,0 +1,279 @@
+"""The roll-up: when a channel's post budget cannot keep up, urgent sends are named at once.
+
+The real SlackNotifier talks over real sockets to FakeSlack with Slack's limits on, both on
+one stepped clock (`SteppedTime`, as in test_slack_urgency): budgets and waits move only
+when the test moves time, so what is sent when is decided by the budgets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bridge.config.loader import parse_config
+from bridge.config.schema import SlackSink
+from bridge.deliver import DeliveryWorkers
+from bridge.errors import ConfigErrors
+from bridge.metrics import Metrics
+from bridge.model import EventKind, Notification, Priority
+from bridge.simulators.slack import FakeSlack
+from bridge.sinks import build_sink
+from bridge.sinks.slack import SlackNotifier
+from bridge.sinks.slack_rollup import HEADER
+from bridge.store import open_store
+from bridge.store.base import PollCommit, Store
+from tests.test_slack_urgency import SteppedTime, failed, note, run_out, send, until
+
+CHANNEL = "#ops"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    real = open_store(f"sqlite:///{tmp_path}/state.db")
+    await real.open()
+    try:
+        yield real
+    finally:
+        await real.close()
+
+
+@pytest.fixture
+def time() -> SteppedTime:
+    return SteppedTime()
+
+
+@pytest.fixture
+async def slack(time: SteppedTime) -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(channels={CHANNEL: "C0OPS"}, clock=time.clock) as fake:
+        yield fake
+
+
+SinkFactory = Callable[..., SlackNotifier]
+
+
+@pytest.fixture
+async def sinks(slack: FakeSlack, store: Store, time: SteppedTime
+                ) -> AsyncIterator[SinkFactory]:
+    made: list[SlackNotifier] = []
+    async with aiohttp.ClientSession() as session:
+        def make(mode: str = "update", overflow_after: str = "3s", **limits: Any
+                 ) -> SlackNotifier:
+            config = SlackSink.model_validate({
+                "name": "ops-slack", "kind": "slack", "token": slack.token,
+                "channel": CHANNEL, "mode": mode, "base_url": slack.api_url,
+                "overflow_after": overflow_after, "rate_limits": {"post_burst": 1, **limits},
+            })
+            sink = SlackNotifier(config, session, store, clock=time.clock, sleep=time.sleep)
+            made.append(sink)
+            return sink
+
+        yield make
+        for sink in made:
+            await sink.aclose()
+
+
+def rollups(slack: FakeSlack) -> list[str]:
+    """The roll-up messages of the channel as they read now."""
+    return [m.text or "" for m in slack.roots(CHANNEL) if (m.text or "").startswith(HEADER)]
+
+
+def waiting(sink: SlackNotifier) -> int:
+    """Calls waiting for a post slot (the roll-up's own post among them)."""
+    return sink.sender.gate("chat.postMessage").waiting
+
+
+def settled(slack: FakeSlack) -> bool:
+    """job0 spent the one token (so the gate now waits for the next one)."""
+    return own_posts(slack) == ["job0 failed"]
+
+
+def own_posts(slack: FakeSlack) -> list[str]:
+    return [str(c.body["text"]) for c in slack.calls_to("chat.postMessage")
+            if not str(c.body["text"]).startswith(HEADER) and "thread_ts" not in c.body]
+
+
+async def test_failures_that_would_wait_past_overflow_after_are_named_in_the_rollup_at_once(
+    slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
+) -> None:
+    sink = sinks()
+    tasks = [send(sink, failed(f"job{i}")) for i in range(8)]
+    # job0 had the one token; job1..job3 get theirs within 3 s, job4..job7 would not.
+    await until(lambda: settled(slack) and sink.sender.parked == 4 and waiting(sink) == 8,
+                "four failures handed to the roll-up, whose post waits too")
+    time.advance(1.0)  # the next token goes to the roll-up, ahead of job1
+    await until(lambda: len(rollups(slack)) == 1, "the roll-up posted")
+    assert rollups(slack)[0].splitlines()[1:] == [f"job{i} failed" for i in range(4, 8)]
+    assert own_posts(slack) == ["job0 failed"]
+    await run_out(time, tasks, step=1.0)
+    # Every failure still gets its own message, once.
+    assert sorted(own_posts(slack)) == sorted(f"job{i} failed" for i in range(8))
+
+
+async def test_failures_arriving_while_the_rollup_is_up_are_added_by_editing_it(
+    slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
+) -> None:
+    sink = sinks()
+    tasks = [send(sink, failed(f"job{i}")) for i in range(6)]
+    await until(lambda: settled(slack) and sink.sender.parked == 2 and waiting(sink) == 6,
+                "job4 and job5 handed to the roll-up")
+    time.advance(1.0)
+    await until(lambda: len(rollups(slack)) == 1, "the roll-up posted")
+    posts_before = len(slack.calls_to("chat.postMessage"))
+    tasks += [send(sink, failed(f"late{i}")) for i in range(3)]
+    # chat.update has its own budget: no time passes, no post is spent.
+    await until(lambda: "late2 failed" in rollups(slack)[0], "the late failures added")
+    assert len(slack.calls_to("chat.postMessage")) == posts_before
+    assert len(rollups(slack)) == 1
+    lines = rollups(slack)[0].splitlines()[1:]
+    assert len(lines) == len(set(lines))
+    await run_out(time, tasks, step=1.0)
+
+
+async def test_a_failure_that_has_waited_overflow_after_is_named_though_its_wait_looked_short(
+    slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
+) -> None:
+    sink = sinks()
+    first = send(sink, failed("job0"))
+    await until(lambda: first.done(), "job0 posted")
+    tasks = [send(sink, failed("job1")), send(sink, failed("job2"))]
+    # job1's post is due in 1 s, job2's in 2 s: neither is rolled up.
+    await until(lambda: sink.sender.gate("chat.postMessage").waiting == 2, "both waiting")
+    assert sink.sender.parked == 0
+    slack.rate_limit(1, retry_after=10)  # job1's post is refused: 10 s for everyone
+    time.advance(1.0)
+    await until(lambda: sink.sender.rate_limited == 1, "job1 refused")
+    time.advance(1.0)
+    await asyncio.sleep(0.01)
+    assert sink.sender.parked == 0
+    time.advance(1.0)  # job2 has waited 3 s
+    await until(lambda: sink.sender.parked == 1, "job2 handed to the roll-up")
+    await run_out(time, tasks, step=1.0)
+    [rollup] = rollups(slack)
+    assert rollup.splitlines()[1:] == ["job2 failed"]
+    assert own_posts(slack) == ["job0 failed", "job1 failed", "job2 failed"]
+
+
+async def test_overflow_after_0s_turns_the_rollup_off(
+    slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
+) -> None:
+    sink = sinks(overflow_after="0s")
+    tasks = [send(sink, failed(f"job{i}")) for i in range(8)]
+    await run_out(time, tasks, step=1.0)
+    assert rollups(slack) == []
+    assert len(own_posts(slack)) == 8
+
+
+async def test_only_urgent_sends_are_rolled_up(
+    slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
+) -> None:
+    sink = sinks()
+    tasks = [send(sink, note(f"job{i}", f"job{i} started")) for i in range(8)]
+    await run_out(time, tasks, step=1.0)
+    assert rollups(slack) == []
+    assert sink.sender.overflowed == 0
+
+
+async def test_the_rollup_shows_a_jobs_newer_state_in_place_of_its_line(
+    slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
+) -> None:
+    sink = sinks()
+    tasks = [send(sink, failed(f"job{i}")) for i in range(5)]
+    tasks.append(send(sink, note("x", "x stalled", priority=Priority.HIGH)))
+    await until(lambda: settled(slack) and sink.sender.parked == 2 and waiting(sink) == 6,
+                "job4 and the stall handed to the roll-up")
+    time.advance(1.0)
+    await until(lambda: "x stalled" in "".join(rollups(slack)), "the stall named")
+    tasks.append(send(sink, failed("x")))  # takes the waiting stall's place
+    await until(lambda: "x failed" in "".join(rollups(slack)), "the failure shown")
+    await run_out(time, tasks, step=1.0)
+    [rollup] = rollups(slack)
+    assert "x stalled" not in rollup
+    assert rollup.count("x failed") == 1
+
+
+async def test_a_new_rollup_opens_once_every_named_send_had_its_own_post(
+    slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
+) -> None:
+    sink = sinks()
+    await run_out(time, [send(sink, failed(f"a{i}")) for i in range(6)], step=1.0)
+    assert sink.sender.parked == 0
+    await run_out(time, [send(sink, failed(f"b{i}")) for i in range(6)], step=1.0)
+    first, second = rollups(slack)
+    assert "a5 failed" in first and "b5 failed" not in first
+    assert "b5 failed" in second and "a5 failed" not in second
+
+
+def test_overflow_after_on_an_incoming_webhook_sink_is_an_error_at_its_line() -> None:
+    text = """
+[[sinks]]
+name = "hooked"
+kind = "slack"
+webhook_url = "https://hooks.slack.com/services/T0/B0/secret"
+overflow_after = "3s"
+"""
+    with pytest.raises(ConfigErrors) as caught:
+        parse_config(text, "rules.toml", env={})
+    assert caught.value.errors[0].render().startswith(
+        "rules.toml:6: sinks[0].overflow_after: needs 'token'")
+
+
+def row(job: str) -> Notification:
+    return Notification(event_id=f"evt_{job}", rule="jobs", sink="ops-slack", source="zendesk",
+                        job_id=job, payload={"text": f"{job} failed"},
+                        on=EventKind.TRANSITION, terminal=True, state="failed",
+                        priority=Priority.HIGH)
+
+
+async def test_while_the_channel_is_behind_the_next_failures_leave_the_outbox_at_once(
+    tmp_path: Path,
+) -> None:
+    # Real time: 12 failures at 1 post/s. The worker hands Slack 6 rows at a time; once
+    # those wait in the roll-up only for their own posts, it hands over the next 6 rather
+    # than leave them in the outbox until the first 6 are posted.
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    await store.open()
+    async with (FakeSlack(channels={CHANNEL: "C0OPS"}) as slack,
+                aiohttp.ClientSession() as session):
+        config = parse_config(f"""
+[[sinks]]
+name = "ops-slack"
+kind = "slack"
+token = "{slack.token}"
+channel = "{CHANNEL}"
+mode = "update"
+base_url = "{slack.api_url}"
+overflow_after = "500ms"
+rate_limits = {{ post_per_second = 1, post_burst = 1 }}
+""", str(tmp_path / "rules.toml"), {}).sinks[0]
+        sink = build_sink(config, session, store)
+        workers = DeliveryWorkers(store=store, sinks={"ops-slack": sink},
+                                  policies={"ops-slack": config.retry}, metrics=Metrics(),
+                                  clock=lambda: datetime.now(UTC))
+        jobs = [f"job{i:02d}" for i in range(12)]
+        try:
+            await store.commit_poll(PollCommit(source="zendesk", at=datetime.now(UTC),
+                                               notifications=[row(job) for job in jobs]))
+            workers.start()
+            await slack.wait_for(lambda: len(own_posts(slack)) == 12, within=30)
+        finally:
+            await workers.stop()
+            await sink.aclose()
+            await store.close()
+    # From the record: when every failure had been named (its own post or the roll-up),
+    # most had no post of their own yet.
+    named: set[str] = set()
+    own = 0
+    for call in slack.calls:
+        text = str(call.body.get("text", ""))
+        named |= {job for job in jobs if job in text}
+        own += not text.startswith(HEADER) and call.method == "chat.postMessage"
+        if named == set(jobs):
+            break
+    assert own < 6
+    assert sorted(own_posts(slack)) == sorted(f"{job} failed" for job in jobs)
