@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bridge.config.schema import Config
 from bridge.errors import SourceError, SourceUnavailable, StoreError
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # The lease a polled source's commits are fenced by (bridge.leases names it the same).
 SOURCE_LEASE = "source:"
+# A push on a shared store reads back the finished jobs due to be forgotten this much early.
+_EXPIRY_MARGIN = timedelta(minutes=1)
 
 Clock = Callable[[], datetime]
 
@@ -103,6 +105,8 @@ class Pipeline:
         self._enqueue = enqueue
         self._memory = Memory(sources)
         self._locks = {name: asyncio.Lock() for name in sources}
+        self._retain = {s.name: s.retain for s in config.sources}
+        self._rules = [rule.name for rule in config.rules]
         self._waiting: dict[str, list[_Waiting]] = {name: [] for name in sources}
         # Sources whose memory must be read back from the store before the next batch.
         self._stale: set[str] = set()
@@ -214,22 +218,50 @@ class Pipeline:
         async with self._locks[name]:
             if not waiting.outcome.done():
                 group, self._waiting[name] = self._waiting[name], []
-                if self._shared:
-                    # Any instance takes pushes: start from what the store holds now.
-                    self._stale.add(name)
-                await self._run_group(name, group, retries=2)
+                # Any instance takes pushes (shared store): start from what the store holds
+                # now of the jobs the group names, not from a reload of the whole source.
+                fresh = self._pushed_ids(name, group) if self._shared else None
+                await self._run_group(name, group, retries=2, fresh=fresh)
         return waiting.outcome.result()
+
+    def _pushed_ids(self, name: str, group: Sequence[_Waiting]) -> set[str]:
+        """The jobs a group of pushes decides about: the ones it observes, and the finished
+        ones detection may forget (`retain`) while deciding (a minute's margin, so none
+        becomes due between the read and the decision). The others it never reads."""
+        ids = {obs.id for waiting in group if waiting.batch.poll is not None
+               for obs in waiting.batch.poll.observations}
+        retain = self._retain[name]
+        state = self._memory.sources[name]
+        cutoff = self._clock() - retain + _EXPIRY_MARGIN
+        ids.update(state.finish_times.due(cutoff, state.jobs))
+        return ids
+
+    async def _refresh(self, name: str, ids: set[str]) -> None:
+        """Read back from the store the records of `ids` (and their rule marks) and the
+        source's watches; every other job keeps what the memory has (a commit that writes
+        one another instance changed is refused by compare-and-set and run again after a
+        full reload)."""
+        state = self._memory.sources[name]
+        jobs = await self._store.load_jobs(name, ids)
+        marks = await self._store.load_rule_marks(name, ids)
+        state.watches = set(await self._store.list_watches(name))
+        state.refresh(ids, jobs)
+        self._memory.refresh_marks(name, ids, self._rules, marks)
 
     async def _run(self, name: str, batch: Batch) -> PollOutcome:
         waiting = _Waiting(batch, asyncio.get_running_loop().create_future())
         await self._run_group(name, [waiting])
         return waiting.outcome.result()
 
-    async def _run_group(self, name: str, group: list[_Waiting], *, retries: int = 0) -> None:
+    async def _run_group(self, name: str, group: list[_Waiting], *, retries: int = 0,
+                         fresh: set[str] | None = None) -> None:
         """Run each batch of the group through the decision stages, commit them all in one
         transaction, and then (only then) give each its outcome; a failure becomes every
-        unanswered batch's outcome. Holds the source's lock."""
+        unanswered batch's outcome. `fresh`: jobs to read back from the store first.
+        Holds the source's lock."""
         try:
+            if fresh is not None:
+                await self._refresh(name, fresh)
             while not await self._decide_and_commit(name, group):
                 # Another instance wrote this source's state (or holds its lease): the group
                 # was computed from stale state and committed nothing. A poll is simply

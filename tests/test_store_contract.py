@@ -111,6 +111,20 @@ async def test_jobs_round_trip(store: Store) -> None:
     assert await store.load_jobs("other") == {}
 
 
+async def test_jobs_and_marks_load_by_id_for_the_named_jobs_only(store: Store) -> None:
+    # A push on a shared store reads back the jobs it names, not the whole source; more
+    # ids than one query takes are read in several.
+    many = [tracked(f"j{n:04d}") for n in range(1_200)]
+    marks = [RuleMark(rule="r", source="src", job_id=j, notified_at=T0) for j in ("j0001", "j0002")]
+    await store.commit_poll(PollCommit(source="src", upserts=many, rule_marks=marks, at=T0))
+    wanted = {"j0001", "j1100", "missing"}
+    assert await store.load_jobs("src", wanted) == {j.id: j for j in many
+                                                     if j.id in wanted}
+    assert len(await store.load_jobs("src", {j.id for j in many})) == 1_200
+    assert await store.load_jobs("other", wanted) == {}
+    assert await store.load_rule_marks("src", wanted) == marks[:1]
+
+
 async def test_upsert_replaces_and_removal_forgets_a_job(store: Store) -> None:
     await store.commit_poll(PollCommit(source="src", upserts=[tracked("a"), tracked("b")]))
     newer = tracked("a", JobState.SUCCEEDED, version=4)

@@ -7,7 +7,7 @@ for a replay, once it has run), so a failed commit leaves the memory as the stor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -34,6 +34,22 @@ class SourceMemory:
         self.finish_times.reset(jobs)
         self.unfinished = {job_id: None for job_id, job in jobs.items() if not job.done}
 
+    def refresh(self, ids: Iterable[str], loaded: Mapping[str, TrackedJob]) -> None:
+        """Replace the records of `ids` with the store's (`loaded`; an id it lacks is gone)."""
+        for job_id in ids:
+            job = loaded.get(job_id)
+            if job is None:
+                self.jobs.pop(job_id, None)
+                self.unfinished.pop(job_id, None)
+                continue
+            self.jobs[job_id] = job
+            if job.done:
+                self.unfinished.pop(job_id, None)
+            else:
+                self.unfinished.setdefault(job_id)
+        # Stale heap entries are skipped by `due` (it checks the job's finish time).
+        self.finish_times.add(loaded.values())
+
 
 class Memory:
     def __init__(self, sources: Iterable[str]):
@@ -45,6 +61,15 @@ class Memory:
         return Context(source=source, now=now, jobs=state.jobs, health=state.health,
                        watches=state.watches, marks=self.marks,
                        finish_times=state.finish_times)
+
+    def refresh_marks(self, source: str, job_ids: Collection[str], rules: Iterable[str],
+                      marks: Iterable[RuleMark]) -> None:
+        """Replace the rule marks of one source's `job_ids` with the store's (`rules`: the
+        rule names there can be marks of; looked up by key, not by a walk over every mark)."""
+        for rule in rules:
+            for job_id in job_ids:
+                self.marks.pop((rule, source, job_id), None)
+        self.marks.update(((m.rule, m.source, m.job_id), m) for m in marks)
 
     def apply(self, source: str, batch: Batch) -> None:
         state = self.sources[source]

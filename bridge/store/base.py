@@ -8,7 +8,7 @@ that is the at-least-once guarantee of contract section 7.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -118,7 +118,11 @@ class Store(Protocol):
 
     # --- jobs, health, events -------------------------------------------------------------
 
-    async def load_jobs(self, source: str) -> dict[str, TrackedJob]: ...
+    async def load_jobs(
+        self, source: str, ids: Collection[str] | None = None
+    ) -> dict[str, TrackedJob]:
+        """A source's job records; with `ids`, only those jobs' (a push on a shared store
+        reads back the jobs it names, not all of them)."""
 
     async def load_health(self, source: str) -> SourceHealth | None: ...
 
@@ -151,8 +155,10 @@ class Store(Protocol):
 
     # --- rule memory ------------------------------------------------------------------------
 
-    async def load_rule_marks(self, source: str | None = None) -> list[RuleMark]:
-        """Every rule mark, or those of one source's jobs."""
+    async def load_rule_marks(
+        self, source: str | None = None, job_ids: Collection[str] | None = None
+    ) -> list[RuleMark]:
+        """Every rule mark, or those of one source's jobs (with `job_ids`, of those jobs)."""
 
     # --- leases (several instances on one store) ---------------------------------------------
 

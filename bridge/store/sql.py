@@ -203,6 +203,13 @@ UPSERT_MARK = (
 )
 LOAD_MARKS = "SELECT rule, source, job_id, notified_us, state FROM rule_marks"
 LOAD_SOURCE_MARKS = LOAD_MARKS + " WHERE source = ?"
+# Ids per query when loading named jobs (well under SQLite's and PostgreSQL's limits).
+IDS_PER_QUERY = 500
+
+
+def by_ids(query: str, ids: Sequence[str]) -> str:
+    """`query` (ending in `WHERE source = ?`) narrowed to `len(ids)` job ids."""
+    return f"{query} AND job_id IN ({', '.join('?' * len(ids))})"
 
 
 def list_jobs_query(source: str | None, state: str | None, limit: int) -> tuple[str, Row]:

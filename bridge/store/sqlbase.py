@@ -9,9 +9,10 @@ placeholders; a backend translates them if it must.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import chain
+from typing import Any
 
 from bridge.groups.model import GroupFlush, OpenGroup
 from bridge.model import Delivery, DeliveryStatus, Event, SourceHealth, TrackedJob
@@ -38,9 +39,23 @@ class SqlStore(SilenceQueries, ActionQueries, PollBucketQueries):
 
     # --- jobs, health, events -------------------------------------------------------------
 
-    async def load_jobs(self, source: str) -> dict[str, TrackedJob]:
-        rows = await self._rows(sql.LOAD_JOBS, (source,))
+    async def load_jobs(
+        self, source: str, ids: Collection[str] | None = None
+    ) -> dict[str, TrackedJob]:
+        rows = await self._source_rows(sql.LOAD_JOBS, source, ids)
         return {job.id: job for job in sql.jobs_from([r[0] for r in rows])}
+
+    async def _source_rows(
+        self, query: str, source: str, ids: Collection[str] | None
+    ) -> list[Any]:
+        """`query`'s rows for one source, narrowed to job `ids` when given."""
+        if ids is None:
+            return await self._rows(query, (source,))
+        wanted, rows = sorted(ids), []
+        for start in range(0, len(wanted), sql.IDS_PER_QUERY):
+            chunk = wanted[start:start + sql.IDS_PER_QUERY]
+            rows.extend(await self._rows(sql.by_ids(query, chunk), (source, *chunk)))
+        return rows
 
     async def load_health(self, source: str) -> SourceHealth | None:
         rows = await self._rows(sql.LOAD_HEALTH, (source,))
@@ -87,10 +102,13 @@ class SqlStore(SilenceQueries, ActionQueries, PollBucketQueries):
     async def list_watches(self, source: str) -> list[str]:
         return [r[0] for r in await self._rows(sql.LIST_WATCHES, (source,))]
 
-    async def load_rule_marks(self, source: str | None = None) -> list[RuleMark]:
+    async def load_rule_marks(
+        self, source: str | None = None, job_ids: Collection[str] | None = None
+    ) -> list[RuleMark]:
         if source is None:
             return [sql.mark_from(r) for r in await self._rows(sql.LOAD_MARKS)]
-        return [sql.mark_from(r) for r in await self._rows(sql.LOAD_SOURCE_MARKS, (source,))]
+        rows = await self._source_rows(sql.LOAD_SOURCE_MARKS, source, job_ids)
+        return [sql.mark_from(r) for r in rows]
 
     # --- leases, push replay guard ----------------------------------------------------------
 
