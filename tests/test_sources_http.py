@@ -8,6 +8,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
+import jmespath
 import pytest
 from aiohttp import web
 from pydantic import ValidationError
@@ -19,7 +20,7 @@ from bridge.secrets import redact
 from bridge.simulators.base import Fault, Simulator, json_response
 from bridge.sources import build_source
 from bridge.sources.exchange import Fetcher, Request
-from bridge.sources.http import HttpJobs
+from bridge.sources.http import HttpJobs, compile_expression
 from bridge.sources.push import PushedJobs
 
 
@@ -224,3 +225,13 @@ async def test_query_string_is_left_out_of_messages(api: JobsApi,
 
 def test_redact_replaces_every_secret() -> None:
     assert redact("token abc123 and abc1234", ["abc123", "abc1234"]) == "token *** and ***"
+
+
+@pytest.mark.parametrize("expression", ["id", '"job-id"', "state", "a.b", "items[0]"])
+@pytest.mark.parametrize("value", [
+    {"id": "7", "job-id": 8, "state": None, "a": {"b": "deep"}}, {}, [1, 2], "text", 3, None,
+    {"items": ["first"]},
+])
+def test_a_compiled_expression_answers_as_jmespath_does(expression: str, value: object) -> None:
+    # A bare key is read with a dict lookup instead of the interpreter: the same answers.
+    assert compile_expression(expression, "id").search(value) == jmespath.search(expression, value)

@@ -16,13 +16,12 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urljoin
 
 import aiohttp
 import jmespath
 from jmespath.exceptions import JMESPathError
-from jmespath.parser import ParsedResult
 
 from bridge.config.schema import HttpSource, PushSource
 from bridge.errors import ConfigError
@@ -39,22 +38,48 @@ CANONICAL_STATES: dict[str, JobState] = {state.value: state for state in JobStat
 ID_PLACEHOLDER = "{id}"
 
 
-def compile_expression(expression: str, setting: str) -> ParsedResult:
+class Expression(Protocol):
+    """A compiled JMESPath expression: `search(value)` and the text it was written as."""
+
+    @property
+    def expression(self) -> str: ...
+
+    def search(self, value: Any) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A JMESPath expression that names one key (`id`, `"job-id"`): a dict lookup, as
+    JMESPath answers it (None for a missing key or a value that is not an object), without
+    an interpreter per call; the id and state of every pushed or listed job go through it."""
+
+    expression: str
+    key: str
+
+    def search(self, value: Any) -> Any:
+        return value.get(self.key) if isinstance(value, dict) else None
+
+
+def compile_expression(expression: str, setting: str) -> Expression:
     try:
-        return jmespath.compile(expression)
+        compiled = jmespath.compile(expression)
     except JMESPathError as exc:
         raise ConfigError(f"invalid JMESPath expression {expression!r}: {exc}",
                           path=setting) from None
+    tree = compiled.parsed
+    if tree.get("type") == "field" and not tree.get("children"):
+        return Field(expression, str(tree["value"]))
+    return compiled
 
 
 @dataclass(frozen=True, slots=True)
 class Extractor:
     """The compiled `id`, `state`, `progress`, `message` expressions of one source."""
 
-    id: ParsedResult
-    state: ParsedResult
-    progress: ParsedResult | None
-    message: ParsedResult | None
+    id: Expression
+    state: Expression
+    progress: Expression | None
+    message: Expression | None
 
     @classmethod
     def of(cls, config: HttpSource | PushSource) -> Extractor:
