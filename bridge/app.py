@@ -34,6 +34,7 @@ from bridge.metrics import Metrics
 from bridge.model import Event
 from bridge.pipeline import Observer, Pipeline, PollOutcome
 from bridge.poll_counts import PollCounter
+from bridge.reminders import Reminders
 from bridge.render import Renderer, compile_when
 from bridge.rules import RuleBook
 from bridge.scheduler import PollScheduler
@@ -95,6 +96,7 @@ class Bridge:
         self.scheduler: PollScheduler | None = None
         self.leases: LeaseKeeper
         self.flusher: Flusher
+        self.reminders: Reminders
         self._leases_started = False
         self.http_url: str | None = None
 
@@ -198,6 +200,12 @@ class Bridge:
                                on_queued=self.workers.wake, finished=self._job_finished)
         self.flusher.start()
         self._stack.push_async_callback(self.flusher.stop)
+        # Each sink's daily reminder of long silences (bridge.reminders), stopped with it.
+        self.reminders = Reminders(config=config, store=self.store, renderer=renderer,
+                                   clock=self.clock, metrics=self.metrics,
+                                   on_queued=self.workers.wake)
+        self.reminders.start()
+        self._stack.push_async_callback(self.reminders.stop)
         self.scheduler = PollScheduler(polled, self._poll, clock=self.clock)
         self.scheduler.start()
         if self._serve_http:

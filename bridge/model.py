@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -270,8 +270,9 @@ class Notification:
     # `text` always; `blocks` for Slack Block Kit; `body` for a webhook body template.
     payload: Mapping[str, Any]
     # The kind of event and whether the job reached a terminal state; sinks use these to
-    # thread failures and never coalesce away a final state.
-    on: EventKind
+    # thread failures and never coalesce away a final state. A sink's daily reminder of
+    # long silences (bridge.silence_reminder) is about no one event: `silence_reminder`.
+    on: EventKind | Literal["silence_reminder"]
     terminal: bool = False
     # The job's canonical state after the event (None for source events); Slack's update mode
     # adds a threaded reply when it is failed or cancelled.

@@ -285,6 +285,9 @@ class Renderer:
             body = sink.body_template()
             if body:
                 wanted[(body, Flavor.JSON)] = None
+            reminder = sink.silence_reminder
+            if reminder is not None:
+                wanted[(reminder.template, flavor_for(reminder.template, self._shape(sink)))] = None
         problems: dict[str, RenderError] = {}
         for name, flavor in wanted:
             try:

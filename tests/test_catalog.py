@@ -41,7 +41,7 @@ from tests.schema_check import SchemaCheck, problems_of
 from tests.server_support import harness
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "webhooks.md"
-TYPES = [*(f"job.{kind}" for kind in EventKind), "job.group"]
+TYPES = [*(f"job.{kind}" for kind in EventKind), "job.group", "silence.reminder"]
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -58,7 +58,7 @@ def test_every_event_kind_has_a_catalog_entry() -> None:
     # And a group's digest (a rule with group_by), one POST per flush.
     assert [entry.name for entry in catalog.ENTRIES] == [
         "job.appeared", "job.transition", "job.progress", "job.stalled", "job.vanished",
-        "job.source_down", "job.source_up", "job.group"]
+        "job.source_down", "job.source_up", "job.group", "silence.reminder"]
     assert set(catalog.CATALOG) == set(TYPES)
 
 
@@ -84,7 +84,9 @@ def test_the_real_example_of_each_type_validates(example: Any) -> None:
 @pytest.mark.parametrize("example", catalog_examples(), ids=lambda e: e.entry.name)
 def test_the_catalog_examples_carry_the_jtl_sync_name_as_job_name(example: Any) -> None:
     data = json.loads(example.body)["data"]
-    if example.entry.name == "job.group":
+    if example.entry.name == "silence.reminder":
+        assert [s["silenced"] for s in data["silences"]] == [14, 0]  # about no job
+    elif example.entry.name == "job.group":
         assert [j["job"]["name"] for j in data["jobs"]] == [CATALOG_JOB_NAME, None, None]
         assert data["events"][0]["job"]["name"] == CATALOG_JOB_NAME
     elif data["job"] is not None:

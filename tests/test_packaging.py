@@ -113,7 +113,7 @@ def test_installed_wheel_runs_the_demo_and_checks_the_bundled_config_from_anywhe
     assert "Traceback" not in printed + demo.stderr
 
     assert ok(run([bridge, "check", "--config", config], cwd=elsewhere)).startswith(
-        "ok: 4 sources, 3 sinks, 8 rules, 17 templates")
+        "ok: 4 sources, 3 sinks, 8 rules, 18 templates")
 
     # A copy on its own, without a templates folder, renders with the bundled templates.
     shutil.copy(config, elsewhere / "rules.toml")

@@ -29,9 +29,12 @@ from bridge.errors import ConfigError, TemplateError
 from bridge.filters import Flavor
 from bridge.groups.digest import Digests
 from bridge.model import EventKind
+from bridge.reminders import payload as reminder_payload
 from bridge.render import Renderer, RenderError, Templates, compile_when
 from bridge.resources import find_template
 from bridge.rules import event_context
+from bridge.silence_reminder import context as reminder_context
+from bridge.silence_reminder import sample as reminder_sample
 
 
 @dataclass(slots=True)
@@ -67,6 +70,7 @@ def check(config: Config, out: TextIO) -> int:
     for index, rule in enumerate(config.rules):
         _check_rule(config, renderer, index, rule, problems)
     _check_idle_bodies(config, renderer, problems)
+    _check_reminders(config, renderer, problems)
     for index, test in enumerate(config.tests):
         try:
             event_from_data(test.event, config, default_id="check")
@@ -103,7 +107,8 @@ def _template_origins(config: Config) -> tuple[list[str], list[str]]:
 def _used_templates(config: Config) -> set[str]:
     used = {r.template for r in config.rules} | {r.group_template for r in config.rules
                                                  if r.grouped}
-    return used | {body for s in config.sinks if (body := s.body_template())}
+    reminders = {s.silence_reminder.template for s in config.sinks if s.silence_reminder}
+    return used | reminders | {body for s in config.sinks if (body := s.body_template())}
 
 
 def _check_timezone(config: Config, problems: _Problems) -> None:
@@ -194,3 +199,17 @@ def _check_idle_bodies(config: Config, renderer: Renderer, problems: _Problems) 
             renderer.body(body, context)
         except RenderError as exc:
             problems.add(f"sinks[{index}].body", f"{exc} (sample transition event)")
+
+
+def _check_reminders(config: Config, renderer: Renderer, problems: _Problems) -> None:
+    """Each sink's silence reminder template, rendered with two sample long silences."""
+    for index, sink in enumerate(config.sinks):
+        reminder = sink.silence_reminder
+        if reminder is None:
+            continue
+        listed = reminder_sample(FIXED_NOW)
+        values = reminder_context(listed, sink=sink.name, reminder=reminder, now=FIXED_NOW)
+        try:
+            reminder_payload(renderer, sink, reminder.template, values, listed)
+        except TemplateError as exc:
+            problems.add(f"sinks[{index}].silence_reminder", f"{exc} (sample reminder)")

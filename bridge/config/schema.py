@@ -86,6 +86,7 @@ from bridge.config.values import (
     parse_duration as parse_duration,
 )
 from bridge.model import EventKind, JobState, Priority
+from bridge.silence_reminder import SilenceReminder
 from bridge.windows import Window
 
 # --- sinks ------------------------------------------------------------------------------
@@ -124,6 +125,8 @@ class SinkBase(Strict):
     # The longest Retry-After (or rate-limit reset) honoured; a receiver asking for more is
     # retried after this. An extension of the contract.
     max_retry_after: PositiveDuration = timedelta(hours=1)
+    # Once a day, the silences in force for long (bridge.silence_reminder). An extension.
+    silence_reminder: SilenceReminder | None = None
 
     def body_template(self) -> str | None:
         """The template that renders this sink's request body, if its kind has one."""

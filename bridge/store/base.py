@@ -274,6 +274,16 @@ class Store(Protocol):
     async def expire_silence(self, silence_id: str, now: datetime) -> bool:
         """End a silence now; False when no silence of that id is still in force."""
 
+    async def silenced_count(self, silence_id: str) -> int:
+        """How many notifications the outbox records as muted by this silence (silenced
+        rows are kept 7 days)."""
+
+    async def queue_once(self, scope: str, key: str, notifications: Sequence[Notification],
+                         at: datetime, expires: datetime) -> bool:
+        """Claim `key` of `scope` until `expires` and queue `notifications` with it, in one
+        transaction; False (nothing written) when it was claimed already, by any instance:
+        a daily reminder is queued once (bridge.reminders)."""
+
     # --- Slack button presses (bridge.store.actions) -----------------------------------------
 
     async def record_action(self, record: ActionRecord) -> None: ...

@@ -18,7 +18,10 @@ from datetime import datetime
 from bridge.model import Notification
 from bridge.silences import EndReason, Silence
 from bridge.store import sql
+from bridge.store.base import StaleCommit
+from bridge.store.cas import Guarded
 from bridge.store.primitives import SqlPrimitives
+from bridge.store.shared_sql import CLAIM_MESSAGE
 
 COLS = "id, starts_us, ends_us, until_resolved, ended, created_us, data"
 INSERT = f"INSERT INTO silences ({COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -38,6 +41,10 @@ INSERT_SILENCED = (
     "priority, data) VALUES (?, ?, ?, ?, 'silenced', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 PRUNE_SILENCED = "DELETE FROM outbox WHERE status = 'silenced' AND finished_us < ?"
+# The silenced rows a silence muted (their reason is `Silence.describe()`, in the row's JSON).
+# The reason is "silence ID" or "silence ID (comment)": the id is followed by `"` or ` (`.
+SILENCED_BY = ("SELECT COUNT(*) FROM outbox WHERE status = 'silenced' "
+               "AND (data LIKE ? ESCAPE '\\' OR data LIKE ? ESCAPE '\\')")
 
 
 def row_of(silence: Silence) -> sql.Row:
@@ -104,3 +111,27 @@ class SilenceQueries(SqlPrimitives):
         """End a silence now; False when there is none of that id that has not ended."""
         now_us = sql.to_us(now)
         return await self._write(EXPIRE, (now_us, silence_id, now_us)) > 0
+
+    async def silenced_count(self, silence_id: str) -> int:
+        """How many notifications the outbox records as muted by this silence."""
+        literal = silence_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        head = f'%"silenced":"silence {literal}'
+        rows = await self._rows(SILENCED_BY, (head + '"%', head + " (%"))
+        return int(rows[0][0]) if rows else 0
+
+    async def queue_once(self, scope: str, key: str, notifications: Sequence[Notification],
+                         at: datetime, expires: datetime) -> bool:
+        """Queue `notifications` (none: only claim) if `key` of `scope` was not claimed
+        before (until `expires`), in one transaction: the claim and the rows are written
+        together or not at all, so of instances racing for it (or a restart after a crash)
+        exactly one queues them. False: claimed already, nothing written."""
+        at_us = sql.to_us(at)
+        claim = Guarded(CLAIM_MESSAGE, [(scope, key, sql.to_us(expires), at_us)],
+                        f"{scope} {key} was claimed already")
+        rows = [(n.delivery_id, n.sink, n.source, n.job_id, at_us + i, at_us, n.priority.rank,
+                 sql.dumps(n.as_dict())) for i, n in enumerate(notifications)]
+        try:
+            await self._write_steps([claim, (sql.INSERT_OUTBOX, rows)])
+        except StaleCommit:
+            return False
+        return True

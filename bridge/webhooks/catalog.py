@@ -28,6 +28,8 @@ from bridge.model import Event, EventKind, JobState, JobStatus
 SCHEMA_VERSION = "2"
 # The type of a group's digest (one POST per flush); every other type is one event.
 GROUP_TYPE = "job.group"
+# A sink's daily reminder of long silences (bridge.silence_reminder): about no one event.
+REMINDER_TYPE = "silence.reminder"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -166,6 +168,36 @@ class GroupData(_Strict):
                     "their meaning")
 
 
+class ReminderSilence(_Strict):
+    """One long silence in a reminder."""
+
+    id: str = Field(description="the silence's id (`bridge silence expire ID` ends it)")
+    matchers: dict[str, str] = Field(description="event field -> glob; all must match")
+    starts: Timestamp
+    ends: Annotated[str | None, Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$",
+        description="when it ends (UTC); null when it ends only when its job succeeds")]
+    until_resolved: bool = Field(description="it ends when its job reaches `succeeded`")
+    comment: str = Field(description="why it was made")
+    author: str = Field(description="who made it")
+    silenced: int = Field(ge=0, description="notifications it muted that the outbox still "
+                                            "records (kept 7 days)")
+
+
+class ReminderData(_Strict):
+    """The daily reminder of a sink's `silence_reminder`: the silences in force for long."""
+
+    sink: str = Field(description="the sink this reminder is for")
+    text: str = Field(description="the reminder's template rendered as plain text")
+    longer_than: int = Field(ge=1, description="the sink's `longer_than`, in seconds: a "
+                                               "silence on or ending that far off is listed")
+    silences: list[ReminderSilence] = Field(
+        min_length=1, description="the long silences in force, oldest first")
+    schema_version: Literal["2"] = Field(
+        description="the version of this body's shape; bumped by any change to its keys or "
+                    "their meaning")
+
+
 @dataclass(frozen=True, slots=True)
 class EventType:
     """One entry of the catalog: a `type` value, what it means, and the model of its body."""
@@ -208,6 +240,14 @@ ENTRIES: tuple[EventType, ...] = (
     _entry("group", "a digest of one rule's events with equal `group_by` values: one POST per "
            "flush (`group_wait` after the first event, then at most once per "
            "`group_interval`)", GroupData),
+    EventType(name=REMINDER_TYPE, on="silence_reminder",
+              summary="once a day, the silences in force for long (a sink's "
+                      "`silence_reminder`); not sent when none is", model=create_model(
+                          "SilenceReminderWebhook", __base__=_Strict,
+                          __doc__="The daily reminder of long silences.",
+                          type=(cast(Any, Literal)[REMINDER_TYPE], Field(
+                              description="`silence.reminder`")),
+                          timestamp=(Timestamp, ...), data=(ReminderData, ...))),
 )
 CATALOG: Mapping[str, EventType] = {entry.name: entry for entry in ENTRIES}
 _BY_ON: Mapping[str, EventType] = {entry.on: entry for entry in ENTRIES}
@@ -285,6 +325,14 @@ def build_group(data: Mapping[str, Any], timestamp: str) -> dict[str, Any]:
            "data": {**data, "schema_version": SCHEMA_VERSION}}
     return _dumped(_validated(entry, raw,
                               f"the job.group body of group {data.get('group_id')}"))
+
+
+def build_reminder(data: Mapping[str, Any], timestamp: str) -> dict[str, Any]:
+    """The `silence.reminder` body (`data` as ReminderData names it), through its model."""
+    entry = CATALOG[REMINDER_TYPE]
+    raw = {"type": entry.name, "timestamp": timestamp,
+           "data": {**data, "schema_version": SCHEMA_VERSION}}
+    return _dumped(_validated(entry, raw, f"the silence reminder for sink {data.get('sink')}"))
 
 
 def _validated(entry: EventType, raw: dict[str, Any], what: str, hint: str = "") -> BaseModel:

@@ -18,7 +18,14 @@ from pydantic import BaseModel
 from bridge.config.schema import RetryPolicy, SinkBase
 from bridge.signing import TOLERANCE
 from bridge.sinks.retry import STATUS_VERDICTS, Verdict
-from bridge.webhooks.catalog import GROUP_TYPE, SCHEMA_VERSION, Data, Job, json_schema
+from bridge.webhooks.catalog import (
+    GROUP_TYPE,
+    REMINDER_TYPE,
+    SCHEMA_VERSION,
+    Data,
+    Job,
+    json_schema,
+)
 from bridge.webhooks.examples import (
     EXAMPLE_SECRET,
     Example,
@@ -94,7 +101,9 @@ def _body() -> str:
 ```
 
 `type` is `job.` and the event's kind (a rule's `on`); `timestamp` is when the event happened
-(UTC, whole seconds). `data` has the same keys for every type, null where a type has no value:
+(UTC, whole seconds). `data` has the same keys for every type, null where a type has no
+value (except `silence.reminder`, a sink's daily reminder of long silences: it is about no
+one event and has a body of its own, below):
 
 {_fields(Data)}
 
@@ -129,6 +138,8 @@ def _type(example: Example) -> str:
     entry = example.entry
     body = json.loads(example.body)
     made = (
+        "two sample long silences, in the reminder the shipped\n"
+        "`silence_reminder.slack.j2` renders" if entry.name == REMINDER_TYPE else
         "a sample group of three jobs (a rule with `group_by = [\"source\"]`, in its second\n"
         "flush) rendered by the real renderer, with the shipped `digest.slack.j2` as the\n"
         "rule's `group_template`" if entry.name == GROUP_TYPE else

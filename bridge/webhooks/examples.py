@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import time
 from pathlib import Path
 
 from bridge.checks import FIXED_NOW, sample_event
@@ -23,7 +24,7 @@ from bridge.model import Event, EventKind, Notification
 from bridge.render import Renderer
 from bridge.resources import bundled_templates
 from bridge.signing import decode_secret, signed_headers
-from bridge.webhooks.catalog import ENTRIES, GROUP_TYPE, EventType
+from bridge.webhooks.catalog import ENTRIES, GROUP_TYPE, REMINDER_TYPE, EventType
 
 # Documented in docs/webhooks.md so a reader can check the example signature: never use it.
 EXAMPLE_SECRET = "whsec_" + base64.b64encode(b"bridge example key: do not use!!").decode()
@@ -45,7 +46,8 @@ class Example:
     """One type's sample event and what the pipeline would queue for it (or why not)."""
 
     entry: EventType
-    event: Event
+    # None for a silence reminder, which is about no one event.
+    event: Event | None = None
     notification: Notification | None = None
     error: str | None = None
 
@@ -72,13 +74,17 @@ def render_examples(
     the sample job (`job.name`), as a JTL sync's name does.
     """
     wanted = list(types)
-    rules = {entry.name: Rule.model_validate(_rule_of(entry, rule, sink)) for entry in wanted}
+    rules = {entry.name: Rule.model_validate(_rule_of(entry, rule, sink)) for entry in wanted
+             if entry.name != REMINDER_TYPE}
     folder = bundled_templates() if templates is None else templates
     config = Config(bridge=BridgeSettings(templates=str(folder)), sinks=[sink],
                     rules=list(rules.values()))
     renderer = Renderer(config, strict=False)
     examples = []
     for entry in wanted:
+        if entry.name == REMINDER_TYPE:
+            examples.append(_reminder_example(entry, sink, renderer))
+            continue
         if entry.name == GROUP_TYPE:
             examples.append(_group_example(entry, rules[entry.name], config, renderer, source,
                                            job_name))
@@ -109,6 +115,25 @@ def _named(event: Event, name: str | None) -> Event:
         return event
     previous = event.previous and replace(event.previous, name=name)
     return replace(event, job=replace(event.job, name=name), previous=previous)
+
+
+def _reminder_example(entry: EventType, sink: SinkBase, renderer: Renderer) -> Example:
+    """A sink's daily reminder of two sample long silences, by the bundled template."""
+    from bridge.reminders import payload
+    from bridge.silence_reminder import DEFAULT_TEMPLATE, SilenceReminder, context
+    from bridge.silence_reminder import notification as reminder_notification
+    from bridge.silence_reminder import sample as sample_silences
+
+    reminder = sink.silence_reminder or SilenceReminder(at=time(9, 0))
+    shown = sink.model_copy(update={"silence_reminder": reminder})
+    listed = sample_silences(FIXED_NOW)
+    values = context(listed, sink=sink.name, reminder=reminder, now=FIXED_NOW)
+    try:
+        body = payload(renderer, shown, DEFAULT_TEMPLATE, values, listed)
+    except TemplateError as exc:
+        return Example(entry=entry, error=str(exc))
+    return Example(entry=entry, notification=reminder_notification(
+        sink.name, FIXED_NOW.date(), body))
 
 
 def _rule_of(entry: EventType, rule: str, sink: SinkBase) -> dict[str, object]:
