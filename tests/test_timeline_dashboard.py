@@ -8,16 +8,24 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.server_support import harness
 from tests.test_server_dashboard import _section
 from tests.test_server_push import BODY, signed
+from tests.test_shared_api import two_bridges
 
 
-def failed_polls(card: str, source: str) -> int:
+def poll_totals(card: str, source: str) -> tuple[int, int]:
+    """(polls, failed polls) as the source's chart says."""
     match = re.search(rf'<div class="tl-source" data-source="{source}">.*?'
                       r'(\d+) polls?, (\d+) failed</text>', card, re.S)
     assert match, f"no poll totals for {source}"
-    return int(match.group(2))
+    return int(match.group(1)), int(match.group(2))
+
+
+def failed_polls(card: str, source: str) -> int:
+    return poll_totals(card, source)[1]
 
 
 async def test_the_poll_chart_survives_a_restart_of_the_bridge(tmp_path: Path) -> None:
@@ -63,3 +71,16 @@ async def test_pushed_observations_are_not_counted_as_polls(tmp_path: Path) -> N
     assert "zd" in counted and "hooks" not in counted
     # Its job's run is drawn all the same; only the poll chart has nothing to count.
     assert re.search(r'data-source="hooks".*?0 polls, 0 failed', card, re.S)
+
+
+@pytest.mark.postgres
+async def test_an_instance_that_polls_nothing_shows_the_polls_of_the_one_that_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with two_bridges(tmp_path, monkeypatch) as (bridges, urls, http):
+        assert not bridges[1].leases.held()  # the first instance polls every source
+        async with http.get(urls[0] + "/") as reply:
+            polled, _ = poll_totals(_section(await reply.text(), "timeline"), "zd")
+        async with http.get(urls[1] + "/") as reply:
+            shown, _ = poll_totals(_section(await reply.text(), "timeline"), "zd")
+    assert polled >= 1
+    assert shown >= polled  # the first may have polled again in between
