@@ -283,6 +283,9 @@ class Notification:
     silenced: str | None = None
     # A group's digest (bridge.groups): `job_id` is then the group's id, not a job's.
     digest: Annotated[bool, Field(exclude_if=lambda value: not value)] = False
+    # One thread reply under a digest's message (Slack `update` mode): a row of its own, so
+    # a retry never posts a reply that was already sent again.
+    thread_reply: Annotated[bool, Field(exclude_if=lambda value: not value)] = False
     # The source's kind (`jtl`): which Slack buttons fit its job (a JTL Restart only on a
     # JTL sync). None on rows queued before it was recorded.
     source_kind: Annotated[str | None, _OMIT_NONE] = None

@@ -5,9 +5,10 @@ clock is the test's: polls and flushes are driven by the test, never by sleeping
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -262,3 +263,43 @@ async def test_post_mode_posts_each_flush_and_a_group_with_running_jobs_stays_op
     first, second = slack.roots(CHANNEL)
     assert "🔄 1 running" in str(first.text) and "✅ 1 succeeded" in str(second.text)
     assert slack.calls_to("chat.update") == [] and slack.replies(CHANNEL, second.ts) == []
+
+
+async def test_a_thread_reply_that_failed_after_others_went_out_is_the_only_one_sent_again(
+        tmp_path: Path, zendesk: ZendeskSimulator, slack: FakeSlack,
+        receiver: WebhookReceiver) -> None:
+    ids = jobs("job-", 6, zendesk)
+    clock = Clock()
+    bridge = await started(config(tmp_path, zendesk, slack, receiver), clock)
+
+    def fourth_reply(method: str, body: Mapping[str, Any]) -> bool:
+        replies = [c for c in slack.calls_to("chat.postMessage") if "thread_ts" in c.body]
+        return method == "chat.postMessage" and "thread_ts" in body and len(replies) == 3
+
+    slack.fail(when=fourth_reply)  # a 500 on the fourth reply, after three went through
+    try:
+        await fail(bridge, zendesk, *ids)
+        clock.advance(10)
+        assert await flush(bridge) == 2
+
+        async def retrying() -> bool:
+            waiting = await bridge.store.list_outbox(DeliveryStatus.PENDING)
+            return any(d.attempts == 1 for d in waiting)
+
+        await eventually(retrying, within=10, what="the failed reply's retry")
+        # Only replies wait: the failed one, and any after it (a job's rows keep their order).
+        waiting = await bridge.store.list_outbox(DeliveryStatus.PENDING)
+        assert waiting and all(d.notification.thread_reply for d in waiting)
+        assert sorted(d.attempts for d in waiting)[-2:] in ([0, 1], [1])
+        [root] = slack.roots(CHANNEL)
+        assert len(thread_replies(slack, root.ts)) == 6 - len(waiting)
+        clock.advance(10)  # past the reply's retry time (5 s)
+        bridge.workers.wake()
+        await slack.wait_for(lambda: len(thread_replies(slack, root.ts)) == 6, within=10)
+        await recorded(bridge)
+    finally:
+        await bridge.__aexit__(None, None, None)
+    replies = thread_replies(slack, root.ts)
+    assert sorted(r.split("|", 1)[1].split(">", 1)[0] for r in replies) == ids  # each once
+    assert len(slack.calls_to("chat.postMessage")) == 7  # the digest and six replies
+    assert slack.calls_to("chat.update") == []  # the digest was not sent again either

@@ -7,13 +7,18 @@ latest state, with its duration), `counts` (jobs per state, failures first), `fl
 message in place (its `job_id` is the group's id) and gets, under it, a thread reply per
 newly failed or cancelled job, rendered with the rule's own `template`; a webhook sink gets
 one `job.group` body per flush (bridge.webhooks.catalog).
+
+A rendered digest shows its replies in `payload["replies"]` (what `bridge test` and `bridge
+render` read); the outbox holds each reply as a row of its own (`outbox_rows`), after the
+digest's row, so each is recorded as sent by itself: a retry after some replies went out
+posts only the ones that did not, never one twice.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -215,6 +220,25 @@ class Digests:
                 failures.append(Failure(group=group.id, rule=rule.name, sink=sink.name,
                                         error=f"thread reply for event {event.id}: {exc}"))
         return replies
+
+
+def outbox_rows(digest: Notification) -> list[Notification]:
+    """The outbox rows of a rendered digest: the digest itself without its replies, then one
+    row per thread reply, in order. They share the digest's `job_id` (the group's id), so
+    they reach Slack after it, in order; a reply row is never coalesced away."""
+    replies = digest.payload.get("replies")
+    if not isinstance(replies, list) or not replies:
+        return [digest]
+    payload = {name: value for name, value in digest.payload.items() if name != "replies"}
+    # Terminal: a newer digest never takes the place of one whose replies wait behind it
+    # (they go under the message it posts).
+    rows = [replace(digest, payload=payload, terminal=True)]
+    rows.extend(Notification(
+        event_id=f"{digest.event_id}:reply:{index}", rule=digest.rule, sink=digest.sink,
+        source=digest.source, job_id=digest.job_id, payload=reply, on=digest.on,
+        terminal=True, priority=digest.priority, thread_reply=True)
+        for index, reply in enumerate(replies, start=1))
+    return rows
 
 
 def _alerts(event: Event) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bridge.errors import StoreError
-from bridge.groups.digest import Digests, group_jobs
+from bridge.groups.digest import Digests, group_jobs, outbox_rows
 from bridge.groups.model import GroupFlush, OpenGroup
 from bridge.metrics import Metrics
 from bridge.store.base import StaleCommit, Store
@@ -75,9 +75,10 @@ class Flusher:
                 log.error("digest of group %s (rule %s) for sink %s failed: %s", failure.group,
                           failure.rule, failure.sink, failure.error)
                 self._metrics.render_errors.labels(failure.rule).inc()
-            flush = GroupFlush(group_id=group.id, flushes=group.flushes,
-                               notifications=rendered.notifications, shown=shown,
-                               due_at=now + rule.group_interval)
+            # Each thread reply of a digest is an outbox row of its own (outbox_rows).
+            rows = [row for n in rendered.notifications for row in outbox_rows(n)]
+            flush = GroupFlush(group_id=group.id, flushes=group.flushes, notifications=rows,
+                               shown=shown, due_at=now + rule.group_interval)
         try:
             await self._store.flush_group(flush, now)
         except StaleCommit as exc:
@@ -87,7 +88,7 @@ class Flusher:
             return 0
         if flush.due_at is None:
             log.debug("group %s of rule %s closed", group.id, group.rule)
-        return len(flush.notifications)
+        return sum(1 for n in flush.notifications if n.digest)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="groups:flush")

@@ -2,8 +2,9 @@
 
 `FakeSlack` is an aiohttp server on 127.0.0.1 that answers `auth.test`, `chat.postMessage`
 and `chat.update` the way Slack does (form or JSON bodies, a bearer token, `ok: false` with
-Slack's error codes), with scripted faults: 429 + Retry-After for the next N calls, and a
-hold that keeps answers waiting until released. It enforces Slack's documented rate limits
+Slack's error codes), with scripted faults: 429 + Retry-After for the next N calls, a failure
+(500 by default) of the next N calls that match, and a hold that keeps answers waiting until
+released. It enforces Slack's documented rate limits
 (`SlackLimits`: `chat.postMessage` about one per second per channel with short bursts,
 `chat.update` Tier 3 per workspace token, incoming webhooks one per second), answering a
 call over its budget with 429 and an integer `Retry-After` as Slack does; `limits=None`
@@ -62,6 +63,11 @@ class _Script:
     held: asyncio.Event | None = None
     # How many more requests `hold(calls=)` keeps waiting; None: every one.
     hold_left: int | None = None
+    # `fail()`: how many more matching calls fail, which ones, and with what.
+    failing: int = 0
+    fail_when: Callable[[str, Mapping[str, Any]], bool] | None = None
+    fail_status: int = 500
+    fail_error: str = "internal_error"
 
 
 class FakeSlack:
@@ -143,6 +149,16 @@ class FakeSlack:
         self._script.rate_limited = calls
         self._script.retry_after = str(retry_after)
 
+    def fail(self, calls: int = 1, *,
+             when: Callable[[str, Mapping[str, Any]], bool] | None = None,
+             status: int = 500, error: str = "internal_error") -> None:
+        """Answer the next `calls` Web API calls for which `when(method, body)` holds (every
+        call without it) with `status` and `error`, doing nothing: a Slack outage hitting,
+        say, the third thread reply after two went through."""
+        script = self._script
+        script.failing, script.fail_when = calls, when
+        script.fail_status, script.fail_error = status, error
+
     def hold(self, calls: int | None = None) -> None:
         """Keep every answer waiting until `release()` (to pile up sends behind one call),
         or only the next `calls` ones (a call that times out on the client while the calls
@@ -202,6 +218,12 @@ class FakeSlack:
             await self._record(method, body, headers, 429, "ratelimited")
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": self._script.retry_after})
+        script = self._script
+        if script.failing > 0 and (script.fail_when is None or script.fail_when(method, body)):
+            script.failing -= 1
+            await self._record(method, body, headers, script.fail_status, script.fail_error)
+            return web.json_response({"ok": False, "error": script.fail_error},
+                                     status=script.fail_status)
         try:
             self._authorize(request, body)
             wait = self._over_budget(method, body, request)

@@ -144,8 +144,13 @@ class SlackNotifier:
         mode = self._config.mode
         run: Callable[[_Op], Awaitable[None]]
         key: tuple[str, str] | None = None
+        final = n.terminal
         if self._clients.webhook is not None:
             run = self._post_webhook
+        elif n.thread_reply:
+            # One reply under a digest's message, a row of its own: after the digest's row
+            # in the lane, never replaced by another send.
+            run, final = self._post_thread_reply, True
         elif n.job_id is None or mode == "post":
             run = self._post_standalone
         elif mode == "update":
@@ -154,9 +159,10 @@ class SlackNotifier:
             run = self._thread
         # A job's sends keep their order, and so do a source's own events (down, then up).
         lane = (n.source, n.job_id)
-        # Urgent sends may be named in the roll-up first; a digest names its own jobs.
-        overflow = n.priority.rank == 0 and not n.digest
-        await self._sender.submit(run, send, lane=lane, key=key, final=n.terminal,
+        # Urgent sends may be named in the roll-up first; a digest names its own jobs (and
+        # its thread replies are about them).
+        overflow = n.priority.rank == 0 and not n.digest and not n.thread_reply
+        await self._sender.submit(run, send, lane=lane, key=key, final=final,
                                   rank=n.priority.rank, overflow=overflow)
 
     async def aclose(self) -> None:
@@ -246,8 +252,23 @@ class SlackNotifier:
         await self._alert(op, ref)
         await self._replies(op, ref)
 
+    async def _post_thread_reply(self, op: _Op) -> None:
+        """One thread reply of a digest (bridge.groups.digest.outbox_rows), under the
+        digest's message, which the row before it in the lane posted."""
+        n, group_id = op.payload.notification, str(op.payload.job_id)
+        ref = await self._ref(n, group_id)
+        if ref is None:
+            # The digest's own row failed before posting: this one waits for it.
+            raise RetryableDelivery(f"the digest message of group {group_id} is not posted "
+                                    "yet; its thread reply waits for it")
+        try:
+            await self._reply(op, ref)
+        except _MessageGone:
+            log.info("sink %s: digest %s vanished before its thread reply", self.name, ref.ts)
+
     async def _replies(self, op: _Op, ref: MessageRef) -> None:
-        """A digest's thread replies (one per newly failed job of its group), under it."""
+        """The thread replies a digest row queued by an earlier release carries in its
+        payload (digests now queue each reply as a row of its own)."""
         for reply in _replies_of(op.payload.notification):
             try:
                 await self._call("chat.postMessage", op, message=reply, channel=ref.channel,
