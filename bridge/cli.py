@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("action", nargs="?", default="list", choices=["list", "retry", "drop"])
     outbox.add_argument("id", nargs="?", help="delivery id (see `bridge outbox list`)")
     outbox.add_argument("--all", action="store_true", help="act on every dead delivery")
-    outbox.add_argument("--status", choices=["pending", "dead", "delivered", "silenced"],
-                        default=None)
+    outbox.add_argument("--status", default=None, choices=[
+        "pending", "dead", "delivered", "silenced", "superseded"])
     outbox.add_argument("--json", action="store_true", help="machine-readable output")
 
     schema = sub.add_parser("schema", help="the webhook event catalog, or one type's JSON Schema")

@@ -69,6 +69,10 @@ class Metrics:
         self.outbox_depth = Gauge("bridge_outbox_pending", "Deliveries waiting in the outbox",
                                   registry=r)
         self.outbox_dead = Gauge("bridge_outbox_dead", "Dead-lettered deliveries", registry=r)
+        self.outbox_superseded = Gauge(
+            "bridge_outbox_superseded",
+            "Deliveries a newer one of the same Slack message took the place of while they "
+            "waited (counted as delivered; kept as long as delivered rows)", registry=r)
         self.outbox_oldest = Gauge(
             "bridge_outbox_oldest_pending_age_seconds", "Age of the oldest pending delivery",
             registry=r,

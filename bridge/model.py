@@ -256,6 +256,9 @@ class DeliveryStatus(StrEnum):
     DEAD = "dead"
     # Muted by a silence or a maintenance window: recorded, never sent.
     SILENCED = "silenced"
+    # A newer notification of the same message (Slack `update` mode) took its place while it
+    # waited unsent: counted as delivered, kept for the record (bridge.store.coalesce).
+    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -286,6 +289,9 @@ class Notification:
     # One thread reply under a digest's message (Slack `update` mode): a row of its own, so
     # a retry never posts a reply that was already sent again.
     thread_reply: Annotated[bool, Field(exclude_if=lambda value: not value)] = False
+    # Edits its job's one message (Slack `update` mode): while an earlier row of the same
+    # message waits unsent in the outbox, this one takes its place (bridge.store.coalesce).
+    coalesce: Annotated[bool, Field(exclude_if=lambda value: not value)] = False
     # The source's kind (`jtl`): which Slack buttons fit its job (a JTL Restart only on a
     # JTL sync). None on rows queued before it was recorded.
     source_kind: Annotated[str | None, _OMIT_NONE] = None
@@ -322,6 +328,8 @@ class Delivery:
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     delivered_at: datetime | None = None
+    # How many waiting rows of the same message this one took the place of (coalesce).
+    replaced: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -77,7 +77,7 @@ def _print_outbox(rows: Sequence[Any], now: datetime, *, as_json: bool) -> None:
     if not rows:
         print("outbox is empty: nothing pending, nothing dead-lettered")
         return
-    header = (f"{'ID':<28} {'STATUS':<9} {'SINK':<14} {'JOB':<24} {'AGE':>7} {'TRIES':>5}"
+    header = (f"{'ID':<28} {'STATUS':<10} {'SINK':<14} {'JOB':<24} {'AGE':>7} {'TRIES':>5}"
               "  LAST ERROR")
     print(header)
     for r in rows:
@@ -85,7 +85,7 @@ def _print_outbox(rows: Sequence[Any], now: datetime, *, as_json: bool) -> None:
         job = f"{r.notification.source}/{r.notification.job_id or '-'}"
         # A silenced row has no error: say what silenced it instead.
         error = _whole_words(r.last_error or r.notification.silenced or "")
-        print(f"{r.id:<28} {r.status!s:<9} {r.notification.sink:<14} {job[:24]:<24} "
+        print(f"{r.id:<28} {r.status!s:<10} {r.notification.sink:<14} {job[:24]:<24} "
               f"{age:>7} {r.attempts:>5}  {error}")
 
 

@@ -176,7 +176,7 @@ class Digests:
                 event_id=f"{group.id}:{context['flush']}", rule=rule.name, sink=sink_name,
                 source=group_source(rule, group), job_id=group.id, payload=payload,
                 on=new[0].on, terminal=bool(payload.get("replies")), priority=priority,
-                digest=True))
+                digest=True, coalesce=sink_capabilities(sink).edits_in_place))
         return Rendered(notifications=notifications, failures=failures)
 
     def _payload(self, rule: Rule, group: OpenGroup, context: Mapping[str, Any], sink: SinkBase,
@@ -236,7 +236,7 @@ def outbox_rows(digest: Notification) -> list[Notification]:
     rows.extend(Notification(
         event_id=f"{digest.event_id}:reply:{index}", rule=digest.rule, sink=digest.sink,
         source=digest.source, job_id=digest.job_id, payload=reply, on=digest.on,
-        terminal=True, priority=digest.priority, thread_reply=True)
+        terminal=True, priority=digest.priority, thread_reply=True, coalesce=False)
         for index, reply in enumerate(replies, start=1))
     return rows
 

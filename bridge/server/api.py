@@ -97,6 +97,7 @@ async def refresh_outbox_gauges(state: ServerState) -> None:
     metrics = state.runtime.metrics
     metrics.outbox_depth.set(stats.pending)
     metrics.outbox_dead.set(stats.dead)
+    metrics.outbox_superseded.set(stats.superseded)
     oldest = stats.oldest_pending
     metrics.outbox_oldest.set((state.clock() - oldest).total_seconds() if oldest else 0.0)
 

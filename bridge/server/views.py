@@ -122,6 +122,7 @@ def stats_json(stats: OutboxStats, now: datetime) -> dict[str, Any]:
         "pending": stats.pending,
         "dead": stats.dead,
         "delivered": stats.delivered,
+        "superseded": stats.superseded,
         "oldest_pending_age": seconds(oldest),
         "per_sink_pending": dict(stats.per_sink_pending),
     }

@@ -76,6 +76,8 @@ class _Send:
     notification: Notification
     job_id: str | None
     message: SlackMessage
+    # The outbox superseded waiting rows of this message in its favour (bridge.store.coalesce).
+    replaced: bool = False
 
 
 _Op = Op[_Send]
@@ -140,7 +142,8 @@ class SlackNotifier:
             message = SlackMessage(text=message.text, blocks=await decorate(
                 self._store, self.name, self._config.actions, n, message.text,
                 message.blocks))
-        send = _Send(notification=n, job_id=n.job_id, message=message)
+        send = _Send(notification=n, job_id=n.job_id, message=message,
+                     replaced=delivery.replaced > 0)
         mode = self._config.mode
         run: Callable[[_Op], Awaitable[None]]
         key: tuple[str, str] | None = None
@@ -234,10 +237,10 @@ class SlackNotifier:
         ref = await self._ref(n, job_id)
         if ref is None:
             ref = await self._post_root(op)
-            if op.replaced:
-                # The failure took the place of a waiting post (say "started"): without
-                # coalescing that post and then an edit and a reply would have gone out, so
-                # the reply that alerts people still does.
+            if op.replaced or op.payload.replaced:
+                # The failure took the place of a waiting post (say "started"), here or in
+                # the outbox: without coalescing that post and then an edit and a reply
+                # would have gone out, so the reply that alerts people still does.
                 await self._alert(op, ref)
             await self._replies(op, ref)
             return

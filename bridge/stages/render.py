@@ -16,6 +16,7 @@ from bridge.config.schema import SinkBase
 from bridge.errors import TemplateError
 from bridge.model import Notification, Priority
 from bridge.render import Renderer
+from bridge.sinks import sink_capabilities
 from bridge.stages.base import Batch, Context, Match, RenderFailure
 from bridge.store.base import RuleMark
 
@@ -88,6 +89,9 @@ class Render:
                     state=str(job.state) if job else None,
                     priority=rule.priority or Priority.of(event),
                     source_kind=self._kinds.get(event.source),
+                    # Slack `update` mode: a newer row of the job takes this one's place
+                    # while it waits unsent (bridge.store.coalesce).
+                    coalesce=job is not None and sink_capabilities(sink).edits_in_place,
                 )
             )
         return out

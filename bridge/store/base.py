@@ -97,6 +97,8 @@ class OutboxStats:
     pending: int = 0
     dead: int = 0
     delivered: int = 0
+    # Rows a newer row of the same message took the place of (bridge.store.coalesce).
+    superseded: int = 0
     oldest_pending: datetime | None = None
     per_sink_pending: dict[str, int] = field(default_factory=dict)
 
@@ -127,7 +129,10 @@ class Store(Protocol):
     async def load_health(self, source: str) -> SourceHealth | None: ...
 
     async def commit_poll(self, commit: PollCommit) -> None:
-        """Write one poll's results in a single transaction."""
+        """Write one poll's results in a single transaction. A queued notification with
+        `coalesce` marks the earlier rows of its message (sink, source, job) that still wait
+        unsent `superseded`, in the same transaction (bridge.store.coalesce); so does a
+        group's flush (`flush_group`)."""
 
     async def commit_polls(self, commits: Sequence[PollCommit]) -> None:
         """Write many polls' results, in order, in a single transaction (group commit):

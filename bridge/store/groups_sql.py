@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 from bridge.groups.model import GroupedEvent, GroupEntry, GroupFlush, OpenGroup, group_id
 from bridge.model import Event, from_json, to_json
-from bridge.store.sql import Guarded, Row, Step, dumps, from_us, to_us
+from bridge.store import coalesce
+from bridge.store.sql import INSERT_OUTBOX, Guarded, Row, Step, dumps, from_us, to_us
 
 OPEN_GROUP = (
     "INSERT INTO groups (id, rule, group_key, first_us, due_us, flushes) "
@@ -50,10 +51,7 @@ CLOSE_REFS = (
     "(SELECT 1 FROM outbox WHERE job_id = ? AND status = 'pending')"
 )
 _US = timedelta(microseconds=1)
-INSERT_DIGEST = (
-    "INSERT INTO outbox (id, sink, source, job_id, status, created_us, next_attempt_us, "
-    "priority, data) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
+INSERT_DIGEST = INSERT_OUTBOX
 
 
 def join_steps(entries: Sequence[GroupEntry], at_us: int) -> Iterator[Step]:
@@ -92,7 +90,10 @@ def flush_steps(flush: GroupFlush, at_us: int) -> list[Step]:
                 f"group {gid} was flushed by another flusher"),
         (INSERT_DIGEST, [
             (n.delivery_id, n.sink, n.source, n.job_id, at_us + i, at_us, n.priority.rank,
-             dumps(n.as_dict())) for i, n in enumerate(flush.notifications)]),
+             dumps(n.as_dict()), coalesce.mergeable(n))
+            for i, n in enumerate(flush.notifications)]),
+        # A newer digest takes the place of the group's earlier one still waiting unsent.
+        *coalesce.supersede_steps(flush.notifications, at_us),
         (MARK_SHOWN, [(gid, event_id) for event_id in flush.shown]),
     ]
 

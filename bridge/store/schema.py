@@ -176,6 +176,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (source, bucket_us))""",
         "CREATE INDEX poll_buckets_age ON poll_buckets (bucket_us)",
     ),
+    (
+        # Coalescing (bridge.store.coalesce): 1 on a row that a newer row of the same message
+        # may take the place of while it waits unsent (0 on rows queued before, kept as they
+        # are); how many waiting rows a row took the place of.
+        "ALTER TABLE outbox ADD COLUMN mergeable INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE outbox ADD COLUMN replaced INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

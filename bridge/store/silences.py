@@ -17,7 +17,7 @@ from datetime import datetime
 
 from bridge.model import Notification
 from bridge.silences import EndReason, Silence
-from bridge.store import sql
+from bridge.store import coalesce, sql
 from bridge.store.base import StaleCommit
 from bridge.store.cas import Guarded
 from bridge.store.primitives import SqlPrimitives
@@ -129,7 +129,8 @@ class SilenceQueries(SqlPrimitives):
         claim = Guarded(CLAIM_MESSAGE, [(scope, key, sql.to_us(expires), at_us)],
                         f"{scope} {key} was claimed already")
         rows = [(n.delivery_id, n.sink, n.source, n.job_id, at_us + i, at_us, n.priority.rank,
-                 sql.dumps(n.as_dict())) for i, n in enumerate(notifications)]
+                 sql.dumps(n.as_dict()), coalesce.mergeable(n))
+                for i, n in enumerate(notifications)]
         try:
             await self._write_steps([claim, (sql.INSERT_OUTBOX, rows)])
         except StaleCommit:

@@ -26,7 +26,7 @@ from bridge.model import (
     from_json,
     to_json,
 )
-from bridge.store import cas
+from bridge.store import cas, coalesce
 from bridge.store.base import OutboxStats, PollCommit, RuleMark
 from bridge.store.cas import Guarded, check_guard
 from bridge.store.times import EPOCH as _EPOCH
@@ -112,7 +112,8 @@ def _share_strings(data: dict[str, Any], shared: dict[str, str]) -> None:
                 status[key] = fields[key]
 
 
-OUTBOX_COLS = "id, status, created_us, next_attempt_us, attempts, last_error, finished_us, data"
+OUTBOX_COLS = ("id, status, created_us, next_attempt_us, attempts, last_error, finished_us, "
+               "data, replaced")
 
 
 def _notification(data: str) -> Notification:
@@ -125,7 +126,7 @@ def _notification(data: str) -> Notification:
 
 
 def delivery_from(row: Row) -> Delivery:
-    delivery_id, status, created, next_at, attempts, error, finished, data = row
+    delivery_id, status, created, next_at, attempts, error, finished, data, replaced = row
     state = DeliveryStatus(status)
     return Delivery(
         id=delivery_id,
@@ -136,6 +137,7 @@ def delivery_from(row: Row) -> Delivery:
         next_attempt_at=from_us(next_at),
         last_error=error,
         delivered_at=from_us(finished) if state is DeliveryStatus.DELIVERED else None,
+        replaced=int(replaced or 0),
     )
 
 
@@ -166,6 +168,7 @@ def stats_from(by_status: Iterable[Row], by_sink: Iterable[Row]) -> OutboxStats:
         pending=counts.get(DeliveryStatus.PENDING, 0),
         dead=counts.get(DeliveryStatus.DEAD, 0),
         delivered=counts.get(DeliveryStatus.DELIVERED, 0),
+        superseded=counts.get(DeliveryStatus.SUPERSEDED, 0),
         oldest_pending=oldest,
         per_sink_pending={sink: int(count) for sink, count in by_sink},
     )
@@ -193,9 +196,12 @@ INSERT_EVENT = "INSERT INTO events (id, source, kind, at_us, data) VALUES (?, ?,
 PRUNE_EVENTS = "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?"
 INSERT_OUTBOX = (
     "INSERT INTO outbox (id, sink, source, job_id, status, created_us, next_attempt_us, "
-    "priority, data) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    "priority, data, mergeable) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING"
 )
-PRUNE_DELIVERED = "DELETE FROM outbox WHERE status = 'delivered' AND finished_us < ?"
+PRUNE_DELIVERED = (
+    "DELETE FROM outbox WHERE status IN ('delivered', 'superseded') AND finished_us < ?"
+)
 UPSERT_MARK = (
     "INSERT INTO rule_marks (rule, source, job_id, notified_us, state) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (rule, source, job_id) DO UPDATE SET notified_us = excluded.notified_us, "
@@ -268,12 +274,15 @@ def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[Step]:
     yield (
         INSERT_OUTBOX,
         (
+            # `data` is written by the model in one step, as `from_json` reads it.
             (n.delivery_id, n.sink, n.source, n.job_id, at_us + i, at_us, n.priority.rank,
-             to_json(n))  # written by the model in one step, as `from_json` reads it
+             to_json(n), coalesce.mergeable(n))
             # Silenced ones are recorded by bridge.store.silences, never queued.
             for i, n in enumerate(n for n in commit.notifications if n.silenced is None)
         ),
     )
+    # A row that edits its job's message takes the place of earlier ones still waiting.
+    yield from coalesce.supersede_steps(commit.notifications, at_us)
     if commit.notifications:
         yield PRUNE_DELIVERED, [(to_us(at - DELIVERED_KEEP),)]
     yield from cas.mark_steps(commit, UPSERT_MARK)
