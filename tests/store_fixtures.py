@@ -1,5 +1,9 @@
 """Store test helpers: one URL per test for every backend, cleaned up afterwards.
 
+The fixtures below are used by assignment in a test module, under the name its tests take:
+`url = store_fixtures.backend_url`, `store = store_fixtures.backend_store` (a store of that
+`url`), or `store = store_fixtures.sqlite_store`.
+
 PostgreSQL tests get a fresh schema (selected through `search_path` in the URL's `options`)
 and drop it at the end, so they can run again and again on one database. An unreachable
 server skips them, except under CI (`$CI` set), where it fails them.
@@ -74,3 +78,24 @@ async def opened(url: str, **options: Any) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of an empty store, once for each backend."""
+    async with store_url(request.param, tmp_path) as value:
+        yield value
+
+
+@pytest.fixture
+async def backend_store(url: str) -> AsyncIterator[Store]:
+    """The store at the module's `url` fixture, opened."""
+    async with opened(url) as value:
+        yield value
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh SQLite store in the test's folder, opened."""
+    async with opened(f"sqlite:///{tmp_path}/state.db") as value:
+        yield value

@@ -5,20 +5,18 @@ the lease times on an injected clock."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import aiohttp
-import pytest
 
 from bridge.config import parse_config
 from bridge.deliver import DeliveryWorkers
 from bridge.metrics import Metrics
 from bridge.simulators.webhook_receiver import Reply, WebhookReceiver
 from bridge.sinks import build_sink
+from tests import store_fixtures
 from tests.crash_support import eventually
-from tests.store_fixtures import BACKENDS, opened, store_url
+from tests.store_fixtures import opened
 from tests.test_leases import Clock
 from tests.test_store_contract import T0, note, queue
 
@@ -27,10 +25,7 @@ LEASE = timedelta(seconds=60)
 BODY = {"text": "job 1 failed", "body": '{"note": "job 1 failed"}'}
 
 
-@pytest.fixture(params=BACKENDS)
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    async with store_url(request.param, tmp_path) as value:
-        yield value
+url = store_fixtures.backend_url
 
 
 async def test_claims_are_renewed_while_a_slow_batch_is_sent(url: str) -> None:

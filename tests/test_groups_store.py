@@ -3,26 +3,22 @@ with their digest's outbox rows in one, closed only when nothing new joined."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from bridge.groups.model import GroupEntry, GroupFlush, group_id, key_text
 from bridge.model import DeliveryStatus, Event, EventKind, JobState, JobStatus, Notification
 from bridge.store.base import MessageRef, PollCommit, StaleCommit, Store
-from tests.store_fixtures import BACKENDS, opened, store_url
+from tests import store_fixtures
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 KEY = key_text({"source": "zendesk"})
 WAIT = timedelta(seconds=10)
 
 
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with store_url(request.param, tmp_path) as url, opened(url) as value:
-        yield value
+url = store_fixtures.backend_url
+store = store_fixtures.backend_store
 
 
 def failed(job_id: str, at: datetime = T0) -> Event:

@@ -21,7 +21,7 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +44,7 @@ from bridge.sinks.retry import SLACK_ERRORS
 from bridge.sinks.slack import SlackNotifier
 from bridge.store import open_store
 from bridge.store.base import PollCommit, Store
+from tests import store_fixtures
 from tests.crash_support import SECRET, eventually
 from tests.hostile_support import Answer, HostileServer
 
@@ -364,14 +365,7 @@ def test_max_retry_after_is_capped_at_seven_days(value: str) -> None:
 # --- through the delivery workers and a real store ------------------------------------------
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    real = open_store(f"sqlite:///{tmp_path}/state.db")
-    await real.open()
-    try:
-        yield real
-    finally:
-        await real.close()
+store = store_fixtures.sqlite_store
 
 
 def _settled(row: Delivery | None, now: datetime, bound: timedelta) -> bool:

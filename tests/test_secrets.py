@@ -39,8 +39,8 @@ from bridge.resources import bundled_templates
 from bridge.secrets import REGISTRY
 from bridge.sinks import SINK_KINDS, build_sink
 from bridge.sources import SOURCE_KINDS, build_source
-from bridge.store import open_store
 from bridge.store.base import Store
+from tests import store_fixtures
 from tests.hostile_support import Answer, HostileServer, json_answer, redirect, refused_url
 
 # Distinctive secrets, each of them long enough for every redactor (4+ characters).
@@ -328,14 +328,7 @@ def delivery() -> Delivery:
     return Delivery(id="msg_1", notification=notification, created_at=datetime.now(UTC))
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path}/state.db")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
+store = store_fixtures.sqlite_store
 
 
 async def _send_and_fail(config: Any, store: Store, base_session: aiohttp.ClientSession

@@ -21,6 +21,7 @@ from bridge.sinks.slack import SlackNotifier
 from bridge.sinks.slack_sender import ChannelSender, RateLimited
 from bridge.store import open_store
 from bridge.store.base import MessageRef, Store
+from tests import store_fixtures
 
 CHANNEL = "#ops"
 CHANNEL_ID = "C0OPS"
@@ -39,14 +40,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
         yield fake
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    real = open_store(f"sqlite:///{tmp_path}/state.db")
-    await real.open()
-    try:
-        yield real
-    finally:
-        await real.close()
+store = store_fixtures.sqlite_store
 
 
 async def stored_ref(store: Store, job: str = "8b72") -> MessageRef | None:

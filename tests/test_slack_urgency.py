@@ -12,7 +12,6 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,8 +21,8 @@ from bridge.config.schema import SlackSink
 from bridge.model import Delivery, EventKind, Notification, Priority
 from bridge.simulators.slack import FakeSlack, SlackLimits
 from bridge.sinks.slack import SlackNotifier
-from bridge.store import open_store
 from bridge.store.base import Store
+from tests import store_fixtures
 
 CHANNEL = "#ops"
 _events = itertools.count(1)
@@ -77,14 +76,7 @@ async def run_out(time: SteppedTime, tasks: list[asyncio.Task[None]], *,
     raise AssertionError("sends did not finish")
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    real = open_store(f"sqlite:///{tmp_path}/state.db")
-    await real.open()
-    try:
-        yield real
-    finally:
-        await real.close()
+store = store_fixtures.sqlite_store
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,22 +25,15 @@ from bridge.model import (
 from bridge.store import open_store, schema
 from bridge.store.base import MessageRef, PollCommit, RuleMark, Store
 from bridge.store.sqlite import SqliteStore
-from tests.store_fixtures import BACKENDS, opened, store_url
+from tests import store_fixtures
+from tests.store_fixtures import opened, store_url
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 
 
-@pytest.fixture(params=BACKENDS)
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    async with store_url(request.param, tmp_path) as value:
-        yield value
-
-
-@pytest.fixture
-async def store(url: str) -> AsyncIterator[Store]:
-    async with opened(url) as value:
-        yield value
+url = store_fixtures.backend_url
+store = store_fixtures.backend_store
 
 
 def tracked(job_id: str = "j1", state: JobState = JobState.RUNNING, **kw: object) -> TrackedJob:

@@ -6,32 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from bridge.store import schema, sql
 from bridge.store.base import PollCommit, RuleMark, StaleCommit, Store
-from tests.store_fixtures import BACKENDS, opened, store_url
+from tests import store_fixtures
+from tests.store_fixtures import opened
 from tests.test_store_contract import LEASE, T0, event, note, queue, tracked
 
 TTL = timedelta(seconds=10)
 
 
-@pytest.fixture(params=BACKENDS)
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    async with store_url(request.param, tmp_path) as value:
-        yield value
-
-
-@pytest.fixture
-async def store(url: str) -> AsyncIterator[Store]:
-    async with opened(url) as value:
-        yield value
+url = store_fixtures.backend_url
+store = store_fixtures.backend_store
 
 
 # --- leases --------------------------------------------------------------------------------------

@@ -3,26 +3,20 @@ poll's commit, and silenced outbox rows that are recorded but never claimed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from bridge.model import DeliveryStatus
 from bridge.silences import EndReason, Silence, SilenceStatus, new_silence
 from bridge.store.base import PollCommit, Store
-from tests.store_fixtures import BACKENDS, opened, store_url
+from tests import store_fixtures
 from tests.test_store_contract import note
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with store_url(request.param, tmp_path) as url, opened(url) as value:
-        yield value
+url = store_fixtures.backend_url
+store = store_fixtures.backend_store
 
 
 def silence(until: timedelta | None = timedelta(hours=2), **body: object) -> Silence:
