@@ -252,3 +252,11 @@ def test_a_bucket_begun_before_the_range_is_left_out_of_the_chart() -> None:
     root = svg([], buckets=[begun, PollBucket(source="jtl", start=at(1), ok=1)])
     assert [r.get("data-count") for r in root.iter("rect") if r.get("class") == "tl-poll"] == [
         "1"]
+
+
+def test_a_run_whose_start_was_not_read_says_it_started_by_its_first_event() -> None:
+    # Only the middle of the run is stored (its appearance was pruned): a progress event.
+    root = svg([event("long", JobState.RUNNING, 3, on=EventKind.PROGRESS),
+                event("long", JobState.SUCCEEDED, 1)])
+    [bar] = bars(root)
+    assert "run 1: succeeded · started by Wed 09:00 · at least 2h" in title(bar)

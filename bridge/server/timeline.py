@@ -175,13 +175,18 @@ def _row(row: JobRow, y: int, frame: _Frame) -> list[str]:
 
 
 def _run_tip(row: JobRow, run: Run, frame: _Frame) -> str:
-    text = (f"{row.label} · run {run.number}: {run.state} · started "
-            f"{frame.clock(run.start)} · {human_duration(run.duration(frame.now))}")
+    text = (f"{row.label} · run {run.number}: {run.state} · {_started(run, frame)} · "
+            f"{'at least ' if not run.start_seen else ''}"
+            f"{human_duration(run.duration(frame.now))}")
     if run.end is None:
         text += " so far"
     if run.message:
         text += f" · {run.message}"
     return text
+
+
+def _started(run: Run, frame: _Frame) -> str:
+    return f"started {'by ' if not run.start_seen else ''}{frame.clock(run.start)}"
 
 
 def _mark(row: JobRow, mark: Mark, y: int, frame: _Frame) -> str:
@@ -244,7 +249,8 @@ def _table(rows: Sequence[JobRow], frame: _Frame) -> list[dict[str, str]]:
     runs = sorted(((row, run) for row in rows for run in row.runs),
                   key=lambda pair: pair[1].start, reverse=True)[:TABLE_RUNS]
     return [{"job": row.label, "job_id": row.job_id, "run": str(run.number),
-             "state": run.state, "start": frame.clock(run.start),
+             "state": run.state,
+             "start": ("by " if not run.start_seen else "") + frame.clock(run.start),
              "duration": human_duration(run.duration(frame.now))
              + (" so far" if run.end is None else ""),
              "marks": ", ".join(MARKS[m.kind] for m in run.marks),

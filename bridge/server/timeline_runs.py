@@ -37,6 +37,9 @@ class Run:
     state: str
     message: str | None = None
     marks: list[Mark] = field(default_factory=list)
+    # False: the run's first event read was not its start (older events were pruned, or
+    # not read): it began at `start` or before.
+    start_seen: bool = True
 
     def duration(self, now: datetime) -> float:
         return ((self.end or now) - self.start).total_seconds()
@@ -96,11 +99,14 @@ def _apply(rows: dict[str, JobRow], event: Event) -> None:
         if run is not None and run.end is None:
             run.end = event.at  # a new run began: the old one is over (its end unseen)
         start = event.at
+        # A run starts with the job's first sighting, or with the event that began a new
+        # run after one this row has; anything else is its middle.
+        seen = event.on == EventKind.APPEARED or run is not None
         # First seen already finished (its start is older than the events kept, or it ran
         # between two polls): detection says how long it ran.
         if state.terminal and event.duration is not None:
-            start = event.at - event.duration
-        run = Run(number=job.run, start=start, end=None, state=str(state))
+            start, seen = event.at - event.duration, True
+        run = Run(number=job.run, start=start, end=None, state=str(state), start_seen=seen)
         row.runs.append(run)
     run.state = str(state)
     run.message = job.message or run.message
