@@ -4,24 +4,18 @@ and the batching writer (bridge.poll_counts) that feeds them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from bridge.poll_counts import PollCounter
 from bridge.store.base import Store
 from bridge.store.poll_buckets import KEEP, PollBucket, bucket_of
-from tests.store_fixtures import BACKENDS, opened, store_url
+from tests import store_fixtures
+from tests.store_fixtures import opened
 
 T0 = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=BACKENDS)
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    async with store_url(request.param, tmp_path) as value:
-        yield value
+url = store_fixtures.backend_url
 
 
 def counts(source: str, minutes: float, ok: int = 0, errors: int = 0,
