@@ -18,8 +18,10 @@ the same webhook receiver process (`bench.peer_parts`). For each:
 Then the ratios bridge/Alertmanager and bridge/forwarder. Every process is stopped by its
 PID; each phase has a deadline. Without Alertmanager (not installed and not root), its row
 says why and the ratios against it are left out. `BENCH_PEER_N` scales the burst,
-`BENCH_PEER_PEERS=bridge,forwarder` picks peers, `BENCH_PEER_PYSPY=FILE` records a py-spy
-profile of the bridge (raw collapsed stacks).
+`BENCH_PEER_PEERS=bridge,forwarder` picks peers (`bridge-asyncio`, `forwarder-asyncio`: the
+same on asyncio's own loop, the others running on `BENCH_PEER_LOOP`, default uvloop, and
+compared with them), `BENCH_PEER_PYSPY=FILE` records a py-spy profile of the bridge (raw
+collapsed stacks, `--gil`).
 """
 
 from __future__ import annotations
@@ -208,16 +210,16 @@ async def run_peer(name: str, work: Path, receiver: str) -> Result:
                           "and cannot be (run as root on Debian to install it)")
         process, url = parts.start_alertmanager(binary, work, receiver)
         ready, post = f"{url}/-/ready", alertmanager_post(url)
-    elif name == "bridge":
-        process, url = parts.start_bridge(work, receiver)
+    elif name.startswith("bridge"):
+        process, url = parts.start_bridge(work, f"{receiver}/{name}", _loop_of(name))
         ready, post = f"{url}/readyz", bridge_post(url)
     else:
-        process, url = parts.start_forwarder(work, receiver)
+        process, url = parts.start_forwarder(work, f"{receiver}/{name}", _loop_of(name))
         ready, post = f"{url}/ready", forwarder_post(url)
     profiler = None
     try:
         await parts.wait_ready(ready, process)
-        if name == "bridge" and os.environ.get("BENCH_PEER_PYSPY"):
+        if name.startswith("bridge") and os.environ.get("BENCH_PEER_PYSPY"):
             profiler = parts.start_profiler(process, os.environ["BENCH_PEER_PYSPY"], work)
             await asyncio.sleep(1.0)  # py-spy attaches
         return await measure(name, name, process, post, receiver)
@@ -229,6 +231,12 @@ async def run_peer(name: str, work: Path, receiver: str) -> Result:
         process.stop()
 
 
+def _loop_of(name: str) -> str:
+    """`bridge-asyncio` -> "asyncio"; a plain `bridge` runs on BENCH_PEER_LOOP."""
+    _, _, loop = name.partition("-")
+    return loop or parts.LOOP
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
@@ -238,11 +246,11 @@ def _cell(value: float | int | None, fmt: str) -> str:
 
 def table(results: Sequence[Result]) -> str:
     lines = [
-        f"{'':14} {'throughput/s':>12} {'CPU ms/notif':>12} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'':17} {'throughput/s':>12} {'CPU ms/notif':>12} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'conns':>6}",
     ]
     for r in results:
-        line = (f"{r.name:14} {_cell(r.throughput, ',.0f'):>12} {_cell(r.cpu_ms, '.3f'):>12} "
+        line = (f"{r.name:17} {_cell(r.throughput, ',.0f'):>12} {_cell(r.cpu_ms, '.3f'):>12} "
                 f"{_cell(r.p50_ms, '.1f'):>8} {_cell(r.p99_ms, '.1f'):>8} "
                 f"{_cell(r.connections, 'd'):>6}")
         lines.append(line + (f"  {r.note}" if r.note else ""))
@@ -268,6 +276,12 @@ def ratios(results: Sequence[Result]) -> str:
             f"bridge/{peer}: throughput {_ratio(bridge.throughput, other.throughput)}, "
             f"CPU/notification {_ratio(bridge.cpu_ms, other.cpu_ms)}, "
             f"p99 {_ratio(bridge.p99_ms, other.p99_ms)}   (targets: {targets})")
+    for name in ("bridge", "forwarder"):  # the same peer on the other loop, when also run
+        for other_name in (n for n in by if n.startswith(f"{name}-")):
+            ours, theirs = by[name], by[other_name]
+            lines.append(f"{name}/{other_name}: throughput "
+                         f"{_ratio(ours.throughput, theirs.throughput)}, CPU/notification "
+                         f"{_ratio(ours.cpu_ms, theirs.cpu_ms)}")
     return "\n".join(lines)
 
 

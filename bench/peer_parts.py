@@ -32,7 +32,8 @@ from bridge.loop import loop_factory
 
 HOST = "127.0.0.1"
 # The event loop of the bridge and of the forwarder (the same for both, to compare like with
-# like): uvloop, `bridge run`'s default, or asyncio's own.
+# like): uvloop, `bridge run`'s default, or asyncio's own. A peer named `bridge-asyncio` or
+# `forwarder-uvloop` (BENCH_PEER_PEERS) runs on the loop its name says, to compare loops.
 LOOP = os.environ.get("BENCH_PEER_LOOP", "uvloop")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 STOP_GRACE = 5.0
@@ -111,7 +112,7 @@ def _job_ids(path: str, data: Any) -> list[str]:
     """The job ids one delivered request is about, in each peer's own body shape."""
     if path == "/alertmanager":
         return [alert["labels"]["job_id"] for alert in data["alerts"]]
-    if path == "/bridge":
+    if path.startswith("/bridge"):
         return [data["data"]["job"]["id"]]
     return [data["id"]]
 
@@ -251,7 +252,7 @@ state = "status"
 [[sinks]]
 name = "receiver"
 kind = "webhook"
-url = "{receiver}/bridge"
+url = "{receiver}"
 secret = "{secret}"
 
 [[rules]]
@@ -262,13 +263,14 @@ notify = ["receiver"]
 """
 
 
-def start_bridge(work: Path, receiver: str) -> tuple[Process, str]:
+def start_bridge(work: Path, receiver: str, loop: str = LOOP) -> tuple[Process, str]:
+    """`bridge run` on `loop`, delivering to `receiver` (the receiver's URL for this peer)."""
     port = free_port()
     config = work / "rules.toml"
     config.write_text(BRIDGE_CONFIG.format(state=work / "state.db", host=HOST, port=port,
                                            secret=SECRET, receiver=receiver))
     process = Process("bridge", [sys.executable, "-m", "bridge", "run", "--config", str(config),
-                                 "--loop", LOOP], work / "bridge.log")
+                                 "--loop", loop], work / "bridge.log")
     return process, f"http://{HOST}:{port}"
 
 
@@ -290,10 +292,11 @@ def start_receiver(work: Path) -> tuple[Process, str]:
     return process, f"http://{HOST}:{port}"
 
 
-def start_forwarder(work: Path, receiver: str) -> tuple[Process, str]:
+def start_forwarder(work: Path, receiver: str, loop: str = LOOP) -> tuple[Process, str]:
+    """The bare forwarder on `loop`, forwarding to `receiver` (this peer's URL there)."""
     port = free_port()
     process = Process("forwarder", [sys.executable, "-m", "bench.peer_parts", "forwarder",
-                                    str(port), f"{receiver}/forwarder", LOOP],
+                                    str(port), receiver, loop],
                       work / "forwarder.log")
     return process, f"http://{HOST}:{port}"
 
