@@ -67,6 +67,13 @@ def jtl_source(base_url: str, *, name: str = "erp", interval: str = "1h") -> str
                   auth={"type": "bearer", "token": TOKEN})
 
 
+def basic_zendesk_source(base_url: str, *, email: str, token: str, interval: str = "1h",
+                         timeout: str = "1s") -> str:
+    """The source `zendesk` with the basic auth (`email/token`, API token) Zendesk takes."""
+    return source("zendesk", "zendesk", base_url=base_url, interval=interval, timeout=timeout,
+                  auth={"type": "basic", "username": f"{email}/token", "password": token})
+
+
 def sink(name: str, kind: str, **fields: object) -> str:
     return table("sinks", name=name, kind=kind, **fields)
 

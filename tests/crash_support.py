@@ -27,7 +27,7 @@ from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.store import open_store
 from bridge.store.base import Store
 from tests.config_support import TEMPLATES as TEMPLATES
-from tests.config_support import rule, sink, source
+from tests.config_support import basic_zendesk_source, rule, sink
 from tests.config_support import write_config as write_config
 
 EMAIL = "ops@example.com"
@@ -59,9 +59,8 @@ def webhook_sink(url: str, *, name: str = SINK, schedule: str = "200ms", attempt
 
 
 def zendesk_source(zendesk: ZendeskSimulator, *, interval: str = "200ms") -> str:
-    return source("zendesk", "zendesk", base_url=zendesk.base_url, interval=interval,
-                  timeout="2s", auth={"type": "basic", "username": f"{EMAIL}/token",
-                                      "password": TOKEN})
+    return basic_zendesk_source(zendesk.base_url, email=EMAIL, token=TOKEN, interval=interval,
+                                timeout="2s")
 
 
 def transition_rule(*sinks: str) -> str:

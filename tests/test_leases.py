@@ -20,6 +20,7 @@ from bridge.resources import bundled_templates
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
 from bridge.store.base import Lease
+from tests.config_support import basic_zendesk_source, config_text, rule, sink
 from tests.crash_support import eventually
 from tests.store_fixtures import BACKENDS, opened, store_url
 from tests.test_store_contract import note, queue
@@ -109,33 +110,10 @@ async def test_a_store_one_process_owns_needs_no_lease(backend: str, tmp_path: P
 
 
 def config(url: str, zendesk: ZendeskSimulator, hook: str = "http://127.0.0.1:9/never") -> Config:
-    text = f"""
-[bridge]
-state = "{url}"
-templates = "{bundled_templates()}"
-
-[[sources]]
-name = "zendesk"
-kind = "zendesk"
-base_url = "{zendesk.base_url}"
-interval = "1h"
-timeout = "1s"
-[sources.auth]
-type = "basic"
-username = "{EMAIL}/token"
-password = "{TOKEN}"
-
-[[sinks]]
-name = "hook"
-kind = "webhook"
-url = "{hook}"
-
-[[rules]]
-name = "any"
-on = "transition"
-template = "transition.slack.j2"
-notify = ["hook"]
-"""
+    text = config_text(
+        basic_zendesk_source(zendesk.base_url, email=EMAIL, token=TOKEN),
+        sink("hook", "webhook", url=hook), rule("any", notify=["hook"]),
+        state=url, templates=bundled_templates())
     return parse_config(text, "rules.toml", {})
 
 

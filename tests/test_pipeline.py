@@ -24,6 +24,7 @@ from bridge.resources import bundled_templates
 from bridge.simulators.base import Fault
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.simulators.zendesk import ZendeskSimulator
+from tests.config_support import basic_zendesk_source, config_text, pager_sink, rule
 from tests.crash_support import eventually
 
 EMAIL = "ops@example.com"
@@ -33,36 +34,11 @@ TEMPLATES = bundled_templates()
 
 
 def make_config(tmp_path: Path, zendesk: ZendeskSimulator, hook_url: str) -> Config:
-    text = f"""
-[bridge]
-state = "sqlite:///{tmp_path}/state.db"
-templates = "{TEMPLATES}"
-
-[[sources]]
-name = "zendesk"
-kind = "zendesk"
-base_url = "{zendesk.base_url}"
-interval = "1h"
-timeout = "1s"
-[sources.auth]
-type = "basic"
-username = "{EMAIL}/token"
-password = "{TOKEN}"
-
-[[sinks]]
-name = "pager"
-kind = "webhook"
-url = "{hook_url}"
-secret = "{SECRET}"
-retry = {{ schedule = ["100ms"], attempts = 5 }}
-
-[[rules]]
-name = "job-failed"
-on = "transition"
-to = ["failed", "cancelled"]
-template = "transition.slack.j2"
-notify = ["pager"]
-"""
+    text = config_text(
+        basic_zendesk_source(zendesk.base_url, email=EMAIL, token=TOKEN),
+        pager_sink(hook_url, secret=SECRET, retry={"schedule": ["100ms"], "attempts": 5}),
+        rule("job-failed", to=["failed", "cancelled"]),
+        state=f"sqlite:///{tmp_path}/state.db", templates=TEMPLATES)
     return parse_config(text, str(tmp_path / "rules.toml"), {})
 
 
