@@ -65,6 +65,20 @@ def _extensions() -> list[tuple[str, str]]:
                   for key in _keys(model) - named)
 
 
+def _code_of(markdown: str) -> str:
+    """The text of a Markdown page's code: fenced blocks (indented fences too), and
+    backtick spans in the prose between them."""
+    fenced, prose, inside = [], [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            inside = not inside
+        elif inside:
+            fenced.append(line)
+        else:
+            prose.append(line)
+    return " ".join(fenced + re.findall(r"`([^`]+)`", "\n".join(prose)))
+
+
 def test_the_contract_keys_listed_here_are_keys_bridge_accepts() -> None:
     # A key the contract names must never be renamed away.
     missing = sorted((model.__name__, key) for model, named in CONTRACT_KEYS.items()
@@ -76,10 +90,7 @@ def test_the_contract_keys_listed_here_are_keys_bridge_accepts() -> None:
 def test_every_config_key_beyond_the_contract_is_documented(doc: str) -> None:
     # What the document shows as code: fenced blocks, and spans like `key`,
     # `[bridge] key`, `retry = { attempts, ... }`.
-    text = (ROOT / doc).read_text(encoding="utf-8")
-    fenced = re.findall(r"^```.*?^```", text, flags=re.M | re.S)
-    prose = re.sub(r"^```.*?^```", " ", text, flags=re.M | re.S)
-    code = " ".join(fenced + re.findall(r"`([^`]+)`", prose))
+    code = _code_of((ROOT / doc).read_text(encoding="utf-8"))
     undocumented = [f"{table}.{key}" for table, key in _extensions()
                     if not re.search(rf"(?<![\w.-]){re.escape(key)}(?![\w-])", code)]
     assert undocumented == [], f"{doc} names none of these extensions: {undocumented}"
