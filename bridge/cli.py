@@ -258,14 +258,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from bridge.silence_cli import ApiError, exchange
+    from bridge.silence_cli import ApiError, exchange, target
 
-    url = args.url
-    if url is None:
-        config = _load(args.config)
-        url = f"http://{config.bridge.listen}"
     try:
-        status, answer = exchange(url.rstrip("/"), "POST", "/v1/watches",
+        status, answer = exchange(target(args), "POST", "/v1/watches",
                                   {"source": args.source, "id": args.job_id})
     except ApiError as exc:
         print(exc, file=sys.stderr)

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-from bridge.silence_cli import ApiError, _base_url, call
+from bridge.silence_cli import ApiError, call, target
 from bridge.sources.jtl_control import ControlError, configure_body, parse_sets
 
 
@@ -44,10 +44,10 @@ def cmd_jtl(args: argparse.Namespace) -> int:
     try:
         if args.jtl_action == "configure":
             body = configure_body(args.interval, parse_sets(args.set))
-            answer = call(_base_url(args), "POST", path + "/configure", body)
+            answer = call(target(args), "POST", path + "/configure", body)
             text = describe_item(answer)
         else:
-            answer = call(_base_url(args), "POST", path + "/restart", {})
+            answer = call(target(args), "POST", path + "/restart", {})
             text = (f"restart of {args.sync_id} accepted: {answer.get('actionId', 'Restart')}"
                     f" at {answer.get('requestedAt', '?')}")
     except (ControlError, ApiError) as exc:

@@ -5,9 +5,9 @@
     bridge silence list [--all] [--json]
     bridge silence expire sil_0123456789abcdef
 
-Writes carry `Authorization: Bearer $BRIDGE_ADMIN_TOKEN` when it is set, as `bridge watch`
-does. Matchers are checked here first (same rules as the API), so a typo is named before
-anything is sent.
+Requests carry `Authorization: Bearer` with `$BRIDGE_ADMIN_TOKEN`, else the config's
+`[bridge] admin_token`, as `bridge watch` and `bridge jtl` do. Matchers are checked here
+first (same rules as the API), so a typo is named before anything is sent.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,29 +52,45 @@ def add_parser(sub: Any, config_arg: Any) -> None:
         parser.add_argument("--url", help="the bridge's HTTP address (default: [bridge] listen)")
 
 
-def _base_url(args: argparse.Namespace) -> str:
-    if args.url:
-        return str(args.url).rstrip("/")
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The running bridge a command talks to, and the admin token its writes carry."""
+
+    url: str
+    token: str | None
+
+
+def target(args: argparse.Namespace) -> Target:
+    """`--url`, else the config's `[bridge] listen`; the token `$BRIDGE_ADMIN_TOKEN`, else the
+    config's `[bridge] admin_token`, so a command run with the config `bridge run` uses is let
+    in as `bridge run` lets it in. With `--url` alone no config is read (the command works from
+    a machine without the config or its secrets); `--url` with `--config` reads the token."""
+    url = str(args.url).rstrip("/") if args.url else None
+    token = os.environ.get("BRIDGE_ADMIN_TOKEN") or None
+    if url is not None and (token is not None or args.config is None):
+        return Target(url, token)
     from bridge.config import load_config
 
     config = load_config(Path(args.config) if args.config else None)
-    return f"http://{config.bridge.listen}"
+    if token is None and config.bridge.admin_token is not None:
+        token = config.bridge.admin_token.get_secret_value() or None
+    return Target(url or f"http://{config.bridge.listen}", token)
 
 
-def call(url: str, method: str, path: str, body: object = None) -> Any:
+def call(bridge: Target, method: str, path: str, body: object = None) -> Any:
     """One API request; the answer's JSON, or ApiError with the bridge's own message."""
-    return exchange(url, method, path, body)[1]
+    return exchange(bridge, method, path, body)[1]
 
 
-def exchange(url: str, method: str, path: str, body: object = None) -> tuple[int, Any]:
+def exchange(bridge: Target, method: str, path: str, body: object = None) -> tuple[int, Any]:
     """One API request (`bridge silence`, `bridge jtl`, `bridge watch`): the HTTP status and
     the answer's JSON, or ApiError with the bridge's own message."""
+    url = bridge.url
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url + path, data=data, method=method,
                                      headers={"content-type": "application/json"})
-    token = os.environ.get("BRIDGE_ADMIN_TOKEN")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
+    if bridge.token:
+        request.add_header("Authorization", f"Bearer {bridge.token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -96,11 +113,11 @@ def cmd_silence(args: argparse.Namespace) -> int:
                 body["until_resolved"] = True
             else:
                 body["duration"] = args.duration or "1h"
-            silence = call(_base_url(args), "POST", "/v1/silences", body)
+            silence = call(target(args), "POST", "/v1/silences", body)
             print(f"added {silence['id']}: {describe(silence)}")
         elif args.silence_action == "list":
             query = "?expired=1" if args.all else ""
-            silences = call(_base_url(args), "GET", "/v1/silences" + query)["silences"]
+            silences = call(target(args), "GET", "/v1/silences" + query)["silences"]
             if args.json:
                 print(json.dumps(silences, indent=2))
             elif not silences:
@@ -108,7 +125,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
             for silence in [] if args.json else silences:
                 print(f"{silence['id']}  {silence['status']:<8} {describe(silence)}")
         else:
-            call(_base_url(args), "DELETE", f"/v1/silences/{args.id}")
+            call(target(args), "DELETE", f"/v1/silences/{args.id}")
             print(f"expired {args.id}")
     except (SilenceError, ApiError) as exc:
         print(f"bridge silence {args.silence_action}: {exc}", file=sys.stderr)
