@@ -193,18 +193,28 @@ class DeliveryWorkers:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wakeup.wait(), IDLE_WAIT)
                     continue
-                if len(sending) >= ahead and not await self._room_while_sending(
-                        sink_name, sending):
+                extra = len(sending) >= ahead
+                if extra and not await self._room_while_sending(sink_name, sending):
                     continue
                 try:
                     claimed = await self._store.claim_due(
                         self._clock(), self._capabilities[sink_name].claim_batch or CLAIM_BATCH,
                         self._claim_lease, sink=sink_name
                     )
+                    if extra:
+                        claimed = await self._only_urgent(claimed)
                 except StoreError as exc:
                     for_sink(log, sink_name).error("outbox claim failed for sink %s: %s",
                                                    sink_name, exc)
                     claimed = []
+                if extra and not claimed:
+                    # Nothing urgent to hand over: wait for a batch to finish or new rows.
+                    wakeup.clear()
+                    waiting = asyncio.ensure_future(wakeup.wait())
+                    await asyncio.wait({waiting, *sending}, timeout=IDLE_WAIT,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    waiting.cancel()
+                    continue
                 self._idle[sink_name] = not claimed
                 if not claimed:
                     wakeup.clear()
@@ -239,6 +249,20 @@ class DeliveryWorkers:
         done, _ = await asyncio.wait(sending, timeout=ROOM_POLL,
                                      return_when=asyncio.FIRST_COMPLETED)
         return not done and sink.has_room()
+
+    async def _only_urgent(self, claimed: list[Delivery]) -> list[Delivery]:
+        """Of a batch claimed because the sink had room, the rows of jobs with an urgent row
+        (and their earlier rows, which it may replace); the others go back to the outbox,
+        due now. Handed over early, a "job started" post would only wait in the sink, and
+        hold its job's failure back in the outbox behind it."""
+        urgent = {(d.notification.source, d.notification.job_id) for d in claimed
+                  if d.notification.priority.rank == 0}
+        keep = [d for d in claimed if (d.notification.source, d.notification.job_id) in urgent]
+        back = [d.id for d in claimed if (d.notification.source, d.notification.job_id)
+                not in urgent]
+        if back:
+            await self._store.release(back, self._clock())
+        return keep
 
     async def _send_batch(self, sink_name: str, claimed: list[Delivery]) -> None:
         renewing = asyncio.create_task(self._renew(sink_name, claimed),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from bridge.config.schema import SlackSink
 from bridge.deliver import DeliveryWorkers
 from bridge.errors import ConfigErrors
 from bridge.metrics import Metrics
-from bridge.model import EventKind, Notification, Priority
+from bridge.model import Delivery, EventKind, Notification, Priority
 from bridge.simulators.slack import FakeSlack
 from bridge.sinks import build_sink
 from bridge.sinks.slack import SlackNotifier
@@ -62,7 +63,8 @@ async def sinks(slack: FakeSlack, store: Store, time: SteppedTime
                 ) -> AsyncIterator[SinkFactory]:
     made: list[SlackNotifier] = []
     async with aiohttp.ClientSession() as session:
-        def make(mode: str = "update", overflow_after: str = "3s", **limits: Any
+        # 3.5 s: job1..job3 of a burst get their tokens within it, job4 on would not.
+        def make(mode: str = "update", overflow_after: str = "3.5s", **limits: Any
                  ) -> SlackNotifier:
             config = SlackSink.model_validate({
                 "name": "ops-slack", "kind": "slack", "token": slack.token,
@@ -103,7 +105,7 @@ async def test_failures_that_would_wait_past_overflow_after_are_named_in_the_rol
 ) -> None:
     sink = sinks()
     tasks = [send(sink, failed(f"job{i}")) for i in range(8)]
-    # job0 had the one token; job1..job3 get theirs within 3 s, job4..job7 would not.
+    # job0 had the one token; job1..job3 get theirs within 3.5 s, job4..job7 would not.
     await until(lambda: settled(slack) and sink.sender.parked == 4 and waiting(sink) == 8,
                 "four failures handed to the roll-up, whose post waits too")
     time.advance(1.0)  # the next token goes to the roll-up, ahead of job1
@@ -148,15 +150,58 @@ async def test_a_failure_that_has_waited_overflow_after_is_named_though_its_wait
     slack.rate_limit(1, retry_after=10)  # job1's post is refused: 10 s for everyone
     time.advance(1.0)
     await until(lambda: sink.sender.rate_limited == 1, "job1 refused")
-    time.advance(1.0)
-    await asyncio.sleep(0.01)
-    assert sink.sender.parked == 0
-    time.advance(1.0)  # job2 has waited 3 s
+    for _ in range(2):
+        time.advance(1.0)
+        await asyncio.sleep(0.01)
+    assert sink.sender.parked == 0  # job2 has waited 3 s
+    time.advance(1.0)  # and now 4 s
     await until(lambda: sink.sender.parked == 1, "job2 handed to the roll-up")
     await run_out(time, tasks, step=1.0)
     [rollup] = rollups(slack)
     assert rollup.splitlines()[1:] == ["job2 failed"]
     assert own_posts(slack) == ["job0 failed", "job1 failed", "job2 failed"]
+
+
+def queued_ago(delivery: Delivery, seconds: float) -> Delivery:
+    return replace(delivery, created_at=datetime.now(UTC) - timedelta(seconds=seconds))
+
+
+async def test_the_time_a_failure_waited_in_the_outbox_counts_toward_overflow_after(
+    slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
+) -> None:
+    sink = sinks()
+    first = send(sink, failed("job0"))
+    await until(lambda: first.done(), "job0 posted")
+    # Due in 1 s, but it has waited 5 s in the outbox already.
+    late = send(sink, queued_ago(failed("late"), 5))
+    await until(lambda: sink.sender.parked == 1, "the late failure handed to the roll-up")
+    await run_out(time, [late], step=1.0)
+    [rollup] = rollups(slack)
+    assert rollup.splitlines()[1:] == ["late failed"]
+
+
+async def test_a_late_failure_that_can_be_posted_now_is_posted_not_rolled_up(
+    slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
+) -> None:
+    sink = sinks()
+    await send(sink, queued_ago(failed("late"), 60))
+    assert own_posts(slack) == ["late failed"]
+    assert sink.sender.overflowed == 0
+
+
+async def test_a_failure_shown_in_the_rollup_no_longer_goes_ahead_of_older_sends(
+    slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
+) -> None:
+    sink = sinks()
+    tasks = [send(sink, failed("job0"))]
+    await until(lambda: settled(slack), "job0 posted")
+    tasks.append(send(sink, note("s", "s started")))
+    tasks += [send(sink, failed(f"job{i}")) for i in range(1, 6)]
+    await until(lambda: sink.sender.parked == 2, "job4 and job5 handed to the roll-up")
+    await run_out(time, tasks, step=1.0)
+    # Unshown failures first; then, in arrival order, the start and the shown failures.
+    assert own_posts(slack) == ["job0 failed", "job1 failed", "job2 failed", "job3 failed",
+                                "s started", "job4 failed", "job5 failed"]
 
 
 async def test_overflow_after_0s_turns_the_rollup_off(
@@ -277,3 +322,47 @@ rate_limits = {{ post_per_second = 1, post_burst = 1 }}
             break
     assert own < 6
     assert sorted(own_posts(slack)) == sorted(f"{job} failed" for job in jobs)
+
+
+async def test_while_the_channel_is_behind_only_urgent_rows_leave_the_outbox_early(
+    tmp_path: Path,
+) -> None:
+    # 30 "job started" rows and 12 failures. The rows handed over early (the sink had room)
+    # are the failures only: a start handed over then would just wait in the sink.
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    await store.open()
+    async with (FakeSlack(channels={CHANNEL: "C0OPS"}) as slack,
+                aiohttp.ClientSession() as session):
+        config = parse_config(f"""
+[[sinks]]
+name = "ops-slack"
+kind = "slack"
+token = "{slack.token}"
+channel = "{CHANNEL}"
+mode = "update"
+base_url = "{slack.api_url}"
+overflow_after = "500ms"
+rate_limits = {{ post_per_second = 1, post_burst = 1 }}
+""", str(tmp_path / "rules.toml"), {}).sinks[0]
+        sink = build_sink(config, session, store)
+        assert isinstance(sink, SlackNotifier)
+        workers = DeliveryWorkers(store=store, sinks={"ops-slack": sink},
+                                  policies={"ops-slack": config.retry}, metrics=Metrics(),
+                                  clock=lambda: datetime.now(UTC))
+        jobs = [f"job{i:02d}" for i in range(12)]
+        starts = [replace(row(f"new{i:02d}"), event_id=f"evt_new{i:02d}", terminal=False,
+                          state="pending", priority=Priority.LOW,
+                          payload={"text": f"new{i:02d} started"}) for i in range(30)]
+        try:
+            await store.commit_poll(PollCommit(source="zendesk", at=datetime.now(UTC),
+                                               notifications=starts + [row(j) for j in jobs]))
+            workers.start()
+            await slack.wait_for(lambda: all(any(j in r for r in rollups(slack))
+                                             or f"{j} failed" in own_posts(slack)
+                                             for j in jobs), within=20)
+            assert sink.sender.pending == sink.sender.parked
+            assert not any("started" in text for text in own_posts(slack))
+        finally:
+            await workers.stop()
+            await sink.aclose()
+            await store.close()

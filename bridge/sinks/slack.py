@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -166,7 +167,8 @@ class SlackNotifier:
         # its thread replies are about them).
         overflow = n.priority.rank == 0 and not n.digest and not n.thread_reply
         await self._sender.submit(run, send, lane=lane, key=key, final=final,
-                                  rank=n.priority.rank, overflow=overflow)
+                                  rank=n.priority.rank, overflow=overflow,
+                                  age=_age(delivery))
 
     async def aclose(self) -> None:
         await self._rollup.aclose()
@@ -432,6 +434,15 @@ def _message(delivery: Delivery) -> SlackMessage:
             "'text' (and 'blocks' as a list, if any); check the rule's template"
         )
     return SlackMessage(text=text, blocks=blocks or None)
+
+
+def _age(delivery: Delivery) -> float:
+    """Seconds since the row was queued: time it already waited in the outbox (behind a busy
+    channel's earlier rows) counts toward `overflow_after`."""
+    created = delivery.created_at
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - created).total_seconds())
 
 
 def capabilities(config: SlackSink) -> SinkCapabilities:

@@ -17,10 +17,14 @@ replaced; later ones queue behind it.
 
 Overflow (`overflow_after`): when the channel's budget cannot keep up, an urgent operation
 (one submitted with `overflow=True`) whose first call would wait longer than
-`overflow_after` at its gate, or has waited that long, is handed to `on_overflow` (the Slack
-sink names it in the channel's roll-up message, `slack_rollup`) and keeps its place: its own
+`overflow_after` at its gate (counting the `age` it was submitted with: how long it waited
+in the outbox), or has waited that long, is handed to `on_overflow` (the Slack
+sink names it in the channel's roll-up message, `slack_rollup`); its own
 call still goes out when the budget allows. It is `parked` meanwhile: shown, waiting only for
-budget. A newer send that replaces a parked operation's payload is handed over again, so the
+budget, and from then on as the least urgent (`PARKED_RANK`), in arrival order, so that what
+nobody has seen yet goes first and no "job started" post starves behind a stream of shown
+failures (its job's own failure may be waiting in the outbox behind it). A newer send that
+replaces a parked operation's payload is handed over again, so the
 roll-up shows the latest state. When no parked operation is left, `on_drained` is called.
 
 A 429 is waited out and the call repeated; a wait longer than `max_wait` hands the delivery
@@ -58,6 +62,9 @@ DEFAULT_MAX_WAIT = 30.0
 # back to the outbox.
 MIN_RATE_LIMIT_WAIT = 0.05
 MAX_RATE_LIMITS_PER_CALL = 20
+# Once the roll-up shows an operation, its own calls wait like the least urgent ones, in
+# arrival order: what nobody has seen yet goes first, and nothing waits behind it for good.
+PARKED_RANK = 2
 
 
 class RateLimited(Exception):
@@ -91,6 +98,8 @@ class Op(Generic[P]):
     overflowed: bool = False
     # The gate its first call waits at (None before it gets there).
     gate: Gate | None = None
+    # Seconds it had waited before it was submitted (in the outbox, say): part of its wait.
+    age: float = 0.0
 
 
 class ChannelSender(Generic[P]):
@@ -170,14 +179,15 @@ class ChannelSender(Generic[P]):
     def submit(
         self, run: Callable[[Op[P]], Awaitable[None]], payload: P, *,
         lane: Hashable | None = None, key: Hashable | None = None, final: bool = False,
-        rank: int = 1, overflow: bool = False,
+        rank: int = 1, overflow: bool = False, age: float = 0.0,
     ) -> asyncio.Future[None]:
         """Queue `run(op)`; the future resolves when it ran (or was replaced by a newer one).
 
         Queues synchronously, so callers started in order are queued in that order. `lane`
         (None: a lane of its own) keeps one job's operations in order; `rank` (0 first) is
         the urgency its calls wait at the gates with; `overflow`: it may be handed to
-        `on_overflow` when its first call would wait longer than `overflow_after`.
+        `on_overflow` when its first call would wait longer than `overflow_after`, counting
+        the `age` it comes with (seconds it already waited before, in the outbox).
         """
         if self._closed:
             raise RetryableDelivery(f"the Slack sender for {self.channel} is closed; "
@@ -185,7 +195,7 @@ class ChannelSender(Generic[P]):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane_key: Hashable = lane if lane is not None else object()
         op = Op(run=run, payload=payload, future=future, lane=lane_key, key=key, final=final,
-                rank=rank, seq=next(self._seq), overflow=overflow)
+                rank=rank, seq=next(self._seq), overflow=overflow, age=max(0.0, age))
         queue = self._lanes.get(lane_key)
         if queue is not None and self._replace_waiting(queue, op):
             return future
@@ -236,8 +246,11 @@ class ChannelSender(Generic[P]):
         granted = gate.enter(op, max_wait=self._max_wait)
         try:
             self._maybe_overflow(op)
+            # It has waited `age` already; after that, every `overflow_after` it is looked at.
+            slice_ = max(MIN_RATE_LIMIT_WAIT, self._overflow_after - op.age)
             while not granted.done():
-                timer = asyncio.ensure_future(self._sleep(self._overflow_after))
+                timer = asyncio.ensure_future(self._sleep(slice_))
+                slice_ = self._overflow_after
                 try:
                     await asyncio.wait({granted, timer}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
@@ -252,8 +265,11 @@ class ChannelSender(Generic[P]):
     def _maybe_overflow(self, op: Op[P], *, waited: bool = False) -> None:
         if not op.overflow or op.overflowed or op.started or op.gate is None:
             return
-        if waited or op.gate.expected_wait(op) > self._overflow_after:
+        # A call that can go now goes now, however late it is; else its whole wait counts.
+        expected = op.gate.expected_wait(op)
+        if waited or (expected > 0 and op.age + expected > self._overflow_after):
             op.overflowed = True
+            op.rank = PARKED_RANK
             self.overflowed += 1
             assert self._on_overflow is not None
             self._on_overflow(op)
@@ -285,7 +301,7 @@ class ChannelSender(Generic[P]):
             replaced = waiting.future
             waiting.run, waiting.payload, waiting.future = op.run, op.payload, op.future
             waiting.final = op.final
-            waiting.rank = min(waiting.rank, op.rank)
+            waiting.rank = PARKED_RANK if waiting.overflowed else min(waiting.rank, op.rank)
             waiting.overflow = waiting.overflow or op.overflow
             waiting.replaced += 1
             self.coalesced += 1
