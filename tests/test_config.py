@@ -91,6 +91,19 @@ def test_unknown_key_suggests_the_closest_known_one() -> None:
     )
 
 
+@pytest.mark.parametrize(("auth", "typo", "meant"), [
+    ('type = "bearer"\ntoken = "t"\n', "tokn", "token"),
+    ('type = "basic"\nusername = "u/token"\npassword = "p"\n', "pasword", "password"),
+    ('type = "oauth2"\nclient_id = "c"\nclient_secret = "s"\n', "scop", "scope"),
+    ('type = "header"\nheader = "X-Key"\nvalue = "v"\n', "heder", "header"),
+])
+def test_unknown_auth_key_suggests_the_closest_key_of_that_auth_type(
+        auth: str, typo: str, meant: str) -> None:
+    messages = errors_of(MINIMAL + "[sources.auth]\n" + auth + f'{typo} = "x"\n')
+    assert f"sources[0].auth.{typo}: unknown key {typo!r}; did you mean {meant!r}?" in (
+        " ".join(messages))
+
+
 def test_unknown_source_kind_lists_the_known_ones() -> None:
     (message,) = errors_of('[[sources]]\nname = "x"\nkind = "zendeks"\n')
     assert "rules.toml:3: sources[0].kind: unknown source kind 'zendeks'" in message

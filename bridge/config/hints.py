@@ -11,7 +11,9 @@ into the wrong key is not known as a secret yet. Errors whose message bridge wro
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, get_args
+
+from pydantic import BaseModel
 
 # An example for the keys people most often get wrong; others get their type's example.
 EXAMPLES: dict[str, str] = {
@@ -98,3 +100,43 @@ def reword(error: Any, key: str) -> str | None:
     if kind in {"too_short", "too_long"}:
         return str(error["msg"]).replace("Value should", "should")
     return None
+
+
+# The `type` tags of the auth tables: pydantic names the one it tried in an error's location.
+AUTH_TAGS = frozenset({"basic", "bearer", "header", "oauth2", "none"})
+
+
+def known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys the table at `loc` (as pydantic reports it, auth tags included) takes."""
+    current: Any = model
+    for i, part in enumerate(loc):
+        if isinstance(part, int) or not (isinstance(current, type)
+                                         and issubclass(current, BaseModel)):
+            continue
+        if part in AUTH_TAGS and part == _tag_of(current):
+            continue  # the union member was picked by this tag already
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        members = _models_in(annotation)
+        following = loc[i + 1] if i + 1 < len(loc) else None
+        current = next((m for m in members if _tag_of(m) == following),
+                       members[0] if members else annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items() if name != "path"]
+    return []
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models a field's annotation holds: `Auth | None` is Optional[Annotated[Union]]."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _tag_of(model: type[BaseModel]) -> object:
+    """The `type` an auth model is chosen by ("bearer"), or None for other models."""
+    field = model.model_fields.get("type")
+    tags = get_args(field.annotation) if field is not None else ()
+    return tags[0] if len(tags) == 1 else None

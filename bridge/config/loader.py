@@ -18,7 +18,7 @@ from typing import Annotated, Any, Union, get_args
 
 from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError
 
-from bridge.config.hints import reword
+from bridge.config.hints import AUTH_TAGS, known_keys, reword
 from bridge.config.locate import LineIndex, format_path
 from bridge.config.schema import (
     BasicAuth,
@@ -134,17 +134,20 @@ def _validate(model: type[BaseModel], data: Any, prefix: str, out: _Collector) -
 
 def _report(error: Any, model: type[BaseModel], loc: tuple[Any, ...], prefix: str,
             out: _Collector) -> None:
-    loc = tuple(p for p in loc if p not in {"basic", "bearer", "header", "oauth2", "none"}
-                or p == "type")
+    # pydantic puts the auth table's tag in the location (auth.bearer.token); the user wrote
+    # auth.token, but the tag still says whose keys a typo is compared with.
+    tagged = loc
+    loc = tuple(p for p in loc if p not in AUTH_TAGS or p == "type")
     path = ".".join(filter(None, [prefix, format_path(loc)])).replace(".[", "[")
-    out.add(path, _message(error, model, loc))
+    out.add(path, _message(error, model, loc, tagged))
 
 
-def _message(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+def _message(error: Any, model: type[BaseModel], loc: tuple[Any, ...],
+             tagged: tuple[Any, ...]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
-        known = _known_keys(model, loc[:-1])
+        known = known_keys(model, tagged[:-1])
         return f"unknown key {key!r}{did_you_mean(key, known)}"
     if kind == "missing":
         return "missing required key"
@@ -154,23 +157,6 @@ def _message(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
         return reworded
     msg = str(error["msg"])
     return msg.removeprefix("Value error, ")
-
-
-def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type)
-                                         and issubclass(current, BaseModel)):
-            continue
-        field = current.model_fields.get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-        current = next((a for a in getattr(annotation, "__args__", (annotation,))
-                        if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or name for name, f in current.model_fields.items() if name != "path"]
-    return []
 
 
 @cache
