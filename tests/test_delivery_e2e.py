@@ -31,6 +31,7 @@ from tests.config_support import slack_sink
 from tests.crash_support import (
     EMAIL,
     SECRET,
+    SINK,
     TOKEN,
     BridgeProcess,
     all_deliveries,
@@ -179,6 +180,15 @@ async def test_a_sink_that_keeps_failing_does_not_hold_back_another(
                 await transition(bridge, zendesk, f"job-{n}", "completed")
             await receiver.wait_for(lambda: len(receiver.delivered_ids()) == 5, within=5)
             await broken.wait_for(lambda: len(broken.requests) >= 10, within=5)
+
+            # The receiver answering is not the row being marked delivered: that is recorded
+            # in the background, so wait for the store to say so before reading what is left.
+            async def receivers_rows_recorded() -> bool:
+                delivered = await bridge.store.list_outbox(DeliveryStatus.DELIVERED)
+                return sum(d.notification.sink == SINK for d in delivered) == 5
+
+            await eventually(receivers_rows_recorded, within=5,
+                             what="the receiver's 5 deliveries recorded")
             pending = await bridge.store.list_outbox(DeliveryStatus.PENDING)
         finally:
             await bridge.__aexit__(None, None, None)
