@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(run)
     run.add_argument("--drain-timeout", type=float, default=10.0,
                      help="seconds to keep delivering after SIGTERM (default 10)")
-    run.add_argument("--loop", choices=loop.CHOICES, default=loop.DEFAULT,
+    run.add_argument("--loop", choices=loop.CHOICES, default=None,
                      help="event loop: uvloop (default, when installed; $BRIDGE_LOOP) or "
                           "asyncio's own")
 
@@ -179,9 +179,10 @@ def _report(write: Callable[[TextIO], int]) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    loop_name = loop.choose(args.loop)
     config = _load(args.config)
     _setup_logging(args.log_level, args.log_format, config)
-    return loop.run(_run(config, args.drain_timeout), args.loop)
+    return loop.run(_run(config, args.drain_timeout), loop_name)
 
 
 async def _run(config: Config, drain_timeout: float) -> int:

@@ -16,10 +16,23 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from bridge.errors import BridgeError
+
 T = TypeVar("T")
 
 CHOICES = ("uvloop", "asyncio")
-DEFAULT = os.environ.get("BRIDGE_LOOP", "uvloop")
+ENV = "BRIDGE_LOOP"
+
+
+def choose(flag: str | None) -> str:
+    """The loop `bridge run` runs on: `--loop`, else `$BRIDGE_LOOP`, else uvloop. A
+    `$BRIDGE_LOOP` that names no loop is refused (argparse checks `--loop` itself): running
+    on another loop than the one asked for would go unnoticed."""
+    name = flag or os.environ.get(ENV) or "uvloop"
+    if name not in CHOICES:
+        raise BridgeError(f"${ENV}={name!r} is not an event loop bridge runs on: set it to "
+                          f"{' or '.join(CHOICES)}, or unset it")
+    return name
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -49,7 +62,7 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG, middle, old)
 
 
-def run(main: Coroutine[Any, Any, T], name: str = DEFAULT) -> T:
+def run(main: Coroutine[Any, Any, T], name: str = "uvloop") -> T:
     """`asyncio.run(main)` on the loop `name` names ("uvloop" or "asyncio"), with the
     collector tuned for a long-running server (`tune_gc`)."""
     tune_gc()
