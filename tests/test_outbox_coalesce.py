@@ -4,6 +4,7 @@ replies, claimed or attempted rows and rows of other messages are never supersed
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from bridge.simulators.slack import FakeSlack
 from bridge.sinks import build_sink
 from bridge.store.base import PollCommit, Store
 from bridge.store.sql import DELIVERED_KEEP
+from tests.config_support import sink
 from tests.store_fixtures import BACKENDS, opened, store_url
 from tests.test_slack_urgency import until
 
@@ -48,6 +50,28 @@ async def queue(store: Store, *rows: Notification, at: datetime = T0) -> None:
 async def statuses(store: Store) -> dict[str, str]:
     rows = await store.list_outbox(limit=1000)
     return {str(d.notification.payload["text"]): str(d.status) for d in rows}
+
+
+@contextlib.asynccontextmanager
+async def delivering_to_fake_slack(
+    store: Store, tmp_path: Path, **sink_fields: object
+) -> AsyncIterator[tuple[FakeSlack, DeliveryWorkers]]:
+    """A fake Slack and the delivery workers of the Slack sink `ops-slack` (update mode,
+    `sink_fields` added) sending `store`'s outbox to it; the test starts the workers."""
+    async with (FakeSlack(channels={"#ops": "C0OPS"}, limits=None) as slack,
+                aiohttp.ClientSession() as session):
+        text = sink("ops-slack", "slack", token=slack.token, channel="#ops", mode="update",
+                    base_url=slack.api_url, **sink_fields)
+        config = parse_config(text, str(tmp_path / "rules.toml"), {}).sinks[0]
+        notifier = build_sink(config, session, store)
+        workers = DeliveryWorkers(store=store, sinks={"ops-slack": notifier},
+                                  policies={"ops-slack": config.retry}, metrics=Metrics(),
+                                  clock=lambda: datetime.now(UTC))
+        try:
+            yield slack, workers
+        finally:
+            await workers.stop()
+            await notifier.aclose()
 
 
 async def test_a_waiting_row_is_superseded_by_a_newer_row_of_its_message(store: Store) -> None:
@@ -116,43 +140,26 @@ async def test_a_backlog_behind_the_channel_budget_posts_each_job_once_in_its_la
     Slack), the rest of the start rows wait in the outbox; then every job succeeds. Each job
     whose start row was still waiting gets one chat.postMessage saying it succeeded, and no
     chat.update."""
-    async with (FakeSlack(channels={"#ops": "C0OPS"}, limits=None) as slack,
-                aiohttp.ClientSession() as session):
-        config = parse_config(f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{slack.token}"
-channel = "#ops"
-mode = "update"
-base_url = "{slack.api_url}"
-rate_limits = {{ post_per_second = 10, post_burst = 1 }}
-""", str(tmp_path / "rules.toml"), {}).sinks[0]
-        sink = build_sink(config, session, store)
-        workers = DeliveryWorkers(store=store, sinks={"ops-slack": sink},
-                                  policies={"ops-slack": config.retry}, metrics=Metrics(),
-                                  clock=lambda: datetime.now(UTC))
+    one_post_at_a_time = {"post_per_second": 10, "post_burst": 1}
+    delivering = delivering_to_fake_slack(store, tmp_path, rate_limits=one_post_at_a_time)
+    async with delivering as (slack, workers):
         jobs = [f"job{i:02d}" for i in range(20)]
-        try:
-            slack.hold()
-            await queue(store, *(row(job, "running") for job in jobs), at=datetime.now(UTC))
-            workers.start()
-            await until(lambda: slack.held > 0, "the first batch being sent")
-            await queue(store, *(row(job, "succeeded") for job in jobs), at=datetime.now(UTC))
-            waited = {d.notification.job_id
-                      for d in await store.list_outbox(DeliveryStatus.SUPERSEDED)}
-            assert len(waited) >= len(jobs) // 2  # most start rows were still in the outbox
-            slack.release()
+        slack.hold()
+        await queue(store, *(row(job, "running") for job in jobs), at=datetime.now(UTC))
+        workers.start()
+        await until(lambda: slack.held > 0, "the first batch being sent")
+        await queue(store, *(row(job, "succeeded") for job in jobs), at=datetime.now(UTC))
+        waited = {d.notification.job_id
+                  for d in await store.list_outbox(DeliveryStatus.SUPERSEDED)}
+        assert len(waited) >= len(jobs) // 2  # most start rows were still in the outbox
+        slack.release()
 
-            def shown() -> dict[str, str]:
-                return {str(m.text).split()[0]: str(m.text) for m in slack.roots("#ops")}
+        def shown() -> dict[str, str]:
+            return {str(m.text).split()[0]: str(m.text) for m in slack.roots("#ops")}
 
-            await until(lambda: sorted(shown()) == jobs
-                        and all(t.endswith("succeeded") for t in shown().values()),
-                        "every job's message showing it succeeded", within=60)
-        finally:
-            await workers.stop()
-            await sink.aclose()
+        await until(lambda: sorted(shown()) == jobs
+                    and all(t.endswith("succeeded") for t in shown().values()),
+                    "every job's message showing it succeeded", within=60)
     for job in waited:
         posts = [c for c in slack.calls_to("chat.postMessage")
                  if str(c.body["text"]).startswith(f"{job} ")]
@@ -165,30 +172,12 @@ rate_limits = {{ post_per_second = 10, post_burst = 1 }}
 
 async def test_a_failure_that_took_a_waiting_posts_place_still_gets_its_thread_reply(
         store: Store, tmp_path: Path) -> None:
-    async with (FakeSlack(channels={"#ops": "C0OPS"}, limits=None) as slack,
-                aiohttp.ClientSession() as session):
-        config = parse_config(f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{slack.token}"
-channel = "#ops"
-mode = "update"
-base_url = "{slack.api_url}"
-""", str(tmp_path / "rules.toml"), {}).sinks[0]
-        sink = build_sink(config, session, store)
-        workers = DeliveryWorkers(store=store, sinks={"ops-slack": sink},
-                                  policies={"ops-slack": config.retry}, metrics=Metrics(),
-                                  clock=lambda: datetime.now(UTC))
-        try:
-            now = datetime.now(UTC)
-            await queue(store, row("a", "running"), at=now)
-            await queue(store, row("a", "failed"), at=now + timedelta(microseconds=10))
-            workers.start()
-            await until(lambda: len(slack.calls_to("chat.postMessage")) == 2, "post and reply")
-        finally:
-            await workers.stop()
-            await sink.aclose()
+    async with delivering_to_fake_slack(store, tmp_path) as (slack, workers):
+        now = datetime.now(UTC)
+        await queue(store, row("a", "running"), at=now)
+        await queue(store, row("a", "failed"), at=now + timedelta(microseconds=10))
+        workers.start()
+        await until(lambda: len(slack.calls_to("chat.postMessage")) == 2, "post and reply")
     [root] = slack.roots("#ops")
     assert root.text == "a failed" and root.edits == 0
     assert [r.text for r in slack.replies("#ops", root.ts)] == ["a failed"]
