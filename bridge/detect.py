@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from bridge.durations import format_duration
 from bridge.model import (
     Event,
     EventKind,
@@ -311,8 +312,10 @@ class _Pass:
         self.upserts.append(job)
 
     def _stall_reason(self, job: TrackedJob) -> str:
-        idle = self.now - job.moved_at
-        return f"no progress for {idle} (stall_after is {self.settings.stall_after})"
+        # The reason reaches webhooks and messages: "20m 00s", not timedelta's "0:20:00.088986".
+        idle = format_duration(self.now - job.moved_at)
+        limit = format_duration(self.settings.stall_after)
+        return f"no progress for {idle} (stall_after is {limit})"
 
     def _emit(
         self,

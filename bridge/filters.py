@@ -28,6 +28,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
+from bridge.durations import format_duration
+
 
 class Flavor(Enum):
     TEXT = "text"
@@ -186,27 +188,6 @@ def final(env: BridgeEnvironment, text: str, *, mrkdwn_ready: bool = False) -> M
 
 
 # --- filters ----------------------------------------------------------------------------
-
-
-def format_duration(value: timedelta | float | int | None) -> str:
-    """A short human duration: "45s", "5m 03s", "1h 02m", "2d 03h"."""
-    if value is None:
-        return ""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    total = round(abs(seconds))
-    sign = "-" if seconds < 0 and total else ""
-    days, rest = divmod(total, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        text = f"{days}d {hours:02d}h"
-    elif hours:
-        text = f"{hours}h {minutes:02d}m"
-    elif minutes:
-        text = f"{minutes}m {secs:02d}s"
-    else:
-        text = f"{secs}s"
-    return sign + text
 
 
 @pass_context
