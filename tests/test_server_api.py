@@ -192,11 +192,19 @@ async def test_watch_with_a_bad_body_is_400(tmp_path: Path, body: object) -> Non
     assert reply.status == 400
 
 
-async def test_watch_needs_a_json_content_type(tmp_path: Path) -> None:
+async def test_a_browser_write_needs_a_json_content_type(tmp_path: Path) -> None:
     async with harness(tmp_path, with_rows=False) as h:
         reply = await h.post("/v1/watches", data='{"source": "imports", "id": "1"}',
-                             headers={"Content-Type": "text/plain"})
+                             headers={"Content-Type": "text/plain",
+                                      "Sec-Fetch-Site": "cross-site"})
     assert reply.status == 415
+
+
+async def test_a_script_may_post_json_labelled_as_a_form_as_curl_d_does(tmp_path: Path) -> None:
+    async with harness(tmp_path, with_rows=False) as h:
+        reply = await h.post("/v1/watches", data=f'{{"source": "imports", "id": "{ESALES_ID}"}}',
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status == 201
 
 
 async def test_unwatch_removes_a_watch_then_answers_404(tmp_path: Path) -> None:
