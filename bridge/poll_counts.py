@@ -10,12 +10,12 @@ the counts for the next one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bridge.periodic import Periodic
 from bridge.store.base import Store
 from bridge.store.poll_buckets import KEEP, PollBucket, bucket_of
 
@@ -39,7 +39,10 @@ class PollCounter:
         self._pending: dict[tuple[str, datetime], _Pending] = {}
         self._lock = asyncio.Lock()
         self._pruned_at: datetime | None = None
-        self._task: asyncio.Task[None] | None = None
+        # A store that is down fails a write: health says so, and the counts wait for the next.
+        self._ticks = Periodic("poll-counts", FLUSH_SECONDS, self.flush, retry_on=(Exception,),
+                               failed="could not write poll counts (kept for the next try)",
+                               log=log, wait_first=True)
 
     def add(self, source: str, at: datetime, error: str | None = None) -> None:
         """Count one poll of `source` at `at`: answered (`error` None) or failed."""
@@ -78,25 +81,13 @@ class PollCounter:
             again.last_error = again.last_error or bucket.last_error
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="poll-counts")
+        self._ticks.start()
 
     async def stop(self) -> None:
         """Stop the loop and write the rest (once; a store that is down loses them)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._ticks.stop()
         try:
             await self.flush()
         except Exception as exc:
             log.warning("could not write the last poll counts: %s", exc)
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            try:
-                await self.flush()
-            except Exception as exc:  # the store is down: health says so; try again later
-                log.warning("could not write poll counts (kept for the next try): %s", exc)
 

@@ -13,7 +13,6 @@ not bring a second, late reminder. From there the outbox delivers it like any no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
@@ -22,6 +21,7 @@ from typing import Any
 from bridge.config.schema import Config, SinkBase
 from bridge.errors import StoreError, TemplateError
 from bridge.metrics import Metrics
+from bridge.periodic import Periodic
 from bridge.render import Renderer
 from bridge.resources import bundled_templates
 from bridge.silence_reminder import (
@@ -65,11 +65,13 @@ class Reminders:
         self._clock = clock
         self._metrics = metrics
         self._on_queued = on_queued
-        self._tick = tick
+        # Nothing is claimed by a failed tick: the next one decides the day again.
+        self._ticks = Periodic("silence-reminders", tick, self.remind_due,
+                               retry_on=(StoreError, TemplateError),
+                               failed="silence reminders failed", log=log)
         # The last day each sink's reminder was decided here: no store query until the next.
         self._decided: dict[str, date] = {}
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
 
     async def remind_due(self) -> int:
         """Decide every sink's reminder that is due now; how many messages were queued."""
@@ -134,23 +136,10 @@ class Reminders:
 
     def start(self) -> None:
         if self._sinks:
-            self._task = asyncio.create_task(self._run(), name="silence-reminders")
+            self._ticks.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.remind_due()
-            except (StoreError, TemplateError) as exc:
-                # Nothing was claimed: the next tick decides the day again.
-                log.warning("silence reminders failed: %s", exc)
-            await asyncio.sleep(self._tick)
+        await self._ticks.stop()
 
 
 def _reminder(sink: SinkBase) -> SilenceReminder:

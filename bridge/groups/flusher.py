@@ -13,7 +13,6 @@ a restart flushes what was due while bridge was down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -22,6 +21,7 @@ from bridge.errors import StoreError
 from bridge.groups.digest import Digests, group_jobs, outbox_rows
 from bridge.groups.model import GroupFlush, OpenGroup
 from bridge.metrics import Metrics
+from bridge.periodic import Periodic
 from bridge.store.base import StaleCommit, Store
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,11 @@ class Flusher:
         self._metrics = metrics
         self._on_queued = on_queued
         self._finished = finished
-        self._tick = tick
+        # A failed tick leaves the groups in the store; the next one tries again.
+        self._ticks = Periodic("groups:flush", tick, self.flush_due, retry_on=(StoreError,),
+                               failed="flushing groups failed", log=log)
         # One flush at a time in this process: the loop and a caller (tests, shutdown).
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
 
     async def flush_due(self) -> int:
         """Flush or close every group due now; how many digests were queued."""
@@ -91,20 +92,7 @@ class Flusher:
         return sum(1 for n in flush.notifications if n.digest)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="groups:flush")
+        self._ticks.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.flush_due()
-            except StoreError as exc:
-                # The groups stay in the store; the next tick tries again.
-                log.warning("flushing groups failed: %s", exc)
-            await asyncio.sleep(self._tick)
+        await self._ticks.stop()
