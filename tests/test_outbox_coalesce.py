@@ -4,23 +4,16 @@ replies, claimed or attempted rows and rows of other messages are never supersed
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from bridge.config.loader import parse_config
-from bridge.deliver import DeliveryWorkers
-from bridge.metrics import Metrics
 from bridge.model import DeliveryStatus, EventKind, Notification
-from bridge.simulators.slack import FakeSlack
-from bridge.sinks import build_sink
 from bridge.store.base import PollCommit, Store
 from bridge.store.sql import DELIVERED_KEEP
-from tests.config_support import sink
+from tests.slack_delivery_support import delivering_to_fake_slack
 from tests.store_fixtures import BACKENDS, opened, store_url
 from tests.test_slack_urgency import until
 
@@ -50,28 +43,6 @@ async def queue(store: Store, *rows: Notification, at: datetime = T0) -> None:
 async def statuses(store: Store) -> dict[str, str]:
     rows = await store.list_outbox(limit=1000)
     return {str(d.notification.payload["text"]): str(d.status) for d in rows}
-
-
-@contextlib.asynccontextmanager
-async def delivering_to_fake_slack(
-    store: Store, tmp_path: Path, **sink_fields: object
-) -> AsyncIterator[tuple[FakeSlack, DeliveryWorkers]]:
-    """A fake Slack and the delivery workers of the Slack sink `ops-slack` (update mode,
-    `sink_fields` added) sending `store`'s outbox to it; the test starts the workers."""
-    async with (FakeSlack(channels={"#ops": "C0OPS"}, limits=None) as slack,
-                aiohttp.ClientSession() as session):
-        text = sink("ops-slack", "slack", token=slack.token, channel="#ops", mode="update",
-                    base_url=slack.api_url, **sink_fields)
-        config = parse_config(text, str(tmp_path / "rules.toml"), {}).sinks[0]
-        notifier = build_sink(config, session, store)
-        workers = DeliveryWorkers(store=store, sinks={"ops-slack": notifier},
-                                  policies={"ops-slack": config.retry}, metrics=Metrics(),
-                                  clock=lambda: datetime.now(UTC))
-        try:
-            yield slack, workers
-        finally:
-            await workers.stop()
-            await notifier.aclose()
 
 
 async def test_a_waiting_row_is_superseded_by_a_newer_row_of_its_message(store: Store) -> None:
@@ -142,7 +113,7 @@ async def test_a_backlog_behind_the_channel_budget_posts_each_job_once_in_its_la
     chat.update."""
     one_post_at_a_time = {"post_per_second": 10, "post_burst": 1}
     delivering = delivering_to_fake_slack(store, tmp_path, rate_limits=one_post_at_a_time)
-    async with delivering as (slack, workers):
+    async with delivering as (slack, workers, _):
         jobs = [f"job{i:02d}" for i in range(20)]
         slack.hold()
         await queue(store, *(row(job, "running") for job in jobs), at=datetime.now(UTC))
@@ -172,7 +143,7 @@ async def test_a_backlog_behind_the_channel_budget_posts_each_job_once_in_its_la
 
 async def test_a_failure_that_took_a_waiting_posts_place_still_gets_its_thread_reply(
         store: Store, tmp_path: Path) -> None:
-    async with delivering_to_fake_slack(store, tmp_path) as (slack, workers):
+    async with delivering_to_fake_slack(store, tmp_path) as (slack, workers, _):
         now = datetime.now(UTC)
         await queue(store, row("a", "running"), at=now)
         await queue(store, row("a", "failed"), at=now + timedelta(microseconds=10))

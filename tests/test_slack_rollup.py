@@ -19,16 +19,15 @@ import pytest
 
 from bridge.config.loader import parse_config
 from bridge.config.schema import SlackSink
-from bridge.deliver import DeliveryWorkers
 from bridge.errors import ConfigErrors
-from bridge.metrics import Metrics
 from bridge.model import Delivery, EventKind, Notification, Priority
 from bridge.simulators.slack import FakeSlack
-from bridge.sinks import build_sink
+from bridge.simulators.slack_limits import SLACK_LIMITS
 from bridge.sinks.slack import SlackNotifier
 from bridge.sinks.slack_rollup import HEADER
 from bridge.store import open_store
 from bridge.store.base import PollCommit, Store
+from tests.slack_delivery_support import delivering_to_fake_slack
 from tests.test_slack_urgency import SteppedTime, failed, note, run_out, send, until
 
 CHANNEL = "#ops"
@@ -268,6 +267,11 @@ overflow_after = "3s"
         "rules.toml:6: sinks[0].overflow_after: needs 'token'")
 
 
+# A channel that falls behind at once: Slack's limits on, one post a second, no burst.
+BEHIND: dict[str, Any] = {"limits": SLACK_LIMITS, "overflow_after": "500ms",
+                          "rate_limits": {"post_per_second": 1, "post_burst": 1}}
+
+
 def row(job: str) -> Notification:
     return Notification(event_id=f"evt_{job}", rule="jobs", sink="ops-slack", source="zendesk",
                         job_id=job, payload={"text": f"{job} failed"},
@@ -283,33 +287,15 @@ async def test_while_the_channel_is_behind_the_next_failures_leave_the_outbox_at
     # than leave them in the outbox until the first 6 are posted.
     store = open_store(f"sqlite:///{tmp_path}/state.db")
     await store.open()
-    async with (FakeSlack(channels={CHANNEL: "C0OPS"}) as slack,
-                aiohttp.ClientSession() as session):
-        config = parse_config(f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{slack.token}"
-channel = "{CHANNEL}"
-mode = "update"
-base_url = "{slack.api_url}"
-overflow_after = "500ms"
-rate_limits = {{ post_per_second = 1, post_burst = 1 }}
-""", str(tmp_path / "rules.toml"), {}).sinks[0]
-        sink = build_sink(config, session, store)
-        workers = DeliveryWorkers(store=store, sinks={"ops-slack": sink},
-                                  policies={"ops-slack": config.retry}, metrics=Metrics(),
-                                  clock=lambda: datetime.now(UTC))
-        jobs = [f"job{i:02d}" for i in range(12)]
-        try:
+    jobs = [f"job{i:02d}" for i in range(12)]
+    try:
+        async with delivering_to_fake_slack(store, tmp_path, **BEHIND) as (slack, workers, _):
             await store.commit_poll(PollCommit(source="zendesk", at=datetime.now(UTC),
                                                notifications=[row(job) for job in jobs]))
             workers.start()
             await slack.wait_for(lambda: len(own_posts(slack)) == 12, within=30)
-        finally:
-            await workers.stop()
-            await sink.aclose()
-            await store.close()
+    finally:
+        await store.close()
     # From the record: when every failure had been named (its own post or the roll-up),
     # most had no post of their own yet.
     named: set[str] = set()
@@ -331,29 +317,14 @@ async def test_while_the_channel_is_behind_only_urgent_rows_leave_the_outbox_ear
     # are the failures only: a start handed over then would just wait in the sink.
     store = open_store(f"sqlite:///{tmp_path}/state.db")
     await store.open()
-    async with (FakeSlack(channels={CHANNEL: "C0OPS"}) as slack,
-                aiohttp.ClientSession() as session):
-        config = parse_config(f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{slack.token}"
-channel = "{CHANNEL}"
-mode = "update"
-base_url = "{slack.api_url}"
-overflow_after = "500ms"
-rate_limits = {{ post_per_second = 1, post_burst = 1 }}
-""", str(tmp_path / "rules.toml"), {}).sinks[0]
-        sink = build_sink(config, session, store)
-        assert isinstance(sink, SlackNotifier)
-        workers = DeliveryWorkers(store=store, sinks={"ops-slack": sink},
-                                  policies={"ops-slack": config.retry}, metrics=Metrics(),
-                                  clock=lambda: datetime.now(UTC))
-        jobs = [f"job{i:02d}" for i in range(12)]
-        starts = [replace(row(f"new{i:02d}"), event_id=f"evt_new{i:02d}", terminal=False,
-                          state="pending", priority=Priority.LOW,
-                          payload={"text": f"new{i:02d} started"}) for i in range(30)]
-        try:
+    jobs = [f"job{i:02d}" for i in range(12)]
+    starts = [replace(row(f"new{i:02d}"), event_id=f"evt_new{i:02d}", terminal=False,
+                      state="pending", priority=Priority.LOW,
+                      payload={"text": f"new{i:02d} started"}) for i in range(30)]
+    try:
+        async with delivering_to_fake_slack(store, tmp_path, **BEHIND) as (slack, workers,
+                                                                             sink):
+            assert isinstance(sink, SlackNotifier)
             await store.commit_poll(PollCommit(source="zendesk", at=datetime.now(UTC),
                                                notifications=starts + [row(j) for j in jobs]))
             workers.start()
@@ -362,7 +333,5 @@ rate_limits = {{ post_per_second = 1, post_burst = 1 }}
                                              for j in jobs), within=20)
             assert sink.sender.pending == sink.sender.parked
             assert not any("started" in text for text in own_posts(slack))
-        finally:
-            await workers.stop()
-            await sink.aclose()
-            await store.close()
+    finally:
+        await store.close()

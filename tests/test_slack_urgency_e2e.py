@@ -12,16 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
-
-from bridge.config.loader import parse_config
-from bridge.deliver import DeliveryWorkers
-from bridge.metrics import Metrics
 from bridge.model import EventKind, Notification, Priority
-from bridge.simulators.slack import FakeSlack
-from bridge.sinks import build_sink
 from bridge.store.base import PollCommit
 from bridge.store.sqlite import SqliteStore
+from tests.slack_delivery_support import delivering_to_fake_slack
 from tests.test_slack_urgency import until
 
 
@@ -38,23 +32,10 @@ async def test_a_failure_committed_during_a_backlog_is_posted_next_in_its_jobs_p
 ) -> None:
     store = SqliteStore(str(tmp_path / "state.db"))
     await store.open()
-    async with (FakeSlack(channels={"#ops": "C0OPS"}, limits=None) as slack,
-                aiohttp.ClientSession() as session):
-        config = parse_config(f"""
-[[sinks]]
-name = "ops-slack"
-kind = "slack"
-token = "{slack.token}"
-channel = "#ops"
-mode = "update"
-base_url = "{slack.api_url}"
-rate_limits = {{ post_per_second = 20, post_burst = 1 }}
-""", str(tmp_path / "rules.toml"), {}).sinks[0]
-        sink = build_sink(config, session, store)
-        workers = DeliveryWorkers(store=store, sinks={"ops-slack": sink},
-                                  policies={"ops-slack": config.retry}, metrics=Metrics(),
-                                  clock=lambda: datetime.now(UTC))
-        try:
+    twenty_a_second = {"post_per_second": 20, "post_burst": 1}
+    try:
+        async with delivering_to_fake_slack(store, tmp_path, rate_limits=twenty_a_second) as (
+                slack, workers, _):
             backlog = [row(f"job{i:02d}", f"job{i:02d} started") for i in range(30)]
             backlog.append(row("jobz", "jobz started"))
             await store.commit_poll(PollCommit(source="zendesk", notifications=backlog,
@@ -75,7 +56,5 @@ rate_limits = {{ post_per_second = 20, post_burst = 1 }}
             assert posts().index("jobz failed") < 15
             root = next(m for m in slack.roots("#ops") if m.text == "jobz failed")
             assert [r.text for r in slack.replies("#ops", root.ts)] == ["jobz failed"]
-        finally:
-            await workers.stop()
-            await sink.aclose()
-            await store.close()
+    finally:
+        await store.close()
