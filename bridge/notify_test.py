@@ -10,7 +10,7 @@ catalog, is rendered by the real renderer (`bridge.webhooks.examples`) with the 
 real sender from the sink registry: a webhook is signed as usual, a Slack sink posts (or, in
 `update` mode, edits one message). It prints, per type, the HTTP status the sink answered
 and whether that counts as delivered. Nothing goes through the outbox or the state store: a
-failure is reported, never retried.
+failure is reported, never retried, and each send has a fresh `webhook-id`.
 
 The stages are apart so that `--rule` (render with a rule of the config instead of the
 shipped templates) is a new `plan`, not a new command: `plan` picks the examples, `send`
@@ -20,6 +20,7 @@ delivers them, `report` prints.
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,7 +140,9 @@ async def _send_one(
     if example.notification is None:
         return Answer(type=name, delivery_id=None, status=None,
                       error=f"not rendered: {example.error}")
-    delivery = Delivery(id=example.notification.delivery_id, notification=example.notification,
+    # A fresh id per send, not the notification's stable one: every test is a new delivery
+    # (never retried), and a receiver de-duplicating on webhook-id would drop a second test.
+    delivery = Delivery(id=f"msg_{uuid.uuid4().hex[:24]}", notification=example.notification,
                         created_at=datetime.now(UTC))
     seen = len(statuses)
     error: DeliveryError | None = None

@@ -105,6 +105,17 @@ async def test_without_all_types_one_transition_is_sent(tmp_path: Path) -> None:
     assert out.splitlines()[-1] == "1 delivered, 0 failed"
 
 
+async def test_a_second_run_sends_a_fresh_webhook_id(tmp_path: Path) -> None:
+    # A receiver de-duplicating on webhook-id would drop a second test sent with the first's.
+    async with WebhookReceiver(secret=SECRET) as hook:
+        config = load(tmp_path, config_text(tmp_path, hook.url))
+        await run(config, "pager", all_types=False)
+        await run(config, "pager", all_types=False)
+    first, second = hook.requests
+    assert first.verified is True and second.verified is True
+    assert first.webhook_id != second.webhook_id
+
+
 async def test_a_sink_with_a_body_template_gets_that_body(tmp_path: Path) -> None:
     async with WebhookReceiver(secret=SECRET) as hook:
         text = config_text(tmp_path, hook.url, extra='body = "pagerduty.json.j2"')
