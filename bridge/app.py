@@ -189,7 +189,8 @@ class Bridge:
             clock=self.clock,
             may_send=lambda sink: self.leases.holds(SINK + sink),
         )
-        self.pipeline.observers.append(lambda outcome: self.workers.wake())
+        # The workers send the rows each commit queues: at once, or after waking to claim.
+        self.pipeline.hand_new_rows_to(self.workers)
         self.pipeline.observers.append(self._remember_poll)
         self.pipeline.observers.extend(self._observers)
         self.workers.start()

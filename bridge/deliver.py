@@ -2,7 +2,7 @@
 
 One worker per sink claims that sink's due rows from the store, sends them in order, and
 records the outcome. A sink that keeps failing only delays its own rows; polling never waits
-on delivery. The decision of what to do after a failure is a pure function (`next_step`).
+on delivery. What to do after a failure is decided by `bridge.retries.next_step`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from bridge.config.schema import RetryPolicy
 from bridge.delivered import Recorder, Sent
@@ -23,10 +21,10 @@ from bridge.errors import DeliveryError, RetryableDelivery, StoreError
 from bridge.logs import for_sink
 from bridge.metrics import Metrics
 from bridge.model import Delivery
-from bridge.retry_after import DEFAULT_MAX_RETRY_AFTER, clamp
+from bridge.retries import Step, StepKind, next_step
 from bridge.sinks import sink_capabilities
 from bridge.sinks.base import HasRoom, Sink
-from bridge.store.base import Store
+from bridge.store.base import Store, TakeNew
 
 log = logging.getLogger(__name__)
 
@@ -41,64 +39,14 @@ CLAIM_BATCH = 50
 # the same CPU per notification).
 SEND_AHEAD = 4
 IDLE_WAIT = 1.0
+# New rows handed over by the commit that queued them (`hand_over`) and not yet sent, per
+# sink: beyond this the sink is behind, and its new rows wait in the outbox for the claim,
+# which takes the most urgent first, instead of piling up in memory.
+HANDED_LIMIT = 2_000
 # A sink with room (`HasRoom`) is asked this often while its batches are being sent, and is
 # handed at most this many batches at once.
 ROOM_POLL = 0.25
 MAX_BATCHES_WITH_ROOM = 20
-
-
-class StepKind(StrEnum):
-    RETRY = "retry"
-    DEAD_PERMANENT = "dead_permanent"
-    DEAD_EXHAUSTED = "dead_exhausted"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Step:
-    kind: StepKind
-    at: datetime | None = None
-
-
-def next_step(
-    *,
-    policy: RetryPolicy,
-    delivery: Delivery,
-    error: DeliveryError,
-    now: datetime,
-    jitter: float = 0.0,
-    max_retry_after: timedelta | None = None,
-) -> Step:
-    """What to do after a failed attempt: retry at a time, or dead-letter (and why).
-
-    `delivery.attempts` counts the attempts before this one; `jitter` in [-1, 1] spreads
-    retries of many rows by up to 10% so they do not hit a recovering sink together. The
-    receiver's Retry-After is honoured up to `max_retry_after` (the sink's setting): a wait
-    of `inf` or 1e20 s, whatever reported it, gives a bounded retry time or a dead letter,
-    never an exception that would leave the row claimed and unrecorded.
-    """
-    if not error.retryable:
-        return Step(kind=StepKind.DEAD_PERMANENT)
-    attempts = delivery.attempts + 1
-    if attempts >= policy.attempts:
-        return Step(kind=StepKind.DEAD_EXHAUSTED)
-    schedule = policy.schedule
-    wait = schedule[min(attempts - 1, len(schedule) - 1)].total_seconds()
-    wait *= 1 + 0.1 * max(-1.0, min(1.0, jitter))
-    ceiling = (max_retry_after.total_seconds() if max_retry_after is not None
-               else DEFAULT_MAX_RETRY_AFTER)
-    asked = clamp(error.retry_after, ceiling)
-    if asked is not None:
-        wait = max(wait, asked)
-    # Seconds, not timedeltas, until the wait is known to fit: timedelta(seconds=1e20) and
-    # now + a century of schedule both raise OverflowError.
-    age = (now - delivery.created_at).total_seconds()
-    if age + wait > policy.max_age.total_seconds():
-        return Step(kind=StepKind.DEAD_EXHAUSTED)
-    try:
-        at = now + timedelta(seconds=wait)
-    except OverflowError:
-        return Step(kind=StepKind.DEAD_EXHAUSTED)
-    return Step(kind=StepKind.RETRY, at=at)
 
 
 class DeliveryWorkers:
@@ -138,16 +86,56 @@ class DeliveryWorkers:
         # The earliest retry this worker scheduled: it wakes for it rather than polling the
         # store every IDLE_WAIT (retry schedules may be shorter than that).
         self._next_retry: dict[str, datetime | None] = dict.fromkeys(sinks)
+        self._handed: dict[str, int] = dict.fromkeys(sinks, 0)
+        self._handed_tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         for name in self._sinks:
             self._tasks.append(asyncio.create_task(self._loop(name), name=f"deliver:{name}"))
 
+    def takes_new(self) -> TakeNew | None:
+        """The sinks whose new rows a commit may lease for this instance to send at once
+        (bridge.store.taking): ones that order nothing themselves (a Slack sink paces and
+        merges its batches), that this instance sends to, and that are not behind."""
+        if self._stopping.is_set():
+            return None
+        sinks = frozenset(
+            name for name in self._sinks
+            if not self._capabilities[name].orders_itself and self._may_send(name)
+            and self._handed[name] < HANDED_LIMIT)
+        return TakeNew(sinks=sinks, until=self._clock() + self._claim_lease) if sinks else None
+
+    def hand_over(self, deliveries: Sequence[Delivery], waiting: Collection[str] = ()) -> None:
+        """Send rows a commit leased for this instance (`takes_new`), as a claimed batch, and
+        wake the sinks in `waiting` (rows the commit left in the outbox) for their claim.
+        After `stop` the rows stay leased and come back after their lease, or at the next
+        start."""
+        self._wake_sinks(waiting)
+        if self._stopping.is_set():
+            return
+        by_sink: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            by_sink[delivery.notification.sink].append(delivery)
+        for sink_name, batch in by_sink.items():
+            task = asyncio.create_task(self._send_batch(sink_name, batch),
+                                       name=f"deliver:{sink_name}:handed")
+            self._handed_tasks.add(task)
+            self._handed[sink_name] += len(batch)
+            self._busy[sink_name] += 1
+
+            def sent(task: asyncio.Task[None], sink: str = sink_name, count: int = len(batch)
+                     ) -> None:
+                self._handed_tasks.discard(task)
+                self._handed[sink] -= count
+                self._busy[sink] -= 1
+
+            task.add_done_callback(sent)
+
     def wake(self) -> None:
         for event in self._wakeups.values():
             event.set()
 
-    def _wake_sinks(self, sinks: set[str]) -> None:
+    def _wake_sinks(self, sinks: Collection[str]) -> None:
         for name in sinks:
             self._wakeups[name].set()
 
@@ -174,6 +162,10 @@ class DeliveryWorkers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        handed = list(self._handed_tasks)
+        for task in handed:
+            task.cancel()
+        await asyncio.gather(*handed, return_exceptions=True)
         # What was sent before the stop is recorded as sent, not sent again.
         await self._recorder.wait()
 

@@ -38,7 +38,7 @@ from bridge.render import Renderer
 from bridge.rules import RuleBook
 from bridge.sources.base import Source
 from bridge.stages import Batch, Chain, Context, Memory, build_stages
-from bridge.stages.enqueue import Enqueue, commit_of
+from bridge.stages.enqueue import Enqueue, Handoff, commit_of
 from bridge.store.base import PollCommit, StaleCommit, Store
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,11 @@ class Pipeline:
             removed = await self._store.remove_watch(source, job_id)
             self._memory.sources[source].watches.discard(job_id)
             return removed
+
+    def hand_new_rows_to(self, handoff: Handoff) -> None:
+        """Let `handoff` (the delivery workers) send the rows each commit queues for the
+        sinks it takes, at once, instead of waiting for its next claim."""
+        self._enqueue.handoff = handoff
 
     async def wait_idle(self) -> None:
         """Return once no poll or push is under way (each source's lock is free)."""

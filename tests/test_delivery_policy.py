@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge.config.schema import RetryPolicy
-from bridge.deliver import StepKind, next_step
 from bridge.errors import PermanentDelivery, RetryableDelivery
 from bridge.model import Delivery, EventKind, Notification
+from bridge.retries import StepKind, next_step
 from bridge.scheduler import backoff_delay
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -33,10 +33,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.config.schema import RetryPolicy, SinkBase, SlackSink, WebhookSink
-from bridge.deliver import DeliveryWorkers, StepKind, next_step
+from bridge.deliver import DeliveryWorkers
 from bridge.errors import DeliveryError
 from bridge.metrics import Metrics
 from bridge.model import Delivery, DeliveryStatus, EventKind, Notification
+from bridge.retries import StepKind, next_step
 from bridge.simulators.webhook_receiver import WebhookReceiver
 from bridge.sinks import build_sink
 from bridge.sinks.base import Sink

@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.config.schema import RetryPolicy, SlackSink, WebhookSink
-from bridge.deliver import StepKind, next_step
 from bridge.errors import RetryableDelivery
 from bridge.model import Delivery, EventKind, Notification
+from bridge.retries import StepKind, next_step
 from bridge.retry_after import clamp, parse_retry_after, retry_delay
 from bridge.scheduler import backoff_delay
 from bridge.sinks.retry import Verdict, classify, classify_slack

@@ -36,6 +36,15 @@ class RuleMark:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TakeNew:
+    """The sinks whose new outbox rows this instance sends at once (bridge.store.taking):
+    a commit leases their rows until `until` and returns them."""
+
+    sinks: frozenset[str]
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PollCommit:
     """Everything one poll (or one pushed observation) changed, written atomically."""
 
@@ -134,9 +143,13 @@ class Store(Protocol):
         unsent `superseded`, in the same transaction (bridge.store.coalesce); so does a
         group's flush (`flush_group`)."""
 
-    async def commit_polls(self, commits: Sequence[PollCommit]) -> None:
+    async def commit_polls(
+        self, commits: Sequence[PollCommit], take: TakeNew | None = None
+    ) -> list[Delivery]:
         """Write many polls' results, in order, in a single transaction (group commit):
-        all of them or none."""
+        all of them or none. With `take`, the rows queued for its sinks that are their job's
+        only pending row for the sink are leased in the same transaction, and returned
+        (oldest first) for the caller to send at once."""
 
     async def list_jobs(
         self, source: str | None = None, state: str | None = None, limit: int = 1000

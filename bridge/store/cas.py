@@ -31,7 +31,16 @@ class Guarded:
     what: str
 
 
-Step = tuple[str, Iterable[Row]] | Guarded
+@dataclass(frozen=True, slots=True)
+class Returning:
+    """A commit step of one statement whose rows `_write_steps` gives back to the caller
+    (the outbox rows a commit leased for this instance to send at once: bridge.store.taking)."""
+
+    query: str
+    params: Row
+
+
+Step = tuple[str, Iterable[Row]] | Guarded | Returning
 
 # Compare-and-set on the job record: a job the poll saw absent is inserted only if still
 # absent; one it saw at version N is updated only if still at N.

@@ -155,7 +155,8 @@ class PostgresStore(SqlStore):
             cur = await conn.execute(_pg(query), params)
             return await cur.fetchall()
 
-    async def _write_steps(self, steps: Iterable[sql.Step]) -> None:
+    async def _write_steps(self, steps: Iterable[sql.Step]) -> list[Any]:
+        returned: list[Any] = []
         async with self._connection() as conn:
             try:
                 async with conn.transaction(), conn.cursor() as cur:
@@ -163,7 +164,11 @@ class PostgresStore(SqlStore):
                         if isinstance(step, sql.Guarded):
                             await cur.executemany(_pg(step.query), step.rows)
                             sql.check_guard(step, cur.rowcount)
+                        elif isinstance(step, sql.Returning):
+                            await cur.execute(_pg(step.query), step.params)
+                            returned.extend(await cur.fetchall())
                         else:
                             await cur.executemany(_pg(step[0]), step[1])
             except (TypeError, ValueError) as exc:
                 raise sql.serialise_failure(exc, self._where) from exc
+        return returned

@@ -13,7 +13,8 @@ from bridge.store import sql
 class SqlPrimitives(ABC):
     """How to run SQL: `_rows` (read), `_write` (one statement in a transaction, returning
     the row count), `_write_returning` (one statement in a transaction, returning its rows)
-    and `_write_steps` (many statements in one transaction). Queries use `?` placeholders."""
+    and `_write_steps` (many statements in one transaction, returning the rows of its
+    `Returning` steps). Queries use `?` placeholders."""
 
     @abstractmethod
     async def _rows(self, query: str, params: sql.Row = ()) -> list[Any]: ...
@@ -25,6 +26,7 @@ class SqlPrimitives(ABC):
     async def _write_returning(self, query: str, params: sql.Row) -> list[Any]: ...
 
     @abstractmethod
-    async def _write_steps(self, steps: Iterable[sql.Step]) -> None:
+    async def _write_steps(self, steps: Iterable[sql.Step]) -> list[Any]:
         """Run the steps in one transaction; a `sql.Guarded` step that changes fewer rows
-        than it has raises StaleCommit (see `sql.check_guard`) and rolls everything back."""
+        than it has raises StaleCommit (see `sql.check_guard`) and rolls everything back.
+        Returns the rows of the `sql.Returning` steps, in order."""

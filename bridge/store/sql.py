@@ -28,15 +28,15 @@ from bridge.model import (
 )
 from bridge.store import cas, coalesce
 from bridge.store.base import OutboxStats, PollCommit, RuleMark
-from bridge.store.cas import Guarded, check_guard
+from bridge.store.cas import Guarded, Returning, check_guard
 from bridge.store.times import EPOCH as _EPOCH
 from bridge.store.times import from_us, to_us
 
 Row = Sequence[Any]
 
 
-Step = tuple[str, Iterable[Row]] | Guarded
-__all__ = ["Guarded", "check_guard", "from_us", "to_us"]
+Step = tuple[str, Iterable[Row]] | Guarded | Returning
+__all__ = ["Guarded", "Returning", "check_guard", "from_us", "to_us"]
 
 # Delivered outbox rows are kept this long (dashboard, `bridge outbox`), then pruned.
 DELIVERED_KEEP = timedelta(days=7)
@@ -275,10 +275,9 @@ def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[Step]:
         INSERT_OUTBOX,
         (
             # `data` is written by the model in one step, as `from_json` reads it.
-            (n.delivery_id, n.sink, n.source, n.job_id, at_us + i, at_us, n.priority.rank,
+            (n.delivery_id, n.sink, n.source, n.job_id, created_us, at_us, n.priority.rank,
              to_json(n), coalesce.mergeable(n))
-            # Silenced ones are recorded by bridge.store.silences, never queued.
-            for i, n in enumerate(n for n in commit.notifications if n.silenced is None)
+            for created_us, n in queued(commit, at_us)
         ),
     )
     # A row that edits its job's message takes the place of earlier ones still waiting.
@@ -290,6 +289,13 @@ def commit_steps(commit: PollCommit, keep_events: int) -> Iterator[Step]:
         "DELETE FROM watches WHERE source = ? AND job_id = ?",
         ((source, job_id) for job_id in commit.finished_watches),
     )
+
+
+def queued(commit: PollCommit, at_us: int) -> Iterator[tuple[int, Notification]]:
+    """The outbox rows a commit at `at_us` queues, each with its `created_us`. Silenced ones
+    are recorded by bridge.store.silences, never queued."""
+    return ((at_us + i, n) for i, n in
+            enumerate(n for n in commit.notifications if n.silenced is None))
 
 
 def serialise_failure(exc: Exception, where: str) -> StoreError:

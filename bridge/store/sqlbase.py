@@ -2,7 +2,8 @@
 
 A backend (SQLite, PostgreSQL) supplies only how to run SQL: `_rows` (read), `_write` (one
 statement in a transaction, returning the row count), `_write_returning` (one statement in a
-transaction, returning its rows) and `_write_steps` (many statements in one transaction), plus
+transaction, returning its rows) and `_write_steps` (many statements in one transaction,
+returning the rows of its `Returning` steps), plus
 its lifecycle (the four are declared in `bridge.store.primitives`). Queries use `?`
 placeholders; a backend translates them if it must.
 """
@@ -16,9 +17,9 @@ from typing import Any
 
 from bridge.groups.model import GroupFlush, OpenGroup
 from bridge.model import Delivery, DeliveryStatus, Event, SourceHealth, TrackedJob
-from bridge.store import groups_sql, shared_sql, silences, sql
+from bridge.store import groups_sql, shared_sql, silences, sql, taking
 from bridge.store.actions import ActionQueries
-from bridge.store.base import Lease, MessageRef, OutboxStats, PollCommit, RuleMark
+from bridge.store.base import Lease, MessageRef, OutboxStats, PollCommit, RuleMark, TakeNew
 from bridge.store.poll_buckets import PollBucketQueries
 from bridge.store.silences import SilenceQueries
 
@@ -64,8 +65,13 @@ class SqlStore(SilenceQueries, ActionQueries, PollBucketQueries):
     async def commit_poll(self, commit: PollCommit) -> None:
         await self._write_steps(self._commit_steps(commit))
 
-    async def commit_polls(self, commits: Sequence[PollCommit]) -> None:
-        await self._write_steps(step for c in commits for step in self._commit_steps(c))
+    async def commit_polls(
+        self, commits: Sequence[PollCommit], take: TakeNew | None = None
+    ) -> list[Delivery]:
+        rows = await self._write_steps(chain(
+            (step for c in commits for step in self._commit_steps(c)),
+            taking.take_steps(commits, take)))
+        return taking.taken(commits, take, {row[0] for row in rows})
 
     def _commit_steps(self, commit: PollCommit) -> Iterable[sql.Step]:
         muted = [n for n in commit.notifications if n.silenced is not None]

@@ -157,19 +157,23 @@ class SqliteStore(SqlStore):
 
         return await self._call(run)
 
-    async def _write_steps(self, steps: Iterable[sql.Step]) -> None:
-        def run(conn: sqlite3.Connection) -> None:
+    async def _write_steps(self, steps: Iterable[sql.Step]) -> list[Any]:
+        def run(conn: sqlite3.Connection) -> list[Any]:
+            returned: list[Any] = []
             try:
                 with self._transaction(conn):
                     for step in steps:
                         if isinstance(step, sql.Guarded):
                             sql.check_guard(step, conn.executemany(step.query, step.rows).rowcount)
+                        elif isinstance(step, sql.Returning):
+                            returned.extend(conn.execute(step.query, step.params).fetchall())
                         else:
                             conn.executemany(*step)
             except (TypeError, ValueError) as exc:
                 raise sql.serialise_failure(exc, self.path) from exc
+            return returned
 
-        await self._call(run)
+        return await self._call(run)
 
 
 def explain(exc: sqlite3.Error, path: str, busy_timeout: float) -> StoreError:
