@@ -141,7 +141,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX actions_job ON actions (source, job_id, seq)",
     ),
     (
-        # Claims read pending rows in this order and stop after a batch (sql.CLAIM_DUE).
+        # Claims read pending rows in this order and stop after a batch (claim_sql.CLAIM_DUE).
         "CREATE INDEX outbox_claim ON outbox (status, priority, created_us, id)",
     ),
     (

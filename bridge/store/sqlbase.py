@@ -17,7 +17,7 @@ from typing import Any
 
 from bridge.groups.model import GroupFlush, OpenGroup
 from bridge.model import Delivery, DeliveryStatus, Event, SourceHealth, TrackedJob
-from bridge.store import groups_sql, shared_sql, silences, sql, taking
+from bridge.store import claim_sql, groups_sql, shared_sql, silences, sql, taking
 from bridge.store.actions import ActionQueries
 from bridge.store.base import Lease, MessageRef, OutboxStats, PollCommit, RuleMark, TakeNew
 from bridge.store.poll_buckets import PollBucketQueries
@@ -173,9 +173,9 @@ class SqlStore(SilenceQueries, ActionQueries, PollBucketQueries):
     async def claim_due(
         self, now: datetime, limit: int, lease: timedelta, sink: str | None = None
     ) -> list[Delivery]:
-        query = sql.CLAIM_DUE.format(lock=self.claim_lock.format(alias="o"),
-                                     win_lock=self.claim_lock.format(alias="w"),
-                                     sink=sql.CLAIM_SINK_FILTER if sink is not None else "")
+        query = claim_sql.CLAIM_DUE.format(
+            lock=self.claim_lock.format(alias="o"), win_lock=self.claim_lock.format(alias="w"),
+            sink=claim_sql.CLAIM_SINK_FILTER if sink is not None else "")
         one_sink: tuple[object, ...] = (sink,) if sink is not None else ()
         now_us = sql.to_us(now)
         params = (sql.to_us(now + lease), now_us, *one_sink, now_us, limit, now_us, now_us,
