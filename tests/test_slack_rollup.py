@@ -245,9 +245,14 @@ async def test_a_new_rollup_opens_once_every_named_send_had_its_own_post(
     slack: FakeSlack, sinks: SinkFactory, time: SteppedTime
 ) -> None:
     sink = sinks()
-    await run_out(time, [send(sink, failed(f"a{i}")) for i in range(6)], step=1.0)
-    assert sink.sender.parked == 0
-    await run_out(time, [send(sink, failed(f"b{i}")) for i in range(6)], step=1.0)
+    for burst in ("a", "b"):
+        sends = [send(sink, failed(f"{burst}{i}")) for i in range(6)]
+        # The clock moves only once the whole burst is queued: {burst}0 posted, 1-3 within
+        # `overflow_after`, 4 and 5 handed to a roll-up (moving it earlier, on a slow
+        # machine, let the budget refill before the burst had arrived).
+        await until(lambda: sink.sender.parked == 2, f"burst {burst} queued, two parked")
+        await run_out(time, sends, step=1.0)
+        assert sink.sender.parked == 0
     first, second = rollups(slack)
     assert "a5 failed" in first and "b5 failed" not in first
     assert "b5 failed" in second and "a5 failed" not in second
