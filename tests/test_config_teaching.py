@@ -144,3 +144,14 @@ notify = "ops-slak"
         "25: rules[2].notify: unknown sink 'ops-slak'; did you mean 'ops-slack'? "
         "(defined: ops-slack)",
     ]
+
+
+def test_a_slack_sink_with_both_token_and_webhook_url_is_told_to_choose_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = SLACK.replace('channel =', 'webhook_url = "https://hooks.slack.com/services/T/B/x"\n'
+                         'channel =') + RULE
+    expected = ["2: sinks[0]: give 'token' or 'webhook_url', not both: choose 'token' for the "
+                "Web API (chat.postMessage, edit in place, threads), or 'webhook_url' for an "
+                "incoming webhook (post only)"]
+    assert problems(tmp_path, text, capsys) == expected
+    assert problems(tmp_path, text, capsys, command="run") == expected

@@ -201,6 +201,13 @@ class SlackSink(SinkBase):
 
     @model_validator(mode="after")
     def _one_way_in(self) -> SlackSink:
+        # Both would leave us guessing which way the user meant: the two differ in what the
+        # sink can do (edits, threads, buttons), so the choice is theirs to write down.
+        if self.token is not None and self.webhook_url is not None:
+            raise ValueError(
+                "give 'token' or 'webhook_url', not both: choose 'token' for the Web API "
+                "(chat.postMessage, edit in place, threads), or 'webhook_url' for an incoming "
+                "webhook (post only)")
         if self.token is None and self.webhook_url is None:
             raise ValueError(
                 "a slack sink needs 'token' (Web API) or 'webhook_url' (incoming webhook)")
