@@ -114,6 +114,25 @@ async def test_events_are_newest_first_and_page_with_next(tmp_path: Path) -> Non
     assert everything["next"] is None
 
 
+async def test_each_event_carries_its_seq_the_cursor_before_and_next_take(
+        tmp_path: Path) -> None:
+    # An extension (README "HTTP API", docs/extensions.md): `seq` grows with each stored
+    # event, `next` is the last item's `seq`, and `before=SEQ` lists only older events, so a
+    # consumer can page from any item it already holds, not only from a `next`.
+    async with harness(tmp_path) as h:
+        everything = (await h.get("/v1/events")).json()["events"]
+        newest, oldest = (e["seq"] for e in everything)
+        page = (await h.get("/v1/events?limit=1")).json()
+        older = (await h.get(f"/v1/events?before={newest}")).json()
+        none_older = (await h.get(f"/v1/events?before={oldest}")).json()
+    assert isinstance(newest, int)
+    assert newest > oldest
+    assert page["next"] == page["events"][0]["seq"] == newest
+    assert [e["seq"] for e in older["events"]] == [oldest]
+    assert older["next"] is None
+    assert none_older == {"events": [], "next": None}
+
+
 async def test_events_refuse_a_bad_limit(tmp_path: Path) -> None:
     async with harness(tmp_path, with_rows=False) as h:
         reply = await h.get("/v1/events?limit=lots")
