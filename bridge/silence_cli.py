@@ -64,17 +64,19 @@ def target(args: argparse.Namespace) -> Target:
     """`--url`, else the config's `[bridge] listen`; the token `$BRIDGE_ADMIN_TOKEN`, else the
     config's `[bridge] admin_token`, so a command run with the config `bridge run` uses is let
     in as `bridge run` lets it in. With `--url` alone no config is read (the command works from
-    a machine without the config or its secrets); `--url` with `--config` reads the token."""
+    a machine without the config or its secrets); `--url` with `--config` reads the token.
+    Only the `[bridge]` table is read: the sources' and sinks' secrets stay with the bridge
+    called, so they need not be set where the command runs."""
     url = str(args.url).rstrip("/") if args.url else None
     token = os.environ.get("BRIDGE_ADMIN_TOKEN") or None
     if url is not None and (token is not None or args.config is None):
         return Target(url, token)
-    from bridge.config import load_config
+    from bridge.config import load_settings
 
-    config = load_config(Path(args.config) if args.config else None)
-    if token is None and config.bridge.admin_token is not None:
-        token = config.bridge.admin_token.get_secret_value() or None
-    return Target(url or f"http://{config.bridge.listen}", token)
+    settings = load_settings(Path(args.config) if args.config else None)
+    if token is None and settings.admin_token is not None:
+        token = settings.admin_token.get_secret_value() or None
+    return Target(url or f"http://{settings.listen}", token)
 
 
 def call(bridge: Target, method: str, path: str, body: object = None) -> Any:

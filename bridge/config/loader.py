@@ -330,21 +330,13 @@ def _resolve_paths(settings: BridgeSettings, base: Path) -> BridgeSettings:
 def parse_config(text: str, file: str, env: Mapping[str, str] | None = None) -> Config:
     """Validate config text; `file` names it in messages and anchors relative paths."""
     env = os.environ if env is None else env
-    index = LineIndex(text)
-    out = _Collector(file, index)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        raise ConfigErrors([ConfigError(f"not valid TOML: {exc}", file=file,
-                                        line=int(match.group(1)) if match else None)]) from None
+    out = _Collector(file, LineIndex(text))
+    raw = _parse_toml(text, file)
     for key in raw:
         if key not in _TOP_LEVEL:
             out.add(key, f"unknown key {key!r}{did_you_mean(key, _TOP_LEVEL)}"
                     f" (top-level tables: {', '.join(_TOP_LEVEL)})")
-    data = interpolate(raw, env, lambda path, name: out.add(
-        path, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)"))
-    out.secrets.add(raw_secrets(data, secret_keys()))
+    data = _interpolate(raw, env, out)
     settings = _validate(BridgeSettings, data.get("bridge", {}), "bridge", out)
     source_models, sink_models = kind_models()
     sources = _validate_kinds(data.get("sources"), "sources", source_models, out)
@@ -363,18 +355,62 @@ def parse_config(text: str, file: str, env: Mapping[str, str] | None = None) -> 
                   rules=rules, windows=windows, tests=tests, path=file)
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Load and validate a config file; raise ConfigErrors listing every problem."""
+def _parse_toml(text: str, file: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise ConfigErrors([ConfigError(f"not valid TOML: {exc}", file=file,
+                                        line=int(match.group(1)) if match else None)]) from None
+
+
+def _interpolate(raw: Any, env: Mapping[str, str], out: _Collector, path: str = "") -> Any:
+    """`interpolate` reporting unset variables to `out`, whose messages are then masked with
+    the secrets the data holds."""
+    data = interpolate(raw, env, lambda at, name: out.add(
+        at, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)"),
+        path)
+    out.secrets.add(raw_secrets(data, secret_keys()))
+    return data
+
+
+def _read(path: str | Path | None) -> tuple[Path, str]:
     file = Path(path) if path is not None else default_config_path()
     try:
-        text = file.read_text(encoding="utf-8")
+        return file, file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigErrors([ConfigError(
             "no such config file; pass --config PATH or set BRIDGE_CONFIG", file=str(file))]
         ) from None
     except OSError as exc:
         raise ConfigErrors([ConfigError(f"cannot read: {exc.strerror}", file=str(file))]) from None
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a config file; raise ConfigErrors listing every problem."""
+    file, text = _read(path)
     return parse_config(text, str(file), env)
+
+
+def load_settings(path: str | Path | None = None,
+                  env: Mapping[str, str] | None = None) -> BridgeSettings:
+    """Only the config's `[bridge]` table, checked as `load_config` checks it.
+
+    For the commands that talk to a running bridge (`silence`, `watch`, `jtl`): they need its
+    `listen` and `admin_token`, nothing else. The bridge they call holds the sources' and
+    sinks' credentials, so those tables are neither interpolated nor validated here: a
+    machine with the config but without, say, `$SLACK_BOT_TOKEN` can still add a silence.
+    `load_config` (`bridge run`, `bridge check`) still wants every variable set."""
+    file, text = _read(path)
+    out = _Collector(str(file), LineIndex(text))
+    data = _interpolate(_parse_toml(text, str(file)).get("bridge", {}), os.environ
+                        if env is None else env, out, "bridge")
+    settings = _validate(BridgeSettings, data, "bridge", out)
+    if out.errors:
+        out.errors.sort(key=lambda e: e.line or 0)
+        raise ConfigErrors(out.errors)
+    assert settings is not None
+    return _resolve_paths(settings, file.resolve().parent)
 
 
 def locate(config: Config, path: str, message: str) -> ConfigError:
