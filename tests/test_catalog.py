@@ -3,10 +3,8 @@ and the HTTP routes (over a real socket, through the real app)."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +17,6 @@ from standardwebhooks.webhooks import Webhook
 
 from bridge.checks import FIXED_NOW, sample_event
 from bridge.checks.samples import sample_group
-from bridge.cli import main
 from bridge.config.schema import BridgeSettings, Config, Rule
 from bridge.groups.digest import Digests
 from bridge.model import EventKind, JobState
@@ -37,18 +34,12 @@ from bridge.webhooks.examples import (
     render_examples,
     signed_request,
 )
+from tests.cli_support import run_cli
 from tests.schema_check import SchemaCheck, problems_of
 from tests.server_support import harness
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "webhooks.md"
 TYPES = [*(f"job.{kind}" for kind in EventKind), "job.group", "silence.reminder"]
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 # --- the catalog and its schemas -------------------------------------------------------------

@@ -6,26 +6,17 @@ token, so a bridge guarded only by its config's `admin_token` lets them in."""
 from __future__ import annotations
 
 import asyncio
-import io
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
 from bridge.app import Bridge
-from bridge.cli import main
 from bridge.config import load_config
 from bridge.simulators.esales import EsalesSimulator
+from tests.cli_support import run_cli
 
 TOKEN = "config-only-admin-token"
 IMPORT_ID = "5537431447739019570"
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 def write_rules(tmp_path: Path, base_url: str) -> Path:

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import io
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 from bridge.app import Bridge
-from bridge.cli import main
 from bridge.config import parse_config
 from bridge.simulators.esales import EsalesSimulator
+from tests.cli_support import run_cli
 
 IMPORT_ID = "5537431447739019570"
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 async def test_watch_makes_a_running_bridge_poll_the_new_job(tmp_path: Path) -> None:
