@@ -7,7 +7,6 @@ when the test moves time, so what is sent when is decided by the budgets.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -151,7 +150,7 @@ async def test_a_failure_that_has_waited_overflow_after_is_named_though_its_wait
     await until(lambda: sink.sender.rate_limited == 1, "job1 refused")
     for _ in range(2):
         time.advance(1.0)
-        await asyncio.sleep(0.01)
+        await until(time.settled, "the calls due by now woke and went on")
     assert sink.sender.parked == 0  # job2 has waited 3 s
     time.advance(1.0)  # and now 4 s
     await until(lambda: sink.sender.parked == 1, "job2 handed to the roll-up")

@@ -34,6 +34,8 @@ class SteppedTime:
     def __init__(self) -> None:
         self.now = 1000.0
         self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+        # Woken by `advance`, not yet run on: see `settled`.
+        self._woken: set[asyncio.Future[None]] = set()
 
     def clock(self) -> float:
         return self.now
@@ -44,7 +46,10 @@ class SteppedTime:
             return
         wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sleepers.append((self.now + seconds, wake))
-        await wake
+        try:
+            await wake
+        finally:
+            self._woken.discard(wake)
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -53,6 +58,12 @@ class SteppedTime:
         for _, wake in due:
             if not wake.done():
                 wake.set_result(None)
+                self._woken.add(wake)
+
+    def settled(self) -> bool:
+        """Every sleeper the last `advance` woke has run on, to its next wait: what a new
+        time makes happen has happened (to wait on before asserting that nothing did)."""
+        return not self._woken
 
 
 async def until(predicate: Callable[[], bool], what: str, within: float = 10.0) -> None:
