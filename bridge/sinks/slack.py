@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -29,6 +28,7 @@ from bridge.sinks.retry import Verdict, classify_exception, classify_slack
 from bridge.sinks.slack_actions import decorate
 from bridge.sinks.slack_budget import Clock, Gate, Sleep, shared_gate
 from bridge.sinks.slack_clients import budgets, clients, details, unreadable
+from bridge.sinks.slack_message import SlackMessage, age_of, message_of, replies_of
 from bridge.sinks.slack_rollup import Rollup, headline
 from bridge.sinks.slack_sender import DEFAULT_MAX_WAIT, ChannelSender, Op, RateLimited
 from bridge.store.base import MessageRef, Store
@@ -47,17 +47,6 @@ ROOM = 60
 ROLLUP_RANK = -1
 # Update mode alerts people with a threaded reply when a job ends in one of these.
 _ALERT_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SlackMessage:
-    """What a notification's payload asks Slack to show."""
-
-    text: str
-    blocks: Sequence[dict[str, Any]] | None = None
-
-    def fields(self) -> dict[str, Any]:
-        return {"text": self.text} | ({"blocks": list(self.blocks)} if self.blocks else {})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,7 +126,7 @@ class SlackNotifier:
 
     async def send(self, delivery: Delivery) -> None:
         n = delivery.notification
-        message = _message(delivery)
+        message = message_of(delivery)
         if self._config.actions and self._config.signing_secret is not None:
             # Buttons (opt-in, verified presses only): bridge.sinks.slack_actions.
             message = SlackMessage(text=message.text, blocks=await decorate(
@@ -168,7 +157,7 @@ class SlackNotifier:
         overflow = n.priority.rank == 0 and not n.digest and not n.thread_reply
         await self._sender.submit(run, send, lane=lane, key=key, final=final,
                                   rank=n.priority.rank, overflow=overflow,
-                                  age=_age(delivery))
+                                  age=age_of(delivery))
 
     async def aclose(self) -> None:
         await self._rollup.aclose()
@@ -274,7 +263,7 @@ class SlackNotifier:
     async def _replies(self, op: _Op, ref: MessageRef) -> None:
         """The thread replies a digest row queued by an earlier release carries in its
         payload (digests now queue each reply as a row of its own)."""
-        for reply in _replies_of(op.payload.notification):
+        for reply in replies_of(op.payload.notification):
             try:
                 await self._call("chat.postMessage", op, message=reply, channel=ref.channel,
                                  thread_ts=ref.ts, **self._broadcast())
@@ -415,34 +404,6 @@ class SlackNotifier:
             raise RateLimited(outcome.reason, outcome.retry_after)
         if outcome.verdict is not Verdict.OK:
             raise outcome.error(where)
-
-
-def _replies_of(n: Notification) -> list[SlackMessage]:
-    replies = n.payload.get("replies")
-    if not isinstance(replies, list):
-        return []
-    return [SlackMessage(text=r["text"], blocks=r.get("blocks") or None) for r in replies
-            if isinstance(r, dict) and isinstance(r.get("text"), str)]
-
-
-def _message(delivery: Delivery) -> SlackMessage:
-    payload = delivery.notification.payload
-    text, blocks = payload.get("text"), payload.get("blocks")
-    if not isinstance(text, str) or (blocks is not None and not isinstance(blocks, list)):
-        raise PermanentDelivery(
-            f"notification {delivery.id} for Slack sink {delivery.notification.sink!r} needs "
-            "'text' (and 'blocks' as a list, if any); check the rule's template"
-        )
-    return SlackMessage(text=text, blocks=blocks or None)
-
-
-def _age(delivery: Delivery) -> float:
-    """Seconds since the row was queued: time it already waited in the outbox (behind a busy
-    channel's earlier rows) counts toward `overflow_after`."""
-    created = delivery.created_at
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    return max(0.0, (datetime.now(UTC) - created).total_seconds())
 
 
 def capabilities(config: SlackSink) -> SinkCapabilities:
