@@ -117,19 +117,29 @@ class DeliveryWorkers:
         for delivery in deliveries:
             by_sink[delivery.notification.sink].append(delivery)
         for sink_name, batch in by_sink.items():
-            task = asyncio.create_task(self._send_batch(sink_name, batch),
-                                       name=f"deliver:{sink_name}:handed")
-            self._handed_tasks.add(task)
             self._handed[sink_name] += len(batch)
-            self._busy[sink_name] += 1
+            task = self._start_batch(sink_name, batch, self._handed_tasks, "handed")
 
-            def sent(task: asyncio.Task[None], sink: str = sink_name, count: int = len(batch)
+            def sent(_: asyncio.Task[None], sink: str = sink_name, count: int = len(batch)
                      ) -> None:
-                self._handed_tasks.discard(task)
                 self._handed[sink] -= count
-                self._busy[sink] -= 1
 
             task.add_done_callback(sent)
+
+    def _start_batch(self, sink_name: str, batch: list[Delivery],
+                     tasks: set[asyncio.Task[None]], kind: str) -> asyncio.Task[None]:
+        """Send `batch` in a task kept in `tasks` and counted busy until it ends."""
+        task = asyncio.create_task(self._send_batch(sink_name, batch),
+                                   name=f"deliver:{sink_name}:{kind}")
+        tasks.add(task)
+        self._busy[sink_name] += 1
+
+        def ended(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            self._busy[sink_name] -= 1
+
+        task.add_done_callback(ended)
+        return task
 
     def wake(self) -> None:
         for event in self._wakeups.values():
@@ -215,16 +225,7 @@ class DeliveryWorkers:
                                        return_when=asyncio.FIRST_COMPLETED)
                     waiting.cancel()
                     continue
-                task = asyncio.create_task(self._send_batch(sink_name, claimed),
-                                           name=f"deliver:{sink_name}:batch")
-                sending.add(task)
-                self._busy[sink_name] += 1  # batches being sent
-
-                def sent(task: asyncio.Task[None], sink: str = sink_name) -> None:
-                    sending.discard(task)
-                    self._busy[sink] -= 1
-
-                task.add_done_callback(sent)
+                self._start_batch(sink_name, claimed, sending, "batch")
         finally:
             for task in sending:
                 task.cancel()

@@ -35,6 +35,13 @@ def take(*sinks: str, at: datetime = T0) -> TakeNew:
     return TakeNew(sinks=frozenset(sinks), until=at + LEASE)
 
 
+async def retrying(store: Store, row: Notification, *, until: datetime) -> None:
+    """`row` queued, claimed, failed once: it waits for its retry at `until`."""
+    await store.commit_polls([commit(row)])
+    [claimed] = await store.claim_due(T0, 50, LEASE)
+    await store.mark_retry(claimed.id, "503", until)
+
+
 async def test_a_commit_leases_and_returns_the_rows_it_queues_for_the_taken_sinks(
         store: Store) -> None:
     taken = await store.commit_polls([commit(note("e1"), note("e2", job="j2"))], take("hook"))
@@ -62,9 +69,7 @@ async def test_without_take_nothing_is_leased(store: Store) -> None:
 
 async def test_a_row_behind_an_earlier_pending_row_of_its_job_is_left_for_the_claim(
         store: Store) -> None:
-    await store.commit_polls([commit(note("e1"))])
-    first = await store.claim_due(T0, 50, LEASE)
-    await store.mark_retry(first[0].id, "503", T0 + timedelta(seconds=30))
+    await retrying(store, note("e1"), until=T0 + timedelta(seconds=30))
 
     later = T0 + timedelta(seconds=1)
     taken = await store.commit_polls([commit(note("e2"), note("e3", job="j2"), at=later)],
@@ -88,9 +93,7 @@ async def test_two_new_rows_of_one_job_in_one_commit_both_take_the_claim_in_orde
 
 async def test_a_repeated_row_already_waiting_for_its_retry_is_not_taken_early(
         store: Store) -> None:
-    await store.commit_polls([commit(note("e1"))])
-    first = await store.claim_due(T0, 50, LEASE)
-    await store.mark_retry(first[0].id, "503", T0 + timedelta(seconds=30))
+    await retrying(store, note("e1"), until=T0 + timedelta(seconds=30))
 
     # The same event again (a replay): its row exists, so the insert leaves it alone.
     later = T0 + timedelta(seconds=1)
