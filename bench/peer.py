@@ -15,7 +15,10 @@ the same webhook receiver process (`bench.peer_parts`). For each:
   p50/p99 from sending the push to its webhook arriving at the receiver.
 - connections: distinct connections the peer opened to the receiver.
 
-Then the ratios bridge/Alertmanager and bridge/forwarder. Every process is stopped by its
+Then the ratios bridge/Alertmanager and bridge/forwarder, and what one webhook POST costs
+the sender's CPU through aiohttp's client beside a bare asyncio protocol
+(`bench.client_floor`): the bridge sends one POST per notification through aiohttp, so its
+CPU per notification cannot go below that client's cost. Every process is stopped by its
 PID; each phase has a deadline. Without Alertmanager (not installed and not root), its row
 says why and the ratios against it are left out. `BENCH_PEER_N` scales the burst,
 `BENCH_PEER_PEERS=bridge,forwarder` picks peers (`bridge-asyncio`, `forwarder-asyncio`: the
@@ -43,6 +46,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import client_floor
 from bench import peer_parts as parts
 from bridge.signing import decode_secret, signed_headers
 
@@ -308,6 +312,10 @@ def main() -> None:
     print(table(results))
     print()
     print(ratios(results))
+    print("\n   the HTTP client's share (bench.client_floor)...", flush=True)
+    alertmanager = next((r for r in results if r.name == "alertmanager"), None)
+    print("\n".join(client_floor.run_floor().lines(
+        alertmanager.cpu_ms if alertmanager is not None else None)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,220 @@
+"""What one webhook POST costs the sender's CPU: aiohttp's client beside a bare protocol.
+
+`make bench-peer` prints this after its ratios, because it bounds them: the bridge sends one
+POST per notification through aiohttp's `ClientSession` (its stack), so no change to the
+bridge's own stages can bring its CPU per notification below this client's cost per POST.
+
+In one run, on 127.0.0.1, against one minimal receiver process (an asyncio protocol that
+answers every request `204` at once, so the receiver is never the limit):
+
+- aiohttp: the session as `bridge run` makes it (one pooled `TCPConnector`, 64 connections
+  per host) and the request as the webhook sink sends it (signed headers, a JSON body of a
+  notification's size, a total timeout, no redirects);
+- bare protocol: the same requests, keep-alive on the same number of connections, written
+  and framed (`Content-Length`) by a few lines of `asyncio.Protocol`: no HTTP library at
+  all, what the event loop alone costs. A measure of the floor, not a client to ship: it
+  does no TLS, proxies, chunked answers or error handling.
+
+Figures: CPU time of this process (user + system) per request, after a warm-up.
+Run alone: `.venv/bin/python -m bench.client_floor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import cast
+
+import aiohttp
+
+from bench import peer_parts as parts
+from bridge.loop import loop_factory
+from bridge.signing import decode_secret, signed_headers
+
+REQUESTS = 20_000
+WARM_UP = 1_000
+CONNECTIONS = 64
+BODY = (b'{"type":"job.appeared","timestamp":"2026-12-03T12:00:00Z","data":{"event_id":"'
+        + b"e" * 40 + b'","rule":"appeared","source":"peer","from":null,"to":"running",'
+        b'"text":"' + b"t" * 120 + b'","job":{"id":"b0000001","status":"running"},'
+        b'"reason":null,"schema_version":1}}')
+
+RECEIVER = r"""
+import asyncio, sys
+
+class Answer(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].lower()
+            at = head.find(b"content-length:")
+            length = int(head[at + 15:].split(b"\r\n", 1)[0]) if at >= 0 else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            self.buffer = self.buffer[end + 4 + length:]
+            self.transport.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+Send = Callable[[int], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    aiohttp_us: float
+    bare_us: float
+
+    def lines(self, alertmanager_cpu_ms: float | None = None) -> list[str]:
+        lines = [
+            f"one webhook POST, sender CPU: aiohttp {self.aiohttp_us:.0f} us, "
+            f"bare asyncio protocol {self.bare_us:.0f} us "
+            f"({self.aiohttp_us / self.bare_us:.1f}x)",
+        ]
+        if alertmanager_cpu_ms is not None:
+            target_us = alertmanager_cpu_ms * 1000 * 0.5
+            lines.append(
+                f"the CPU target (0.5x Alertmanager's {alertmanager_cpu_ms:.3f} ms = "
+                f"{target_us:.0f} us per notification) is {target_us / self.aiohttp_us:.2f}x "
+                "aiohttp's cost for the POST alone")
+        return lines
+
+
+class _Answered(asyncio.Protocol):
+    """One keep-alive connection of the bare client: one request at a time, each answer
+    framed by its `Content-Length` (the receiver above sends nothing else)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buffer = b""
+        self._answer: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0 or self._answer is None:
+            return
+        self._buffer = self._buffer[end + 4:]
+        answer, self._answer = self._answer, None
+        answer.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(ConnectionError("the receiver closed the connection"))
+
+    def request(self, data: bytes) -> asyncio.Future[None]:
+        assert self.transport is not None
+        self._answer = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return self._answer
+
+
+async def _measure(send: Send) -> float:
+    """CPU microseconds of this process per request, `CONNECTIONS` in flight."""
+    queue = iter(range(WARM_UP + REQUESTS))
+    started: list[float] = []
+
+    async def lane() -> None:
+        for n in queue:
+            if n == WARM_UP:
+                started.append(time.process_time())
+            await send(n)
+
+    await asyncio.gather(*(lane() for _ in range(CONNECTIONS)))
+    return (time.process_time() - started[0]) / REQUESTS * 1e6
+
+
+_KEY = decode_secret(parts.SECRET)
+
+
+def _headers(n: int) -> dict[str, str]:
+    return {"content-type": "application/json",
+            **signed_headers(_KEY, f"msg_{n:08d}", int(time.time()), BODY)}
+
+
+async def _with_aiohttp(url: str) -> float:
+    timeout = aiohttp.ClientTimeout(total=10)
+    connector = aiohttp.TCPConnector(limit_per_host=CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def send(n: int) -> None:
+            async with session.post(url, data=BODY, headers=_headers(n), timeout=timeout,
+                                    allow_redirects=False) as response:
+                response.raise_for_status()
+
+        return await _measure(send)
+
+
+async def _with_bare_protocol(host: str, port: int) -> float:
+    loop = asyncio.get_running_loop()
+    idle: collections.deque[_Answered] = collections.deque()
+    for _ in range(CONNECTIONS):
+        _, connection = await loop.create_connection(_Answered, host, port)
+        idle.append(connection)
+
+    async def send(n: int) -> None:
+        connection = idle.popleft()
+        head = "".join([f"POST /hook HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                        f"Content-Length: {len(BODY)}\r\n",
+                        *(f"{k}: {v}\r\n" for k, v in _headers(n).items()), "\r\n"])
+        await connection.request(head.encode("latin-1") + BODY)
+        idle.append(connection)
+
+    try:
+        return await _measure(send)
+    finally:
+        for connection in idle:
+            if connection.transport is not None:
+                connection.transport.close()
+
+
+async def measure_floor() -> Floor:
+    port = parts.free_port()
+    receiver = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", RECEIVER, str(port), stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL)
+    try:
+        assert receiver.stdout is not None
+        ready = await asyncio.wait_for(receiver.stdout.readline(), 20)
+        if ready.strip() != b"ready":
+            raise RuntimeError("the floor's receiver did not start")
+        url = f"http://{parts.HOST}:{port}/hook"
+        # Alternate, so a drift in the machine's speed shows in both figures alike.
+        runs = [await _with_aiohttp(url), await _with_bare_protocol(parts.HOST, port),
+                await _with_aiohttp(url), await _with_bare_protocol(parts.HOST, port)]
+        return Floor(aiohttp_us=min(runs[0::2]), bare_us=min(runs[1::2]))
+    finally:
+        receiver.kill()
+        await asyncio.wait_for(receiver.wait(), 5)
+
+
+def run_floor() -> Floor:
+    """`measure_floor` on the loop the bridge runs on (`BENCH_PEER_LOOP`, uvloop)."""
+    with asyncio.Runner(loop_factory=loop_factory(parts.LOOP)) as runner:
+        return runner.run(measure_floor())
+
+
+def main() -> None:
+    print("\n".join(run_floor().lines()))
+
+
+if __name__ == "__main__":
+    main()
