@@ -88,10 +88,11 @@ class Floor:
         ]
         if alertmanager_cpu_ms is not None:
             target_us = alertmanager_cpu_ms * 1000 * 0.5
-            lines.append(
-                f"the CPU target (0.5x Alertmanager's {alertmanager_cpu_ms:.3f} ms = "
-                f"{target_us:.0f} us per notification) is {target_us / self.aiohttp_us:.2f}x "
-                "aiohttp's cost for the POST alone")
+            left = target_us - self.aiohttp_us
+            verdict = (f"leaves {left:.0f} us for everything but the POST" if left > 0
+                       else f"is {-left:.0f} us below the POST alone")
+            lines.append(f"the CPU target (0.5x Alertmanager's {alertmanager_cpu_ms:.3f} ms = "
+                         f"{target_us:.0f} us per notification) {verdict}")
         return lines
 
 

@@ -24,7 +24,9 @@ says why and the ratios against it are left out. `BENCH_PEER_N` scales the burst
 `BENCH_PEER_PEERS=bridge,forwarder` picks peers (`bridge-asyncio`, `forwarder-asyncio`: the
 same on asyncio's own loop, the others running on `BENCH_PEER_LOOP`, default uvloop, and
 compared with them), `BENCH_PEER_PYSPY=FILE` records a py-spy profile of the bridge (raw
-collapsed stacks, `--gil`).
+collapsed stacks, `--gil`). `BENCH_PEER_ROUNDS` (default 3) repeats the whole sequence, each
+round with its own receiver, and prints every round's rows and ratios and then the median of
+the rounds' ratios: the machine's speed drifts between one peer's run and the next.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,10 @@ PACED_SECONDS = 5.0
 PACED_BATCH = 10
 PEERS = os.environ.get("BENCH_PEER_PEERS", "alertmanager,bridge,forwarder").split(",")
 PHASE_DEADLINE = 180.0  # seconds for all of one phase's notifications to arrive
+# The machine's speed drifts between one peer's run and the next (+-30% on a shared 2-core
+# box), so one round's ratios can mislead: each round runs every peer once, in order, and
+# the verdict is the median of the rounds' ratios.
+ROUNDS = int(os.environ.get("BENCH_PEER_ROUNDS", "3"))
 
 Post = Callable[[aiohttp.ClientSession, list[str]], Any]
 
@@ -261,61 +267,137 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def _ratio(ours: float | None, theirs: float | None) -> str:
-    return "-" if ours is None or not theirs else f"{ours / theirs:.2f}x"
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return None if ours is None or not theirs else ours / theirs
+
+
+def _shown(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+@dataclass(frozen=True, slots=True)
+class Ratios:
+    """The bridge against one peer in one round (None: a figure is missing)."""
+    throughput: float | None
+    cpu: float | None
+    p99: float | None
+
+    def line(self, peer: str, targets: str) -> str:
+        return (f"bridge/{peer}: throughput {_shown(self.throughput)}, "
+                f"CPU/notification {_shown(self.cpu)}, p99 {_shown(self.p99)}   "
+                f"(targets: {targets})")
+
+
+TARGETS = {"alertmanager": "throughput >= 1.5x, CPU <= 0.5x, p99 <= 1x",
+           "forwarder": "throughput >= 0.75x"}
+
+
+def ratios_of(results: Sequence[Result]) -> dict[str, Ratios | str]:
+    """The bridge against each peer of `TARGETS` in one round; why not, where it cannot be."""
+    by = {r.name: r for r in results}
+    bridge = by.get("bridge")
+    out: dict[str, Ratios | str] = {}
+    for peer in TARGETS:
+        other = by.get(peer, Result(name=peer, note="not run"))
+        if bridge is None or bridge.throughput is None:
+            out[peer] = bridge.note if bridge is not None else "bridge not run"
+        elif other.throughput is None:
+            out[peer] = other.note
+        else:
+            out[peer] = Ratios(_ratio(bridge.throughput, other.throughput),
+                               _ratio(bridge.cpu_ms, other.cpu_ms),
+                               _ratio(bridge.p99_ms, other.p99_ms))
+    return out
 
 
 def ratios(results: Sequence[Result]) -> str:
-    by = {r.name: r for r in results}
-    if "bridge" not in by:
+    if not any(r.name == "bridge" for r in results):
         return ""
-    bridge, lines = by["bridge"], []
-    for peer, targets in (("alertmanager", "throughput >= 1.5x, CPU <= 0.5x, p99 <= 1x"),
-                          ("forwarder", "throughput >= 0.75x")):
-        other = by.get(peer, Result(name=peer, note="not run"))
-        if other.throughput is None:
-            lines.append(f"bridge/{peer}: - ({other.note})")
-            continue
-        lines.append(
-            f"bridge/{peer}: throughput {_ratio(bridge.throughput, other.throughput)}, "
-            f"CPU/notification {_ratio(bridge.cpu_ms, other.cpu_ms)}, "
-            f"p99 {_ratio(bridge.p99_ms, other.p99_ms)}   (targets: {targets})")
+    by = {r.name: r for r in results}
+    lines = []
+    for peer, figures in ratios_of(results).items():
+        lines.append(figures.line(peer, TARGETS[peer]) if isinstance(figures, Ratios)
+                     else f"bridge/{peer}: - ({figures})")
     for name in ("bridge", "forwarder"):  # the same peer on the other loop, when also run
         for other_name in (n for n in by if n.startswith(f"{name}-")):
             ours, theirs = by[name], by[other_name]
             lines.append(f"{name}/{other_name}: throughput "
-                         f"{_ratio(ours.throughput, theirs.throughput)}, CPU/notification "
-                         f"{_ratio(ours.cpu_ms, theirs.cpu_ms)}")
+                         f"{_shown(_ratio(ours.throughput, theirs.throughput))}, CPU/notification "
+                         f"{_shown(_ratio(ours.cpu_ms, theirs.cpu_ms))}")
     return "\n".join(lines)
 
 
-async def _run() -> list[Result]:
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def median_ratios(rounds: Sequence[Sequence[Result]]) -> str:
+    """Each peer's ratios, the median over the rounds where both ran."""
+    lines = []
+    for peer in TARGETS:
+        figures = [f for f in (ratios_of(r).get(peer) for r in rounds) if isinstance(f, Ratios)]
+        if not figures:
+            continue
+        median = Ratios(_median([f.throughput for f in figures]),
+                        _median([f.cpu for f in figures]), _median([f.p99 for f in figures]))
+        lines.append(median.line(peer, TARGETS[peer]))
+    return "\n".join(lines)
+
+
+async def _round(work: Path) -> list[Result]:
+    """Every peer once, one after another, delivering to a receiver of their own."""
+    receiver_process, receiver = parts.start_receiver(work)
+    try:
+        await parts.wait_ready(f"{receiver}/ready", receiver_process)
+        results = []
+        for name in PEERS:
+            (work / name).mkdir()
+            print(f"   {name}...", flush=True)
+            results.append(await run_peer(name, work / name, receiver))
+        return results
+    finally:
+        receiver_process.stop()
+
+
+async def _run() -> list[list[Result]]:
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
-        work = Path(tmp)
-        receiver_process, receiver = parts.start_receiver(work)
-        try:
-            await parts.wait_ready(f"{receiver}/ready", receiver_process)
-            results = []
-            for name in PEERS:
-                (work / name).mkdir()
-                print(f"   {name}...", flush=True)
-                results.append(await run_peer(name, work / name, receiver))
-            return results
-        finally:
-            receiver_process.stop()
+        rounds = []
+        for number in range(1, ROUNDS + 1):
+            if ROUNDS > 1:
+                print(f"   round {number} of {ROUNDS}", flush=True)
+            work = Path(tmp) / f"round-{number}"
+            work.mkdir()
+            rounds.append(await _round(work))
+        return rounds
+
+
+def _labelled(rounds: Sequence[Sequence[Result]]) -> list[Result]:
+    """One table's rows: `name #k` for round k when there are several."""
+    if len(rounds) == 1:
+        return list(rounds[0])
+    return [replace(r, name=f"{r.name} #{number}")
+            for number, results in enumerate(rounds, 1) for r in results]
 
 
 def main() -> None:
-    results = asyncio.run(_run())
+    rounds = asyncio.run(_run())
     print(f"\n   {BURST:,} observations in batches of {BATCH} ({IN_FLIGHT} in flight), then "
-          f"{PACED_RATE:,}/s paced for {PACED_SECONDS:.0f}s; one webhook each, 127.0.0.1\n")
-    print(table(results))
+          f"{PACED_RATE:,}/s paced for {PACED_SECONDS:.0f}s; one webhook each, 127.0.0.1"
+          + (f"; {len(rounds)} rounds" if len(rounds) > 1 else "") + "\n")
+    print(table(_labelled(rounds)))
     print()
-    print(ratios(results))
+    if len(rounds) == 1:
+        print(ratios(rounds[0]))
+    else:
+        for number, results in enumerate(rounds, 1):
+            print("\n".join(f"#{number} {line}" for line in ratios(results).splitlines()))
+        print(f"\nmedian of {len(rounds)} rounds:")
+        print(median_ratios(rounds))
     print("\n   the HTTP client's share (bench.client_floor)...", flush=True)
-    alertmanager = next((r for r in results if r.name == "alertmanager"), None)
-    print("\n".join(client_floor.run_floor().lines(
-        alertmanager.cpu_ms if alertmanager is not None else None)))
+    alertmanager = _median([r.cpu_ms for results in rounds for r in results
+                            if r.name == "alertmanager"])
+    print("\n".join(client_floor.run_floor().lines(alertmanager)))
 
 
 if __name__ == "__main__":
