@@ -4,15 +4,16 @@
 POST per notification through aiohttp's `ClientSession` (its stack), so no change to the
 bridge's own stages can bring its CPU per notification below this client's cost per POST.
 
-In one run, on 127.0.0.1, against one minimal receiver process (an asyncio protocol that
-answers every request `204` at once, so the receiver is never the limit):
+In one run, on 127.0.0.1, against one minimal receiver process (`bench.peer_parts`' raw
+receiver: an asyncio protocol that answers every request `200` at once, so the receiver is
+never the limit):
 
 - aiohttp: the session as `bridge run` makes it (one pooled `TCPConnector`, 64 connections
   per host) and the request as the webhook sink sends it (signed headers, a JSON body of a
   notification's size, a total timeout, no redirects);
 - bare protocol: the same requests, keep-alive on the same number of connections, written
-  and framed (`Content-Length`) by a few lines of `asyncio.Protocol`: no HTTP library at
-  all, what the event loop alone costs. A measure of the floor, not a client to ship: it
+  and read (each answer up to its blank line) by a few lines of `asyncio.Protocol`: no HTTP
+  library at all, what the event loop alone costs. A measure of the floor, not a client to ship: it
   does no TLS, proxies, chunked answers or error handling.
 
 Figures: CPU time of this process (user + system) per request, after a warm-up.
@@ -23,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import aiohttp
@@ -42,35 +44,6 @@ BODY = (b'{"type":"job.appeared","timestamp":"2026-12-03T12:00:00Z","data":{"eve
         + b"e" * 40 + b'","rule":"appeared","source":"peer","from":null,"to":"running",'
         b'"text":"' + b"t" * 120 + b'","job":{"id":"b0000001","status":"running"},'
         b'"reason":null,"schema_version":1}}')
-
-RECEIVER = r"""
-import asyncio, sys
-
-class Answer(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport, self.buffer = transport, b""
-
-    def data_received(self, data):
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].lower()
-            at = head.find(b"content-length:")
-            length = int(head[at + 15:].split(b"\r\n", 1)[0]) if at >= 0 else 0
-            if len(self.buffer) < end + 4 + length:
-                return
-            self.buffer = self.buffer[end + 4 + length:]
-            self.transport.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-
-async def main():
-    server = await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", int(sys.argv[1]))
-    print("ready", flush=True)
-    await server.serve_forever()
-
-asyncio.run(main())
-"""
 
 Send = Callable[[int], Awaitable[None]]
 
@@ -98,7 +71,7 @@ class Floor:
 
 class _Answered(asyncio.Protocol):
     """One keep-alive connection of the bare client: one request at a time, each answer
-    framed by its `Content-Length` (the receiver above sends nothing else)."""
+    ended by its blank line (the raw receiver's answers have no body)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -188,23 +161,19 @@ async def _with_bare_protocol(host: str, port: int) -> float:
 
 
 async def measure_floor() -> Floor:
-    port = parts.free_port()
-    receiver = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", RECEIVER, str(port), stdout=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL)
-    try:
-        assert receiver.stdout is not None
-        ready = await asyncio.wait_for(receiver.stdout.readline(), 20)
-        if ready.strip() != b"ready":
-            raise RuntimeError("the floor's receiver did not start")
-        url = f"http://{parts.HOST}:{port}/hook"
-        # Alternate, so a drift in the machine's speed shows in both figures alike.
-        runs = [await _with_aiohttp(url), await _with_bare_protocol(parts.HOST, port),
-                await _with_aiohttp(url), await _with_bare_protocol(parts.HOST, port)]
-        return Floor(aiohttp_us=min(runs[0::2]), bare_us=min(runs[1::2]))
-    finally:
-        receiver.kill()
-        await asyncio.wait_for(receiver.wait(), 5)
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        receiver, url = parts.start_raw_receiver(Path(tmp))
+        try:
+            await parts.wait_ready(f"{url}/ready", receiver)
+            _, _, port = url.rpartition(":")
+            # Alternate, so a drift in the machine's speed shows in both figures alike.
+            runs = [await _with_aiohttp(f"{url}/hook"),
+                    await _with_bare_protocol(parts.HOST, int(port)),
+                    await _with_aiohttp(f"{url}/hook"),
+                    await _with_bare_protocol(parts.HOST, int(port))]
+            return Floor(aiohttp_us=min(runs[0::2]), bare_us=min(runs[1::2]))
+        finally:
+            receiver.stop()
 
 
 def run_floor() -> Floor:

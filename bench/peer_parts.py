@@ -1,4 +1,5 @@
-"""The processes `bench.peer` starts: the receiver, the bare forwarder, and the three peers.
+"""The processes `bench.peer` starts: the receiver, the bare forwarder, and the three peers
+(and `bench.client_floor`'s raw receiver).
 
 Every process here runs on 127.0.0.1 only, is started with `subprocess.Popen` (so it has a
 PID of its own, whose CPU time `/proc/PID/stat` tells) and is stopped by that PID: SIGTERM,
@@ -23,7 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
@@ -301,10 +302,53 @@ def start_forwarder(work: Path, receiver: str, loop: str = LOOP) -> tuple[Proces
     return process, f"http://{HOST}:{port}"
 
 
+# --- the raw receiver (bench.client_floor) --------------------------------------------------
+
+
+class _Answer(asyncio.Protocol):
+    """Answers every request `200` with an empty body as soon as its body is in: no HTTP
+    library, so that the receiver is never what limits a client being measured."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = self.buffer[:end].lower()
+            at = head.find(b"content-length:")
+            length = int(head[at + 15:].split(b"\r\n", 1)[0]) if at >= 0 else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            self.buffer = self.buffer[end + 4 + length:]
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+
+async def _serve_raw(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_Answer, HOST, port)
+    await server.serve_forever()
+
+
+def start_raw_receiver(work: Path) -> tuple[Process, str]:
+    """The raw receiver; its URL (any path answers, `/ready` too)."""
+    port = free_port()
+    process = Process("raw receiver", [sys.executable, "-m", "bench.peer_parts", "raw-receiver",
+                                       str(port)], work / "raw-receiver.log")
+    return process, f"http://{HOST}:{port}"
+
+
 def main(argv: Sequence[str]) -> None:
     role, port = argv[0], int(argv[1])
     if role == "receiver":
         web.run_app(receiver_app(), host=HOST, port=port, access_log=None, print=None)
+        return
+    if role == "raw-receiver":
+        asyncio.run(_serve_raw(port))
         return
     app, loop = forwarder_app(argv[2]), loop_factory(argv[3])()
     web.run_app(app, host=HOST, port=port, access_log=None, print=None, loop=loop)
